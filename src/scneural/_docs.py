@@ -1,0 +1,84 @@
+"""Docstring parameter snippets shared by the tools (one home for each description)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from textwrap import dedent
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+DOC_PARAMS: dict[str, str] = {
+    "adata": dedent(
+        """\
+        adata
+            Annotated data matrix (cells x genes). Results are written into it in place;
+            if the call fails nothing is written."""
+    ),
+    "key_added": dedent(
+        """\
+        key_added
+            Prefix of every key this tool writes in ``obs``, ``obsm`` and ``uns``."""
+    ),
+    "backend": dedent(
+        """\
+        backend
+            ``"torch"`` (PyTorch, default) or ``"jax"`` (flax; needs ``pip install "scneural[jax]"``)."""
+    ),
+    "layer": dedent(
+        """\
+        layer
+            Read raw counts from ``adata.layers[layer]`` instead of ``adata.X``."""
+    ),
+    "use_rep": dedent(
+        """\
+        use_rep
+            Train on ``adata.obsm[use_rep]`` (e.g. ``"X_pca"``, ``"X_scVI"``) instead of genes."""
+    ),
+    "model": dedent(
+        """\
+        model
+            A model returned by an earlier call (or loaded with ``.load``). If given, it is not
+            retrained; it is applied to ``adata``."""
+    ),
+    "random_state": dedent(
+        """\
+        random_state
+            Seed for numpy, torch and JAX; the same seed on the same machine gives the same result."""
+    ),
+    "max_epochs": dedent(
+        """\
+        max_epochs
+            Maximum number of training epochs; ``None`` picks a default from the data size."""
+    ),
+    "accelerator": dedent(
+        """\
+        accelerator
+            Lightning accelerator: ``"auto"``, ``"cpu"``, ``"gpu"``, ..."""
+    ),
+    "devices": dedent(
+        """\
+        devices
+            Lightning devices: ``"auto"``, a number of devices or a list of device ids."""
+    ),
+    "train_kwargs": dedent(
+        """\
+        **train_kwargs
+            Passed to the model's ``train`` (e.g. ``batch_size``, ``early_stopping``,
+            ``plan_kwargs``, ``logger``)."""
+    ),
+}
+
+
+def doc_params(**extra: str) -> Callable[[F], F]:
+    """Fill ``{name}`` placeholders in a docstring with the shared snippets (and ``extra``)."""
+    params = {**DOC_PARAMS, **extra}
+
+    def decorator(obj: F) -> F:
+        if obj.__doc__:
+            indent = " " * 4
+            filled = {k: v.replace("\n", "\n" + indent) for k, v in params.items()}
+            obj.__doc__ = obj.__doc__.format_map(filled)
+        return obj
+
+    return decorator

@@ -1,0 +1,124 @@
+"""Small helpers shared by every tool: seeding, result writing, uns sanitising, batching."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+_MISSING = object()
+
+
+def set_seed(random_state: int) -> None:
+    """Seed numpy, torch, Python's ``random`` and scvi-tools' JAX key with one number."""
+    import scvi
+
+    scvi.settings.seed = int(random_state)
+
+
+def to_h5ad_safe(value: Any) -> Any:
+    """Convert a nested result into something :meth:`anndata.AnnData.write_h5ad` can store.
+
+    ``None`` becomes the string ``"None"``, tuples and lists of scalars become arrays,
+    numpy scalars become Python scalars and dict keys become strings.
+    """
+    if value is None:
+        return "None"
+    if isinstance(value, Mapping):
+        return {str(k): to_h5ad_safe(v) for k, v in value.items()}
+    if isinstance(value, pd.DataFrame | pd.Series):
+        return value
+    if isinstance(value, list | tuple):
+        if len(value) == 0:
+            return np.array([], dtype=float)
+        if all(isinstance(v, str) for v in value):
+            return np.array(value, dtype=object)
+        if all(isinstance(v, int | float | bool | np.number | np.bool_) for v in value):
+            return np.asarray(value)
+        return {str(i): to_h5ad_safe(v) for i, v in enumerate(value)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray | str | int | float | bool):
+        return value
+    return str(value)
+
+
+def history_to_dict(history: Mapping[str, pd.DataFrame] | None) -> dict[str, np.ndarray]:
+    """Flatten scvi-tools' ``model.history`` (one DataFrame per metric) into arrays per metric."""
+    out: dict[str, np.ndarray] = {}
+    for name, frame in (history or {}).items():
+        values = np.asarray(frame.iloc[:, 0].to_numpy(), dtype=float)
+        out[str(name)] = values
+    return out
+
+
+def write_results(
+    adata: AnnData,
+    *,
+    obs: Mapping[str, Any] | None = None,
+    obsm: Mapping[str, Any] | None = None,
+    uns: Mapping[str, Any] | None = None,
+    layers: Mapping[str, Any] | None = None,
+) -> None:
+    """Write a tool's results into ``adata`` all at once, or not at all.
+
+    Every value is checked against ``adata``'s shape before anything is written; if an
+    assignment still fails, the keys written so far are restored to their old values.
+    """
+    obs, obsm, uns, layers = dict(obs or {}), dict(obsm or {}), dict(uns or {}), dict(layers or {})
+    for key, value in {**obs, **obsm}.items():
+        if len(value) != adata.n_obs:
+            raise ValueError(
+                f"result {key!r} has {len(value)} rows but adata has {adata.n_obs} cells"
+            )
+    for key, value in layers.items():
+        if value.shape != adata.shape:
+            raise ValueError(f"layer {key!r} has shape {value.shape}, adata has {adata.shape}")
+    saved: list[tuple[Any, str, Any]] = []
+    try:
+        for store, values in (
+            (adata.obs, obs),
+            (adata.obsm, obsm),
+            (adata.uns, uns),
+            (adata.layers, layers),
+        ):
+            for key, value in values.items():
+                saved.append((store, key, store[key] if key in store else _MISSING))
+                if store is adata.obs and isinstance(value, pd.Series | pd.Categorical):
+                    value = pd.Series(value).set_axis(adata.obs_names).array
+                if store is adata.obsm and isinstance(value, pd.DataFrame):
+                    value = value.set_axis(adata.obs_names, axis=0)
+                store[key] = value
+    except BaseException:
+        for store, key, old in reversed(saved):
+            if old is _MISSING:
+                with contextlib.suppress(KeyError):
+                    del store[key]
+            else:
+                store[key] = old
+        raise
+
+
+def iter_row_batches(X: Any, batch_size: int) -> Iterator[np.ndarray]:
+    """Yield dense float32 row blocks of ``X`` (dense, sparse or backed) without densifying all."""
+    n = X.shape[0]
+    for start in range(0, n, batch_size):
+        block = X[start : start + batch_size]
+        if sparse.issparse(block):
+            block = block.toarray()
+        yield np.asarray(block, dtype=np.float32)
+
+
+def get_matrix(adata: AnnData, *, layer: str | None = None, use_rep: str | None = None) -> Any:
+    """The matrix a tool reads: ``obsm[use_rep]``, ``layers[layer]`` or ``X``."""
+    if use_rep is not None:
+        rep = adata.obsm[use_rep]
+        return rep.to_numpy() if isinstance(rep, pd.DataFrame) else rep
+    if layer is not None:
+        return adata.layers[layer]
+    return adata.X

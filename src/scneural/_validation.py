@@ -1,0 +1,203 @@
+"""Input validation shared by every tool.
+
+Every check runs before any work and raises :class:`ValueError` or :class:`KeyError`
+with a message that names the argument, says what was found and what to do.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+_CHUNK = 10_000
+
+
+def check_adata(adata: Any) -> AnnData:
+    """Require a non-empty AnnData."""
+    if not isinstance(adata, AnnData):
+        raise TypeError(f"adata must be an AnnData object, got {type(adata).__name__}")
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(
+            f"adata is empty ({adata.n_obs} cells x {adata.n_vars} genes); "
+            "pass an AnnData with at least one cell and one gene"
+        )
+    return adata
+
+
+def check_obs_key(adata: AnnData, key: str | None, argument: str) -> None:
+    """Require ``key`` to be a column of ``adata.obs``."""
+    if key is None:
+        raise ValueError(f"{argument} is required: pass the name of a column of adata.obs")
+    if key not in adata.obs.columns:
+        raise KeyError(
+            f"{argument}={key!r} is not a column of adata.obs; "
+            f"available columns: {list(adata.obs.columns)[:20]}"
+        )
+
+
+def check_layer(adata: AnnData, layer: str | None) -> None:
+    """Require ``layer`` to be one of ``adata.layers`` (``None`` means ``X``)."""
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(
+            f"layer={layer!r} is not in adata.layers; available layers: {list(adata.layers)}. "
+            "Pass layer=None to use adata.X"
+        )
+
+
+def check_use_rep(adata: AnnData, use_rep: str | None) -> None:
+    """Require ``use_rep`` to be a 2-D entry of ``adata.obsm``."""
+    if use_rep is None:
+        return
+    if use_rep not in adata.obsm:
+        raise KeyError(
+            f"use_rep={use_rep!r} is not in adata.obsm; available: {list(adata.obsm)}. "
+            "Compute it first (e.g. sc.pp.pca for 'X_pca') or pass use_rep=None"
+        )
+    if np.ndim(adata.obsm[use_rep]) != 2:
+        raise ValueError(f"use_rep={use_rep!r} must be a 2-D array (cells x dimensions)")
+
+
+def check_input_source(adata: AnnData, *, layer: str | None, use_rep: str | None) -> None:
+    """Check ``layer`` / ``use_rep`` and that they are not both given."""
+    if layer is not None and use_rep is not None:
+        raise ValueError("pass either layer= or use_rep=, not both")
+    check_layer(adata, layer)
+    check_use_rep(adata, use_rep)
+
+
+def _values(X: Any) -> Any:
+    """The stored values of a matrix (the non-zeros of a sparse one)."""
+    if sparse.issparse(X):
+        return X.data
+    if isinstance(X, pd.DataFrame):
+        return X.to_numpy()
+    return X
+
+
+def _iter_value_chunks(X: Any):
+    if sparse.issparse(X) or isinstance(X, np.ndarray | pd.DataFrame):
+        values = np.asarray(_values(X)).ravel()
+        for start in range(0, values.size, _CHUNK * 100):
+            yield values[start : start + _CHUNK * 100]
+    else:  # backed or array-like: read row blocks
+        for start in range(0, X.shape[0], _CHUNK):
+            block = X[start : start + _CHUNK]
+            yield np.asarray(_values(block)).ravel()
+
+
+def check_finite(X: Any, argument: str) -> None:
+    """Require every value of ``X`` to be finite."""
+    for chunk in _iter_value_chunks(X):
+        if not np.all(np.isfinite(chunk)):
+            raise ValueError(
+                f"{argument} holds NaN or infinite values; remove or impute them before "
+                "calling this tool"
+            )
+
+
+def is_count_matrix(X: Any) -> bool:
+    """Whether ``X`` holds non-negative integers only (checked chunk by chunk)."""
+    for chunk in _iter_value_chunks(X):
+        if chunk.size and (np.any(chunk < 0) or np.any(chunk != np.round(chunk))):
+            return False
+    return True
+
+
+def check_counts(X: Any, argument: str, tool: str) -> None:
+    """Require finite, non-negative integer counts."""
+    check_finite(X, argument)
+    for chunk in _iter_value_chunks(X):
+        if chunk.size and np.any(chunk < 0):
+            raise ValueError(
+                f"{argument} holds negative values; {tool} needs raw counts: "
+                "pass layer= with the raw counts"
+            )
+        if chunk.size and np.any(chunk != np.round(chunk)):
+            raise ValueError(
+                f"{argument} holds non-integer values; {tool} needs raw counts: "
+                "pass layer= with the raw counts"
+            )
+
+
+def looks_like_counts(X: Any, n_rows: int = 500) -> bool:
+    """Heuristic used for warnings: integer values with a large maximum look like raw counts."""
+    block = X[: min(n_rows, X.shape[0])]
+    values = np.asarray(_values(block)).ravel()
+    if values.size == 0:
+        return False
+    return bool(np.all(values == np.round(values)) and values.max() > 20)
+
+
+def check_labels(
+    adata: AnnData,
+    labels_key: str,
+    *,
+    unlabeled_category: str | None = None,
+    min_cells_per_class: int = 2,
+) -> np.ndarray:
+    """Check a label column and return a boolean mask of cells with usable labels.
+
+    Cells with missing labels are excluded with a warning; an error is raised if no
+    labelled cell remains or a class has fewer than ``min_cells_per_class`` cells.
+    """
+    check_obs_key(adata, labels_key, "labels_key")
+    labels = adata.obs[labels_key]
+    missing = labels.isna().to_numpy()
+    if missing.all():
+        raise ValueError(f"labels_key={labels_key!r} holds only missing (NaN) labels")
+    if missing.any():
+        warnings.warn(
+            f"{int(missing.sum())} cells have a missing (NaN) label in {labels_key!r}; "
+            "they are not trained on but are predicted",
+            UserWarning,
+            stacklevel=3,
+        )
+    labelled = ~missing
+    if unlabeled_category is not None:
+        labelled &= (labels.astype(str) != str(unlabeled_category)).to_numpy()
+    if not labelled.any():
+        raise ValueError(
+            f"no labelled cells remain in {labels_key!r} after removing missing labels and "
+            f"unlabeled_category={unlabeled_category!r}"
+        )
+    counts = labels[labelled].astype(str).value_counts()
+    small = counts[counts < min_cells_per_class]
+    if len(small):
+        raise ValueError(
+            f"labels_key={labels_key!r}: classes {list(small.index)} have fewer than "
+            f"{min_cells_per_class} cells; remove them or merge them into another class"
+        )
+    if len(counts) < 2:
+        raise ValueError(
+            f"labels_key={labels_key!r} has a single class ({counts.index[0]!r}); "
+            "a classifier needs at least two"
+        )
+    return labelled
+
+
+def check_positive_int(value: Any, argument: str, minimum: int = 1) -> int:
+    """Require an integer of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_choice(value: Any, argument: str, choices: Sequence[Any]) -> Any:
+    """Require ``value`` to be one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{argument}={value!r} is not supported; choose one of {list(choices)}")
+    return value
+
+
+def check_unique_var_names(adata: AnnData, argument: str = "adata") -> None:
+    """Require unique gene names (needed to align genes between data sets)."""
+    if not adata.var_names.is_unique:
+        raise ValueError(
+            f"{argument}.var_names are not unique; call {argument}.var_names_make_unique() first"
+        )

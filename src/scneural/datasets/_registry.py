@@ -1,0 +1,251 @@
+"""Real data sets by name: from a data directory, else downloaded from their public source."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+DATA_DIR_ENV = "SCNEURAL_DATA_DIR"
+
+_SCDEEPCLUSTER = "https://github.com/ttgump/scDeepCluster/raw/ff7f29d003be7112c6a3dcab37c44d461423647d/scRNA-seq%20data/"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What scneural knows about one data set."""
+
+    name: str
+    description: str
+    shape: tuple[int, int]
+    sha256: str
+    url: str | None = None
+    labels: dict[str, int] = field(default_factory=dict)  # obs column -> number of classes
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.h5ad"
+
+
+REGISTRY: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in [
+        DatasetInfo(
+            "worm_neuron_cell",
+            "C. elegans neurons (sci-RNA-seq), scDeepCluster benchmark",
+            (4186, 13488),
+            "62a711c1643ab1cbd9efc9574fe5834f7fdcb773e5ee6afa47bb27c07e976100",
+            _SCDEEPCLUSTER + "worm_neuron_cell.h5",
+            {"Y": 10},
+        ),
+        DatasetInfo(
+            "mouse_bladder_cell_select_2100",
+            "mouse bladder (Microwell-seq), scDeepCluster benchmark",
+            (2100, 20670),
+            "e7d898d54a1113bdb744f7e2d201b1426f21d68d0c7d549374dbd23655a9a4c6",
+            _SCDEEPCLUSTER + "mouse_bladder_cell_select_2100.h5",
+            {"Y": 16},
+        ),
+        DatasetInfo(
+            "pbmc_10x_scdeepcluster_top2000",
+            "10x PBMC 4k, scDeepCluster/scDCC '10X PBMC', top 2000 genes",
+            (4271, 2000),
+            "80eec61f697af1dca99eb3178cd922dc2c7b4999bca691febcf792ee474f5fbd",
+            labels={"Y": 8},
+        ),
+        DatasetInfo(
+            "kang_ifnb_sub",
+            "Kang et al. 2018 PBMC, control vs IFN-beta (scGen benchmark), 2000 cells",
+            (2000, 13215),
+            "d736a23412484731ff904bc1330dd2a21d50501f2badc7351ed53a05b2c08928",
+            labels={"stim": 2, "seurat_annotations": 13},
+        ),
+        DatasetInfo(
+            "pbmc3k_annotated",
+            "10x PBMC 3k, raw counts with the standard annotation",
+            (2700, 32738),
+            "57dea8366eea40b10a6828c26b90d7b42a53933ea3602d1eb59ccfd012f719e9",
+            labels={"seurat_annotations": 9},
+        ),
+        DatasetInfo(
+            "cellbench_3cl_celseq2_dropseq",
+            "CellBench 3 lung cancer cell lines on CEL-seq2 and Drop-seq",
+            (499, 15073),
+            "dcd3401a1245c8de93253bba1b24ae9e4d9064babf8a55a6e0aeff1eac034f56",
+            labels={"cell_line": 3, "batch": 2},
+        ),
+        DatasetInfo(
+            "st_mouse_olfactory_bulb_mob1",
+            "legacy ST of mouse olfactory bulb (section 1) with its H&E image",
+            (1923, 1000),
+            "a5e3ee9431840e594f045c743af409332682c08ec33a1ef2e828a1b5a2a56a51",
+        ),
+        DatasetInfo(
+            "st_mouse_olfactory_bulb_mob2",
+            "legacy ST of mouse olfactory bulb (section 2) with its H&E image",
+            (1925, 1000),
+            "a5f5d552c1022787ca69ee5ff0d5701e4ab0786f4618b56abcbdeb6483f14b1d",
+        ),
+        DatasetInfo(
+            "visium_mouse_brain_crop",
+            "10x Visium mouse brain, 49-spot crop with its full-resolution H&E crop",
+            (49, 1999),
+            "cfaca33726c02acf7423abe1bda92d0c5a745d063e4d5d370457a08129eda99e",
+            labels={"leiden": 5},
+        ),
+    ]
+}
+
+
+def available() -> pd.DataFrame:
+    """The known data sets, whether each is found locally, and where it can be downloaded."""
+    rows = []
+    for info in REGISTRY.values():
+        path = _find_local(info)
+        rows.append(
+            {
+                "name": info.name,
+                "description": info.description,
+                "local_path": str(path) if path else None,
+                "downloadable": info.url is not None,
+            }
+        )
+    return pd.DataFrame(rows).set_index("name")
+
+
+def data_dirs() -> list[Path]:
+    """Directories searched, in order: ``$SCNEURAL_DATA_DIR``, ``../shared/data``, the cache."""
+    dirs = []
+    if os.environ.get(DATA_DIR_ENV):
+        dirs.append(Path(os.environ[DATA_DIR_ENV]).expanduser())
+    dirs.append(Path.cwd().parent / "shared" / "data")
+    dirs.append(cache_dir())
+    return dirs
+
+
+def cache_dir() -> Path:
+    """The user cache directory where downloads are kept."""
+    import pooch
+
+    return Path(pooch.os_cache("scneural"))
+
+
+def _find_local(info: DatasetInfo) -> Path | None:
+    for directory in data_dirs():
+        candidate = directory / info.filename
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load(name: str, *, backed: bool = False) -> ad.AnnData:
+    """Load a real data set by name.
+
+    Looks for ``{name}.h5ad`` in ``$SCNEURAL_DATA_DIR``, then ``../shared/data``, then the
+    user cache directory; if absent and the data set has a public source, downloads it
+    there with pooch and converts it to ``.h5ad``.
+
+    Parameters
+    ----------
+    name
+        One of :func:`available`'s names.
+    backed
+        Open the file in backed mode (``"r"``) instead of reading it into memory.
+
+    Returns
+    -------
+    The AnnData with raw integer counts in ``X``.
+    """
+    if name not in REGISTRY:
+        raise KeyError(f"unknown data set {name!r}; known: {sorted(REGISTRY)}")
+    info = REGISTRY[name]
+    path = _find_local(info)
+    if path is None:
+        if info.url is None:
+            raise FileNotFoundError(
+                f"data set {name!r} was not found and has no public download; put "
+                f"{info.filename} in ${DATA_DIR_ENV} (now "
+                f"{os.environ.get(DATA_DIR_ENV, 'unset')}) or in {cache_dir()}"
+            )
+        path = download(info)
+    return ad.read_h5ad(path, backed="r" if backed else None)
+
+
+def download(info: DatasetInfo, directory: Path | None = None) -> Path:
+    """Download ``info.url`` with pooch and convert the scDeepCluster ``.h5`` to ``.h5ad``.
+
+    The original files' checksums are not published; the converted data is checked
+    against the recorded shape and number of classes instead.
+    """
+    import pooch
+
+    directory = Path(directory or cache_dir())
+    raw = pooch.retrieve(
+        info.url, known_hash=None, fname=f"{info.name}.h5", path=directory, progressbar=False
+    )
+    adata = read_scdeepcluster_h5(raw)
+    check_content(adata, info)
+    target = directory / info.filename
+    adata.write_h5ad(target)
+    return target
+
+
+def read_scdeepcluster_h5(path: str | Path) -> ad.AnnData:
+    """Read an scDeepCluster ``.h5`` file (datasets ``X``: counts, ``Y``: labels)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        counts = np.asarray(handle["X"], dtype=np.float32)
+        labels = np.asarray(handle["Y"]).ravel()
+    adata = ad.AnnData(X=sparse.csr_matrix(counts))
+    adata.obs["Y"] = pd.Categorical(labels.astype(int).astype(str))
+    adata.obs_names = [f"cell{i}" for i in range(adata.n_obs)]
+    adata.var_names = [f"gene{j}" for j in range(adata.n_vars)]
+    return adata
+
+
+def check_content(adata: ad.AnnData, info: DatasetInfo) -> None:
+    """Check a loaded or converted data set against the recorded shape and class counts."""
+    n_obs, n_vars = info.shape
+    if (n_obs >= 0 and adata.n_obs != n_obs) or adata.n_vars != n_vars:
+        raise ValueError(
+            f"{info.name}: expected {info.shape} cells x genes, got {adata.shape}; "
+            "the file is not the published one"
+        )
+    for column, n_classes in info.labels.items():
+        found = adata.obs[column].nunique() if column in adata.obs else 0
+        if found != n_classes:
+            raise ValueError(
+                f"{info.name}: obs[{column!r}] has {found} classes, expected {n_classes}"
+            )
+
+
+def pbmc68k_reduced_counts() -> ad.AnnData:
+    """scanpy's bundled ``pbmc68k_reduced`` (700 cells, 765 genes) with raw counts recovered.
+
+    ``.raw`` holds log-normalised values ``log1p(x / n_counts * 1e4)``; counts are rebuilt as
+    ``round(expm1(raw) * n_counts / 1e4)``. ``X`` holds the counts, ``layers['counts']`` too,
+    ``layers['lognorm']`` the log-normalised values and ``obs['bulk_labels']`` the labels.
+    Works offline.
+    """
+    import scanpy as sc
+
+    reduced = sc.datasets.pbmc68k_reduced()
+    lognorm = reduced.raw.X
+    lognorm = lognorm.toarray() if sparse.issparse(lognorm) else np.asarray(lognorm)
+    size = reduced.obs["n_counts"].to_numpy()[:, None]
+    counts = np.round(np.expm1(lognorm) * size / 1e4).astype(np.float32)
+    adata = ad.AnnData(
+        X=sparse.csr_matrix(counts),
+        obs=reduced.obs.copy(),
+        var=pd.DataFrame(index=reduced.raw.var_names.copy()),
+    )
+    adata.layers["counts"] = adata.X.copy()
+    adata.layers["lognorm"] = sparse.csr_matrix(lognorm.astype(np.float32))
+    adata.obsm["X_umap"] = reduced.obsm["X_umap"].copy()
+    return adata

@@ -1,0 +1,80 @@
+"""Model-level code shared by every scneural model (torch and JAX)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from anndata import AnnData
+
+from scneural._utils import history_to_dict
+
+
+class ScneuralModelMixin:
+    """Helpers every scneural model shares: history as arrays and batched inference."""
+
+    #: history entries that carry nothing for this model (e.g. scvi's ELBO terms)
+    _history_exclude: tuple[str, ...] = ()
+
+    def history_dict(self) -> dict[str, np.ndarray]:
+        """Per-epoch training curves (``model.history``) as one array per metric."""
+        history = history_to_dict(getattr(self, "history_", None))
+        return {
+            name: values
+            for name, values in history.items()
+            if not any(name.startswith(prefix) for prefix in self._history_exclude)
+        }
+
+    @torch.inference_mode()
+    def _batched_inference(
+        self,
+        adata: AnnData | None,
+        outputs: Sequence[str],
+        *,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        transform: Callable[[dict[str, Any]], dict[str, torch.Tensor]] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Run the module's ``inference`` over ``adata`` in minibatches.
+
+        Returns the requested inference outputs concatenated over cells, as numpy arrays.
+        """
+        adata = self._validate_anndata(adata)
+        loader = self._make_data_loader(
+            adata=adata, indices=indices, batch_size=batch_size or 1024, shuffle=False
+        )
+        self.module.eval()
+        collected: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
+        for tensors in loader:
+            inference_inputs = self.module._get_inference_input(tensors)
+            result = self.module.inference(**inference_inputs)
+            if transform is not None:
+                result = transform(result)
+            for name in outputs:
+                collected[name].append(result[name].detach().cpu().numpy())
+        return {name: np.concatenate(parts, axis=0) for name, parts in collected.items()}
+
+
+def build_logger(logger: Any, save_dir: str = "lightning_logs") -> Any:
+    """Lightning logger(s) for ``train``: scvi-tools' history logger plus the one asked for.
+
+    ``logger`` is ``None`` (history only), ``"tensorboard"``, ``"csv"`` or a Lightning
+    :class:`~lightning.pytorch.loggers.Logger`. The history logger always comes first so
+    ``model.history`` is filled whatever else is logged.
+    """
+    if logger is None:
+        return None
+    from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+    from scvi.train._logger import SimpleLogger
+
+    if logger == "tensorboard":
+        logger = TensorBoardLogger(save_dir=save_dir)
+    elif logger == "csv":
+        logger = CSVLogger(save_dir=save_dir)
+    elif not isinstance(logger, Logger):
+        raise ValueError(
+            f"logger must be None, 'tensorboard', 'csv' or a Lightning Logger, got {logger!r}"
+        )
+    return [SimpleLogger(), logger]

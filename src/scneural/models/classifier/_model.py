@@ -1,0 +1,222 @@
+"""The scvi-tools model of the cell-type classifier."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, LayerField
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+from sklearn.utils.class_weight import compute_class_weight
+
+from scneural.models._base import ScneuralModelMixin, build_logger
+
+from ._module import ClassifierModule
+
+logger = logging.getLogger(__name__)
+
+#: category used internally for cells without a label when the user names none
+UNLABELED_SENTINEL = "_scneural_unlabeled_"
+
+
+class Classifier(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
+    """Supervised MLP cell-type classifier on scvi-tools.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`.
+    n_hidden
+        Widths of the hidden layers (default 512-256-128); the last is the embedding.
+    dropout_rate
+        Dropout after every hidden block.
+    log_normalize_input
+        Whether the registered matrix holds raw counts, to be library-size normalised and
+        log1p-transformed inside the model.
+    class_weight
+        ``None`` (all classes weigh 1) or ``"balanced"`` (inverse class frequency, as
+        scikit-learn's ``class_weight="balanced"``).
+    label_smoothing
+        Label smoothing of the cross-entropy.
+
+    Examples
+    --------
+    >>> Classifier.setup_anndata(adata, labels_key="cell_type")
+    >>> model = Classifier(adata)
+    >>> model.train(max_epochs=50)
+    >>> proba = model.predict(soft=True)
+    """
+
+    _module_cls = ClassifierModule
+    _history_exclude = ("elbo_", "reconstruction_loss_", "kl_local_", "kl_global_")
+
+    def __init__(
+        self,
+        adata: AnnData | None = None,
+        n_hidden: Sequence[int] = (512, 256, 128),
+        dropout_rate: float = 0.2,
+        log_normalize_input: bool = False,
+        class_weight: Literal["balanced"] | None = None,
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__(adata)
+        labels_registry = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
+        mapping = np.asarray(labels_registry.categorical_mapping)
+        unlabeled = labels_registry.unlabeled_category
+        self.classes_ = np.array([str(c) for c in mapping if c != unlabeled], dtype=object)
+        n_labels = len(self.classes_)
+        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY).ravel()
+        labelled_codes = codes[codes < n_labels]
+        weights = None
+        if class_weight == "balanced":
+            present = np.unique(labelled_codes)
+            weights = np.ones(n_labels)
+            weights[present] = compute_class_weight("balanced", classes=present, y=labelled_codes)
+        elif class_weight is not None:
+            raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}")
+        n_batch = self.summary_stats.n_batch
+        self.module = self._module_cls(
+            n_input=self.summary_stats.n_vars,
+            n_labels=n_labels,
+            n_batch=n_batch,
+            n_hidden=tuple(n_hidden),
+            dropout_rate=dropout_rate,
+            log_normalize_input=log_normalize_input,
+            class_weights=None if weights is None else weights.tolist(),
+            unlabeled_index=n_labels,
+            label_smoothing=label_smoothing,
+        )
+        self._model_summary_string = (
+            f"Classifier: {self.summary_stats.n_vars} inputs, hidden {list(n_hidden)}, "
+            f"{n_labels} classes, dropout {dropout_rate}, class_weight {class_weight}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        labels_key: str,
+        layer: str | None = None,
+        batch_key: str | None = None,
+        unlabeled_category: str | None = None,
+        **kwargs,
+    ) -> None:
+        """Register the AnnData fields the classifier reads.
+
+        Parameters
+        ----------
+        adata
+            AnnData to register.
+        labels_key
+            Column of ``adata.obs`` with the cell-type labels.
+        layer
+            Layer with the input matrix (``None``: ``adata.X``).
+        batch_key
+            Column of ``adata.obs`` with batches, fed to the network as one-hot covariates.
+        unlabeled_category
+            Label of cells that are predicted but not trained on.
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        anndata_fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False),
+            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+            LabelsWithUnlabeledObsField(
+                REGISTRY_KEYS.LABELS_KEY,
+                labels_key,
+                UNLABELED_SENTINEL if unlabeled_category is None else unlabeled_category,
+            ),
+        ]
+        adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    def train(
+        self,
+        max_epochs: int | None = 100,
+        *,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-5,
+        batch_size: int = 128,
+        early_stopping: bool = True,
+        early_stopping_patience: int = 10,
+        train_size: float | None = 0.9,
+        logger: str | None = None,
+        plan_kwargs: dict | None = None,
+        **kwargs,
+    ):
+        """Train with Adam on the cross-entropy; early stopping watches the validation loss.
+
+        Parameters
+        ----------
+        max_epochs
+            Maximum number of epochs.
+        lr, weight_decay
+            Adam's learning rate and weight decay.
+        batch_size
+            Minibatch size.
+        early_stopping, early_stopping_patience
+            Stop when the validation loss has not improved for this many epochs.
+        train_size
+            Fraction of cells trained on; the rest is the validation set.
+        logger
+            Also log to ``"tensorboard"``, ``"csv"`` (under ``lightning_logs/``) or a Lightning
+            logger; the per-epoch history is always kept in ``model.history``.
+        plan_kwargs
+            More arguments of :class:`scvi.train.TrainingPlan`.
+        **kwargs
+            Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and the Lightning
+            trainer (``accelerator``, ``devices``, ``logger``, ...).
+        """
+        plan = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
+        if train_size is not None and train_size >= 1.0:
+            early_stopping = False
+        kwargs.setdefault("early_stopping_monitor", "validation_loss")
+        kwargs.setdefault("early_stopping_patience", early_stopping_patience)
+        kwargs.setdefault("early_stopping_mode", "min")
+        kwargs.setdefault("check_val_every_n_epoch", 1)
+        if logger is not None:
+            kwargs["logger"] = build_logger(logger)
+        result = super().train(
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            early_stopping=early_stopping,
+            train_size=train_size,
+            plan_kwargs=plan,
+            **kwargs,
+        )
+        return result
+
+    def predict(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        soft: bool = False,
+        batch_size: int | None = None,
+    ) -> np.ndarray | pd.DataFrame:
+        """Predicted labels, or class probabilities (``soft=True``) as a DataFrame."""
+        logits = self._batched_inference(adata, ["logits"], indices=indices, batch_size=batch_size)[
+            "logits"
+        ]
+        proba = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        if soft:
+            return pd.DataFrame(proba, columns=list(self.classes_))
+        return self.classes_[proba.argmax(axis=1)]
+
+    def get_latent_representation(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """The penultimate-layer embedding of each cell (for neighbours/UMAP)."""
+        return self._batched_inference(
+            adata, ["embedding"], indices=indices, batch_size=batch_size
+        )["embedding"]

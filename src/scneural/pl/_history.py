@@ -1,0 +1,96 @@
+"""Training curves read back from ``adata.uns[key]['history']``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from anndata import AnnData
+
+from ._utils import finish, get_uns
+
+
+def _metric_groups(history: dict, metrics: Sequence[str] | None) -> dict[str, list[str]]:
+    """Group history entries by metric name (``train_loss``/``validation_loss`` together)."""
+    names = [
+        m
+        for m in history
+        if metrics is None or any(m.startswith(x) or m.endswith(x) for x in metrics)
+    ]
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        base = name
+        for tag in ("train_", "validation_", "_train", "_validation", "_epoch"):
+            base = base.replace(tag, "")
+        groups.setdefault(base, []).append(name)
+    return groups
+
+
+def training_history(
+    adata: AnnData,
+    key: str,
+    *,
+    metrics: Sequence[str] | None = None,
+    phase: str | None = None,
+    axes: Any = None,
+    show: bool | None = None,
+) -> Any:
+    """Per-epoch training curves of a tool run, one panel per metric (train and validation).
+
+    Parameters
+    ----------
+    adata
+        AnnData a tool wrote ``uns[key]['history']`` into.
+    key
+        The tool's ``key_added``.
+    metrics
+        Only metrics whose names start or end with one of these (e.g. ``["loss", "accuracy"]``).
+    phase
+        For tools that train in phases (``deep_cluster``: ``"pretrain"``, ``"cluster"``),
+        which phase to plot; ``None`` plots the single or every phase.
+    axes
+        A sequence of Axes, one per panel; new figure by default.
+    show
+        Show the figure; ``False`` returns the Axes.
+
+    Returns
+    -------
+    The list of matplotlib Axes when ``show=False``, else ``None``.
+    """
+    history = get_uns(adata, key, "<tool>").get("history")
+    if history is None or len(history) == 0:
+        raise ValueError(f"adata.uns[{key!r}] holds no training history (was the model reused?)")
+    phases = {phase: history[phase]} if phase is not None else None
+    if phases is None:
+        nested = all(isinstance(v, dict) for v in history.values())
+        phases = dict(history) if nested else {"": history}
+    panels = []
+    for phase_name, phase_history in phases.items():
+        for base, names in _metric_groups(phase_history, metrics).items():
+            panels.append((f"{phase_name} {base}".strip(), {n: phase_history[n] for n in names}))
+    if not panels:
+        raise ValueError(f"no metric of adata.uns[{key!r}]['history'] matches metrics={metrics!r}")
+    if axes is None:
+        n = len(panels)
+        ncols = min(n, 3)
+        nrows = int(np.ceil(n / ncols))
+        fig, grid = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 3.0 * nrows), squeeze=False)
+        axes = list(grid.ravel())
+        for extra in axes[n:]:
+            extra.set_visible(False)
+        fig.tight_layout()
+    for ax, (title, curves) in zip(axes, panels):
+        for name, values in curves.items():
+            values = np.asarray(values, dtype=float)
+            ax.plot(
+                np.arange(1, values.size + 1),
+                values,
+                label=name,
+                marker="." if values.size < 30 else None,
+            )
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    return finish(list(axes[: len(panels)]), show)

@@ -1,0 +1,281 @@
+"""``sn.tl.classify``: train or apply an MLP cell-type classifier."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from scneural import metrics
+from scneural._docs import doc_params
+from scneural._utils import set_seed, to_h5ad_safe, write_results
+from scneural._validation import (
+    check_adata,
+    check_counts,
+    check_finite,
+    check_labels,
+    check_obs_key,
+    looks_like_counts,
+)
+from scneural.models import Classifier
+from scneural.models.classifier._model import UNLABELED_SENTINEL
+
+from ._common import (
+    align_features,
+    check_backend,
+    make_proxy,
+    model_feature_names,
+    resolve_source,
+    trainer_kwargs,
+)
+
+UNKNOWN = "Unknown"
+
+
+@doc_params()
+def classify(
+    adata: AnnData,
+    labels_key: str | None = None,
+    *,
+    key_added: str = "classify",
+    backend: Literal["torch", "jax"] = "torch",
+    layer: str | None = None,
+    use_rep: str | None = None,
+    model: Classifier | None = None,
+    batch_key: str | None = None,
+    unlabeled_category: str | None = None,
+    class_weight: Literal["balanced"] | None = None,
+    min_confidence: float | None = None,
+    n_hidden: Sequence[int] = (512, 256, 128),
+    dropout_rate: float = 0.2,
+    random_state: int = 0,
+    max_epochs: int | None = None,
+    accelerator: str = "auto",
+    devices: int | str | Sequence[int] = "auto",
+    batch_size: int = 1024,
+    **train_kwargs: Any,
+) -> Classifier:
+    """Annotate cell types with a supervised MLP classifier.
+
+    Trains a ``Linear -> BatchNorm -> ReLU -> Dropout`` network on labelled cells (or applies
+    a trained one with ``model=``) and writes predicted labels, confidences, class
+    probabilities and the learned embedding into ``adata``.
+
+    Parameters
+    ----------
+    {adata}
+    labels_key
+        Column of ``adata.obs`` with the cell-type labels to learn. Cells with a missing
+        label (NaN) or with ``unlabeled_category`` are not trained on but are predicted.
+        With ``model=``, optional: if given, accuracy against it is stored in ``uns``.
+    {key_added}
+    {backend}
+    layer
+        Read raw counts from ``adata.layers[layer]``; they are library-size normalised and
+        log1p-transformed inside the model. Default: ``adata.X``, used as it is (expected
+        log-normalised).
+    {use_rep}
+    {model}
+        Query genes are aligned to the model's; missing genes are filled with zeros.
+    batch_key
+        Column of ``adata.obs`` with batches, given to the network as one-hot covariates.
+    unlabeled_category
+        Label value of cells to predict but not to train on (semi-supervised use).
+    class_weight
+        ``"balanced"`` weighs the cross-entropy by inverse class frequency.
+    min_confidence
+        Cells whose highest class probability is below this are labelled ``"Unknown"``.
+    n_hidden
+        Widths of the hidden layers; the last one is the embedding.
+    dropout_rate
+        Dropout after every hidden block.
+    {random_state}
+    {max_epochs}
+        Default 100, with early stopping on the validation loss.
+    {accelerator}
+    {devices}
+    batch_size
+        Minibatch size for prediction.
+    {train_kwargs}
+
+    Returns
+    -------
+    The trained (or reused) :class:`~scneural.models.Classifier`. Writes into ``adata``:
+
+    ``obs[f"{{key_added}}_label"]``
+        Predicted cell type (categorical).
+    ``obs[f"{{key_added}}_confidence"]``
+        Highest class probability (float32).
+    ``obsm[f"{{key_added}}_proba"]``
+        Class probabilities, a DataFrame with one column per class.
+    ``obsm[f"X_{{key_added}}"]``
+        Penultimate-layer embedding, for ``sc.pp.neighbors(use_rep=...)``.
+    ``uns[key_added]``
+        ``params``, ``history`` (per-epoch losses and accuracies), ``classes``,
+        ``validation`` (accuracy and macro-F1 on the held-out validation cells) and, when
+        ``labels_key`` is given with ``model=``, ``metrics`` against those labels.
+
+    Examples
+    --------
+    >>> clf = sn.tl.classify(ref, labels_key="cell_type")
+    >>> sn.tl.classify(query, model=clf)
+    >>> sn.pl.confusion_matrix(query, "cell_type", "classify_label")
+    """
+    check_adata(adata)
+    check_backend(backend, "classify", available=("torch",))
+    if min_confidence is not None and not 0.0 <= float(min_confidence) <= 1.0:
+        raise ValueError(f"min_confidence must be between 0 and 1, got {min_confidence!r}")
+    if model is not None and not isinstance(model, Classifier):
+        raise TypeError(f"model= must be a scneural Classifier, got {type(model).__name__}")
+    if model is not None and not model.is_trained:
+        raise ValueError("model= has not been trained; call model.train() or pass model=None")
+    source = resolve_source(adata, layer=layer, use_rep=use_rep, model=model)
+    matrix = source.matrix(adata)
+    check_finite(matrix, source.describe())
+    if source.layer is not None:
+        check_counts(matrix, f"layer={source.layer!r}", "classify with layer=")
+    elif source.use_rep is None and looks_like_counts(matrix):
+        warnings.warn(
+            "adata.X looks like raw counts; classify expects log-normalised X. Pass "
+            "layer= with the counts (normalised inside the model), or run "
+            "sc.pp.normalize_total and sc.pp.log1p first",
+            UserWarning,
+            stacklevel=2,
+        )
+    set_seed(random_state)
+
+    if model is None:
+        labelled = check_labels(adata, labels_key, unlabeled_category=unlabeled_category)
+        unlabeled = UNLABELED_SENTINEL if unlabeled_category is None else str(unlabeled_category)
+        obs = pd.DataFrame(index=adata.obs_names.copy())
+        obs[labels_key] = np.where(labelled, adata.obs[labels_key].astype(str), unlabeled)
+        if batch_key is not None:
+            check_obs_key(adata, batch_key, "batch_key")
+            obs[batch_key] = adata.obs[batch_key].astype(str).to_numpy()
+        proxy = make_proxy(adata, source, obs=obs)
+        Classifier.setup_anndata(
+            proxy,
+            labels_key=labels_key,
+            layer=source.layer,
+            batch_key=batch_key,
+            unlabeled_category=unlabeled,
+        )
+        model = Classifier(
+            proxy,
+            n_hidden=n_hidden,
+            dropout_rate=dropout_rate,
+            log_normalize_input=source.layer is not None,
+            class_weight=class_weight,
+        )
+        model.input_source_ = source.to_dict()
+        model.train(
+            **trainer_kwargs(
+                accelerator=accelerator,
+                devices=devices,
+                max_epochs=max_epochs,
+                train_kwargs=train_kwargs,
+            )
+        )
+        model.validation_metrics_ = _validation_metrics(model, labelled, batch_size)
+        reused = False
+    else:
+        proxy = _query_proxy(adata, source, model)
+        reused = True
+
+    proba = model.predict(proxy, soft=True, batch_size=batch_size)
+    embedding = model.get_latent_representation(proxy, batch_size=batch_size)
+    classes = [str(c) for c in model.classes_]
+    confidence = proba.to_numpy().max(axis=1).astype(np.float32)
+    predicted = np.asarray(classes, dtype=object)[proba.to_numpy().argmax(axis=1)]
+    categories = list(classes)
+    if min_confidence is not None:
+        predicted = np.where(confidence < min_confidence, UNKNOWN, predicted)
+        if UNKNOWN not in categories:
+            categories.append(UNKNOWN)
+
+    uns: dict[str, Any] = {
+        "params": {
+            "labels_key": labels_key,
+            "layer": source.layer,
+            "use_rep": source.use_rep,
+            "batch_key": model.adata_manager.registry["setup_args"].get("batch_key"),
+            "unlabeled_category": unlabeled_category,
+            "class_weight": model.init_params_["non_kwargs"].get("class_weight"),
+            "min_confidence": min_confidence,
+            "n_hidden": list(model.init_params_["non_kwargs"].get("n_hidden", n_hidden)),
+            "dropout_rate": model.init_params_["non_kwargs"].get("dropout_rate"),
+            "random_state": random_state,
+            "max_epochs": max_epochs,
+            "backend": backend,
+            "model_reused": reused,
+            "train_kwargs": {k: str(v) for k, v in train_kwargs.items()},
+        },
+        "history": model.history_dict(),
+        "classes": classes,
+        "validation": dict(getattr(model, "validation_metrics_", {}) or {}),
+    }
+    if reused and labels_key is not None:
+        check_obs_key(adata, labels_key, "labels_key")
+        truth = adata.obs[labels_key]
+        known = truth.notna().to_numpy()
+        uns["metrics"] = {
+            "accuracy": metrics.accuracy(truth[known], predicted[known]),
+            "macro_f1": metrics.macro_f1(truth[known], predicted[known]),
+        }
+    write_results(
+        adata,
+        obs={
+            f"{key_added}_label": pd.Categorical(predicted, categories=categories),
+            f"{key_added}_confidence": confidence,
+        },
+        obsm={
+            f"{key_added}_proba": proba.set_axis(adata.obs_names, axis=0),
+            f"X_{key_added}": embedding.astype(np.float32),
+        },
+        uns={key_added: to_h5ad_safe(uns)},
+    )
+    return model
+
+
+def _query_proxy(adata: AnnData, source: Any, model: Classifier) -> AnnData:
+    """Proxy of a query for a trained classifier: its batch column and aligned features."""
+    setup_args = model.adata_manager.registry["setup_args"]
+    batch_key = setup_args.get("batch_key")
+    obs = pd.DataFrame(index=adata.obs_names.copy())
+    # labels are not read for prediction; every query cell counts as unlabelled
+    unlabeled = model.adata_manager.get_state_registry("labels").unlabeled_category
+    obs[setup_args["labels_key"]] = unlabeled
+    if batch_key is not None:
+        check_obs_key(adata, batch_key, "batch_key (the model was trained with it)")
+        known = set(model.adata_manager.get_state_registry("batch").categorical_mapping)
+        values = adata.obs[batch_key].astype(str)
+        unknown = sorted(set(values) - {str(k) for k in known})
+        if unknown:
+            raise ValueError(
+                f"batch_key={batch_key!r} has batches the model has not seen: {unknown[:5]}; "
+                "a classifier trained with batch_key can only be applied to its own batches"
+            )
+        obs[batch_key] = values.to_numpy()
+    proxy = make_proxy(adata, source, obs=obs)
+    return align_features(proxy, model_feature_names(model), source)
+
+
+def _validation_metrics(model: Classifier, labelled: np.ndarray, batch_size: int) -> dict:
+    """Accuracy and macro-F1 on the labelled cells of the model's validation split."""
+    indices = getattr(model, "validation_indices", None)
+    indices = np.asarray([] if indices is None else indices, dtype=int)
+    indices = indices[labelled[indices]] if indices.size else indices
+    if indices.size == 0:
+        return {"n_cells": 0}
+    labels_key = model.adata_manager.registry["setup_args"]["labels_key"]
+    truth = model.adata.obs[labels_key].to_numpy()[indices]
+    predicted = model.predict(model.adata, indices=indices, batch_size=batch_size)
+    return {
+        "n_cells": int(indices.size),
+        "accuracy": metrics.accuracy(truth, predicted),
+        "macro_f1": metrics.macro_f1(truth, predicted),
+    }

@@ -1,0 +1,196 @@
+"""Plumbing shared by the tools: input sources, proxy AnnData objects, gene alignment, backends.
+
+Tools never register the user's AnnData with scvi-tools directly (that writes bookkeeping
+keys into ``adata.uns``). They build a *proxy*: a light AnnData that shares the user's
+matrices and holds only the columns the model needs. The user's object is changed only by
+:func:`scneural._utils.write_results`, once everything has succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+from scneural._utils import get_matrix
+from scneural._validation import check_choice, check_input_source, check_unique_var_names
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "jax")
+
+
+@dataclass(frozen=True)
+class InputSource:
+    """Where a model reads its input: ``obsm[use_rep]``, ``layers[layer]`` or ``X``."""
+
+    layer: str | None = None
+    use_rep: str | None = None
+
+    def matrix(self, adata: AnnData) -> Any:
+        """The matrix of ``adata`` this source points at."""
+        return get_matrix(adata, layer=self.layer, use_rep=self.use_rep)
+
+    def describe(self) -> str:
+        """Human-readable name of the source, for messages."""
+        if self.use_rep is not None:
+            return f"adata.obsm[{self.use_rep!r}]"
+        if self.layer is not None:
+            return f"adata.layers[{self.layer!r}]"
+        return "adata.X"
+
+    def to_dict(self) -> dict[str, str | None]:
+        """Plain dict, stored on models (saved with them) and in ``uns[key]['params']``."""
+        return asdict(self)
+
+
+def resolve_source(
+    adata: AnnData, *, layer: str | None, use_rep: str | None, model: Any = None
+) -> InputSource:
+    """Check ``layer``/``use_rep`` and reconcile them with a reused model's own source.
+
+    When ``model`` is given and the caller named no source, the model's source is used; a
+    source that differs from the one the model was trained on is an error.
+    """
+    if model is not None:
+        trained = InputSource(**getattr(model, "input_source_", {}))
+        if (layer is not None or use_rep is not None) and (
+            InputSource(layer=layer, use_rep=use_rep) != trained
+        ):
+            raise ValueError(
+                f"model= was trained on {trained.describe()}, but this call asks for "
+                f"{InputSource(layer=layer, use_rep=use_rep).describe()}; pass the same "
+                "layer=/use_rep= as in training (or leave both unset to use the model's)"
+            )
+        layer, use_rep = trained.layer, trained.use_rep
+    check_input_source(adata, layer=layer, use_rep=use_rep)
+    return InputSource(layer=layer, use_rep=use_rep)
+
+
+def rep_feature_names(use_rep: str, n: int) -> pd.Index:
+    """Feature names of a representation in ``obsm``, as the proxy's ``var_names``."""
+    return pd.Index([f"{use_rep}-{i}" for i in range(n)])
+
+
+def make_proxy(
+    adata: AnnData,
+    source: InputSource,
+    *,
+    obs: pd.DataFrame | None = None,
+    obs_keys: Sequence[str] = (),
+) -> AnnData:
+    """A light AnnData that shares ``adata``'s input matrix and holds only ``obs_keys``.
+
+    For a layer source the proxy keeps the layer under the same name (so the model's
+    registry records the real layer); for a representation, the representation becomes
+    ``X`` with feature names ``"{use_rep}-{i}"``.
+    """
+    if obs is None:
+        obs = adata.obs.loc[:, list(obs_keys)].copy()
+    matrix = source.matrix(adata)
+    if source.use_rep is not None:
+        matrix = np.asarray(matrix, dtype=np.float32)
+        var = pd.DataFrame(index=rep_feature_names(source.use_rep, matrix.shape[1]))
+        return AnnData(X=matrix, obs=obs, var=var)
+    var = pd.DataFrame(index=adata.var_names.copy())
+    if source.layer is not None:
+        return AnnData(
+            X=sparse.csr_matrix(matrix.shape, dtype=np.float32),
+            obs=obs,
+            var=var,
+            layers={source.layer: matrix},
+        )
+    return AnnData(X=matrix, obs=obs, var=var)
+
+
+def align_features(
+    proxy: AnnData, feature_names: pd.Index, source: InputSource, *, what: str = "genes"
+) -> AnnData:
+    """Reorder the proxy's features to ``feature_names``; missing ones become zeros.
+
+    Raises if no feature is shared; logs and warns how many were filled with zeros.
+    """
+    if proxy.var_names.equals(feature_names):
+        return proxy
+    if source.use_rep is not None:
+        raise ValueError(
+            f"model= was trained on {len(feature_names)} dimensions of "
+            f"obsm[{source.use_rep!r}], but this adata's has {proxy.n_vars}; compute the "
+            "representation the same way for both (e.g. project with sc.tl.ingest)"
+        )
+    check_unique_var_names(proxy)
+    indexer = proxy.var_names.get_indexer(feature_names)
+    present = indexer >= 0
+    if not present.any():
+        raise ValueError(
+            f"adata shares no {what} with the model's {len(feature_names)} {what}; "
+            "check that both use the same gene identifiers (symbols vs. Ensembl ids)"
+        )
+    n_missing = int((~present).sum())
+    if n_missing:
+        message = (
+            f"{n_missing} of the model's {len(feature_names)} {what} are missing from adata; "
+            "they are filled with zeros"
+        )
+        logger.info(message)
+        warnings.warn(message, UserWarning, stacklevel=3)
+    selector = sparse.csr_matrix(
+        (
+            np.ones(int(present.sum()), dtype=np.float32),
+            (indexer[present], np.flatnonzero(present)),
+        ),
+        shape=(proxy.n_vars, len(feature_names)),
+    )
+    key = source.layer
+    matrix = proxy.layers[key] if key is not None else proxy.X
+    aligned = matrix @ selector
+    aligned = sparse.csr_matrix(aligned) if sparse.issparse(matrix) else np.asarray(aligned)
+    var = pd.DataFrame(index=feature_names.copy())
+    if key is not None:
+        return AnnData(
+            X=sparse.csr_matrix(aligned.shape, dtype=np.float32),
+            obs=proxy.obs,
+            var=var,
+            layers={key: aligned},
+        )
+    return AnnData(X=aligned, obs=proxy.obs, var=var)
+
+
+def model_feature_names(model: Any) -> pd.Index:
+    """The feature names a model was trained on."""
+    return pd.Index(model.adata.var_names)
+
+
+def check_backend(backend: str, tool: str, available: Sequence[str] = BACKENDS) -> str:
+    """Require a known backend that ``tool`` offers; ``"jax"`` also needs the JAX extra."""
+    check_choice(backend, "backend", BACKENDS)
+    if backend not in available:
+        raise ValueError(
+            f"backend={backend!r} is not available for {tool} in this version; "
+            f"use one of {list(available)}"
+        )
+    if backend == "jax":
+        from scneural.models._jax import require_jax
+
+        require_jax()
+    return backend
+
+
+def trainer_kwargs(
+    *, accelerator: str, devices: Any, max_epochs: int | None, train_kwargs: dict
+) -> dict:
+    """Arguments for a model's ``train`` from a tool's common arguments."""
+    kwargs = dict(train_kwargs)
+    kwargs.setdefault("accelerator", accelerator)
+    kwargs.setdefault("devices", devices)
+    if max_epochs is not None:
+        kwargs["max_epochs"] = max_epochs
+    kwargs.setdefault("enable_progress_bar", True)
+    return kwargs

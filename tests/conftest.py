@@ -1,0 +1,91 @@
+"""Shared fixtures: small synthetic data (always) and the real data sets (skip if absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import scanpy as sc
+
+matplotlib.use("Agg")
+
+# 2 cores shared with other work: one torch thread is faster and steadier here
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch
+
+torch.set_num_threads(1)
+
+import scneural as sn  # noqa: E402
+
+
+def _shared_data_dir() -> Path | None:
+    candidates = []
+    if os.environ.get("SCNEURAL_DATA_DIR"):
+        candidates.append(Path(os.environ["SCNEURAL_DATA_DIR"]))
+    candidates.append(Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    for path in candidates:
+        if path.is_dir():
+            return path
+    return None
+
+
+DATA_DIR = _shared_data_dir()
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """Folder with the real data sets; skips the test when there is none."""
+    if DATA_DIR is None:
+        pytest.skip("real data sets not found (set SCNEURAL_DATA_DIR)")
+    return DATA_DIR
+
+
+def load_real(name: str):
+    """Load a real data set from the data folder, skipping the test if it is absent."""
+    if DATA_DIR is None or not (DATA_DIR / f"{name}.h5ad").is_file():
+        pytest.skip(f"{name}.h5ad not found (set SCNEURAL_DATA_DIR)")
+    return sc.read_h5ad(DATA_DIR / f"{name}.h5ad")
+
+
+@pytest.fixture
+def counts_adata():
+    """600 cells x 200 genes of NB counts in 3 groups with distinct markers (X = counts)."""
+    return sn.datasets.synthetic_counts(n_obs=600, n_vars=200, n_groups=3, seed=0)
+
+
+@pytest.fixture
+def lognorm_adata(counts_adata):
+    """The synthetic counts log-normalised in X (counts kept in layers['counts'])."""
+    adata = counts_adata.copy()
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    return adata
+
+
+def snapshot(adata) -> dict:
+    """Everything a failed tool call must leave unchanged."""
+    return {
+        "obs": adata.obs.copy(),
+        "obsm": set(adata.obsm.keys()),
+        "uns": set(adata.uns.keys()),
+        "layers": set(adata.layers.keys()),
+        "X": adata.X.copy(),
+        "var": adata.var.copy(),
+    }
+
+
+def assert_unchanged(adata, before: dict) -> None:
+    """Assert ``adata`` equals the snapshot taken before a failed call."""
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(adata.obs, before["obs"])
+    pd.testing.assert_frame_equal(adata.var, before["var"])
+    assert set(adata.obsm.keys()) == before["obsm"]
+    assert set(adata.uns.keys()) == before["uns"]
+    assert set(adata.layers.keys()) == before["layers"]
+    x_now = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    x_then = before["X"].toarray() if hasattr(before["X"], "toarray") else np.asarray(before["X"])
+    np.testing.assert_array_equal(x_now, x_then)
