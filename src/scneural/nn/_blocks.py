@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -81,7 +82,7 @@ class MLP(nn.Module):
                 use_batch_norm=use_batch_norm,
                 activation=activation,
             )
-            for a, b in zip(widths[:-1], widths[1:])
+            for a, b in itertools.pairwise(widths)
         )
         self.n_out = widths[-1]
 
