@@ -81,17 +81,17 @@ def write_results(
             raise ValueError(f"layer {key!r} has shape {value.shape}, adata has {adata.shape}")
     saved: list[tuple[Any, str, Any]] = []
     try:
-        for store, values in (
-            (adata.obs, obs),
-            (adata.obsm, obsm),
-            (adata.uns, uns),
-            (adata.layers, layers),
+        for kind, store, values in (
+            ("obs", adata.obs, obs),
+            ("obsm", adata.obsm, obsm),
+            ("uns", adata.uns, uns),
+            ("layers", adata.layers, layers),
         ):
             for key, value in values.items():
                 saved.append((store, key, store[key] if key in store else _MISSING))
-                if store is adata.obs and isinstance(value, pd.Series | pd.Categorical):
+                if kind == "obs" and isinstance(value, pd.Series | pd.Categorical):
                     value = pd.Series(value).set_axis(adata.obs_names).array
-                if store is adata.obsm and isinstance(value, pd.DataFrame):
+                if kind == "obsm" and isinstance(value, pd.DataFrame):
                     value = value.set_axis(adata.obs_names, axis=0)
                 store[key] = value
     except BaseException:

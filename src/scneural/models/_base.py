@@ -57,7 +57,7 @@ class ScneuralModelMixin:
         return {name: np.concatenate(parts, axis=0) for name, parts in collected.items()}
 
 
-def build_logger(logger: Any, save_dir: str = "lightning_logs") -> Any:
+def build_logger(logger: Any, save_dir: str = ".") -> Any:
     """Lightning logger(s) for ``train``: scvi-tools' history logger plus the one asked for.
 
     ``logger`` is ``None`` (history only), ``"tensorboard"``, ``"csv"`` or a Lightning

@@ -1,0 +1,372 @@
+"""sn.tl.classify and the Classifier model."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+
+import scneural as sn
+from conftest import assert_unchanged, load_real, snapshot
+
+FAST = {"max_epochs": 15, "enable_progress_bar": False}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A classifier trained once on log-normalised synthetic data, with its AnnData."""
+    adata = sn.datasets.synthetic_counts(n_obs=600, n_vars=200, n_groups=3, seed=1)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    model = sn.tl.classify(adata, "group", **FAST)
+    return adata, model
+
+
+def test_writes_keys_shapes_dtypes(trained):
+    adata, model = trained
+    classes = ["g0", "g1", "g2"]
+    label = adata.obs["classify_label"]
+    assert isinstance(label.dtype, pd.CategoricalDtype)
+    assert list(label.cat.categories) == classes
+    conf = adata.obs["classify_confidence"]
+    assert conf.dtype == np.float32
+    assert ((conf >= 1 / 3 - 1e-6) & (conf <= 1 + 1e-6)).all()
+    proba = adata.obsm["classify_proba"]
+    assert isinstance(proba, pd.DataFrame)
+    assert list(proba.columns) == classes
+    assert proba.index.equals(adata.obs_names)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(proba.max(axis=1), conf, atol=1e-6)
+    emb = adata.obsm["X_classify"]
+    assert emb.shape == (adata.n_obs, 128) and emb.dtype == np.float32
+    uns = adata.uns["classify"]
+    assert list(uns["classes"]) == classes
+    assert uns["params"]["labels_key"] == "group"
+    assert uns["params"]["backend"] == "torch"
+    assert len(uns["history"]["train_loss"]) >= 1
+    assert len(uns["history"]["validation_loss"]) == len(uns["history"]["train_loss"])
+    assert not any(k.startswith("kl_") for k in uns["history"])
+    assert 0 < uns["validation"]["n_cells"] < adata.n_obs
+    assert isinstance(model, sn.models.Classifier)
+
+
+def test_beats_majority_baseline(trained):
+    adata, _ = trained
+    accuracy = sn.metrics.accuracy(adata.obs["group"], adata.obs["classify_label"])
+    majority = adata.obs["group"].value_counts(normalize=True).max()
+    assert accuracy > 0.9 > majority + 0.3
+    assert adata.uns["classify"]["validation"]["accuracy"] > 0.85
+
+
+def test_embedding_separates_groups(trained):
+    adata, _ = trained
+    from sklearn.metrics import silhouette_score
+
+    assert silhouette_score(adata.obsm["X_classify"], adata.obs["group"]) > 0.2
+
+
+def test_counts_layer_is_normalised_inside(counts_adata):
+    adata = counts_adata
+    model = sn.tl.classify(adata, "group", layer="counts", **FAST)
+    assert model.module.log_normalize_input
+    assert adata.uns["classify"]["params"]["layer"] == "counts"
+    assert sn.metrics.accuracy(adata.obs["group"], adata.obs["classify_label"]) > 0.9
+
+
+def test_use_rep(lognorm_adata):
+    adata = lognorm_adata
+    sc.pp.pca(adata, n_comps=20)
+    model = sn.tl.classify(adata, "group", use_rep="X_pca", key_added="pc", **FAST)
+    assert model.adata.n_vars == 20
+    assert adata.uns["pc"]["params"]["use_rep"] == "X_pca"
+    assert sn.metrics.accuracy(adata.obs["group"], adata.obs["pc_label"]) > 0.9
+    # applying it reads the same representation
+    query = adata[:50].copy()
+    sn.tl.classify(query, model=model, key_added="pc")
+    assert query.obsm["pc_proba"].shape == (50, 3)
+
+
+def test_transfer_aligns_genes(trained):
+    ref, model = trained
+    query = ref[:80].copy()
+    del query.obs["classify_label"]
+    # drop 20 genes that mark no group and shuffle the rest
+    rng = np.random.default_rng(0)
+    keep = rng.permutation(query.var_names.delete(np.arange(100, 120)))
+    query = query[:, keep].copy()
+    with pytest.warns(UserWarning, match="20 of the model's 200 genes are missing"):
+        sn.tl.classify(query, "group", model=model)
+    assert query.obsm["classify_proba"].shape == (80, 3)
+    assert query.uns["classify"]["params"]["model_reused"]
+    assert query.uns["classify"]["metrics"]["accuracy"] > 0.85
+    # aligned query with all genes gives exactly the reference predictions
+    same = ref[:80].copy()
+    sn.tl.classify(same, model=model, key_added="again")
+    np.testing.assert_allclose(
+        same.obsm["again_proba"].to_numpy(), ref.obsm["classify_proba"].to_numpy()[:80], atol=1e-5
+    )
+
+
+def test_semi_supervised_unlabeled(lognorm_adata):
+    adata = lognorm_adata
+    labels = adata.obs["group"].astype(str).to_numpy().copy()
+    hidden = np.arange(adata.n_obs) % 3 == 0
+    labels[hidden] = "Unknown"
+    adata.obs["partial"] = labels
+    sn.tl.classify(adata, "partial", unlabeled_category="Unknown", **FAST)
+    assert "Unknown" not in adata.obs["classify_label"].cat.categories
+    hidden_acc = sn.metrics.accuracy(
+        adata.obs["group"][hidden], adata.obs["classify_label"][hidden]
+    )
+    assert hidden_acc > 0.85
+
+
+def test_nan_labels_are_predicted_with_warning(lognorm_adata):
+    adata = lognorm_adata
+    labels = adata.obs["group"].astype(object).copy()
+    labels.iloc[:30] = np.nan
+    adata.obs["with_nan"] = labels
+    with pytest.warns(UserWarning, match="30 cells have a missing"):
+        sn.tl.classify(adata, "with_nan", **FAST)
+    assert adata.obs["classify_label"].notna().all()
+
+
+def test_min_confidence_marks_unknown(trained):
+    adata, model = trained
+    query = adata[:100].copy()
+    sn.tl.classify(query, model=model, min_confidence=0.999999)
+    label = query.obs["classify_label"]
+    assert "Unknown" in label.cat.categories
+    low = query.obs["classify_confidence"] < 0.999999
+    assert (label[low] == "Unknown").all()
+    assert (label[~low] != "Unknown").all()
+
+
+def test_class_weight_balanced(lognorm_adata):
+    adata = lognorm_adata
+    keep = (adata.obs["group"] != "g2") | (np.arange(adata.n_obs) % 8 == 0)
+    adata = adata[keep.to_numpy()].copy()
+    model = sn.tl.classify(adata, "group", class_weight="balanced", **FAST)
+    weights = model.module.class_weights.numpy()
+    counts = adata.obs["group"].value_counts()[list(model.classes_)].to_numpy()
+    np.testing.assert_allclose(weights, len(adata) / (3 * counts), rtol=1e-5)
+    assert adata.uns["classify"]["params"]["class_weight"] == "balanced"
+
+
+def test_batch_key(counts_adata):
+    adata = sn.datasets.synthetic_counts(n_obs=400, n_vars=150, n_batches=2, seed=3)
+    model = sn.tl.classify(adata, "group", layer="counts", batch_key="batch", **FAST)
+    assert model.module.n_batch == 2
+    query = adata[:50].copy()
+    sn.tl.classify(query, model=model)
+    query.obs["batch"] = "b9"
+    with pytest.raises(ValueError, match="batches the model has not seen"):
+        sn.tl.classify(query, model=model, key_added="other")
+
+
+def test_same_seed_same_result(lognorm_adata):
+    a, b = lognorm_adata.copy(), lognorm_adata.copy()
+    sn.tl.classify(a, "group", random_state=7, **FAST)
+    sn.tl.classify(b, "group", random_state=7, **FAST)
+    np.testing.assert_allclose(
+        a.obsm["classify_proba"].to_numpy(), b.obsm["classify_proba"].to_numpy(), atol=1e-6
+    )
+    assert (a.obs["classify_label"] == b.obs["classify_label"]).all()
+
+
+def test_save_load_round_trip(trained, tmp_path):
+    adata, model = trained
+    model.save(tmp_path / "clf", save_anndata=True)
+    loaded = sn.models.Classifier.load(tmp_path / "clf")
+    assert loaded.input_source_ == model.input_source_
+    assert list(loaded.classes_) == list(model.classes_)
+    query = adata[:60].copy()
+    sn.tl.classify(query, model=loaded, key_added="loaded")
+    np.testing.assert_allclose(
+        query.obsm["loaded_proba"].to_numpy(),
+        adata.obsm["classify_proba"].to_numpy()[:60],
+        atol=1e-5,
+    )
+    # the user's own AnnData can be passed at load time as well
+    again = sn.models.Classifier.load(
+        tmp_path / "clf", adata=adata[:, model.adata.var_names].copy()
+    )
+    assert again.is_trained
+
+
+def test_h5ad_round_trip_and_replot(trained, tmp_path):
+    adata, _ = trained
+    path = tmp_path / "result.h5ad"
+    adata.write_h5ad(path)
+    back = ad.read_h5ad(path)
+    pd.testing.assert_frame_equal(back.obsm["classify_proba"], adata.obsm["classify_proba"])
+    assert (back.obs["classify_label"] == adata.obs["classify_label"]).all()
+    axes = sn.pl.training_history(back, "classify", show=False)
+    assert len(axes) >= 2
+    copy = back.copy()
+    assert "classify" in copy.uns and "X_classify" in copy.obsm
+
+
+def test_logger_csv(lognorm_adata, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sn.tl.classify(lognorm_adata, "group", max_epochs=2, enable_progress_bar=False, logger="csv")
+    assert list(tmp_path.glob("lightning_logs/*/metrics.csv"))
+    assert len(lognorm_adata.uns["classify"]["history"]["train_loss"]) == 2
+
+
+def test_raw_counts_in_x_warns(counts_adata):
+    with pytest.warns(UserWarning, match="looks like raw counts"):
+        sn.tl.classify(counts_adata, "group", max_epochs=1, enable_progress_bar=False)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"labels_key": "nope"}, KeyError, "labels_key='nope' is not a column"),
+        ({"labels_key": None}, ValueError, "labels_key is required"),
+        ({"labels_key": "group", "layer": "nope"}, KeyError, "layer='nope' is not in adata.layers"),
+        ({"labels_key": "group", "use_rep": "X_nope"}, KeyError, "use_rep='X_nope'"),
+        ({"labels_key": "group", "backend": "tf"}, ValueError, "backend='tf'"),
+        ({"labels_key": "group", "min_confidence": 2}, ValueError, "min_confidence"),
+        ({"labels_key": "group", "batch_key": "nope"}, KeyError, "batch_key='nope'"),
+        ({"labels_key": "group", "class_weight": "auto"}, ValueError, "class_weight"),
+        ({"labels_key": "group", "layer": "counts", "use_rep": "X_pca"}, ValueError, "not both"),
+    ],
+)
+def test_bad_arguments(lognorm_adata, kwargs, error, match):
+    adata = lognorm_adata
+    adata.obsm["X_pca"] = np.zeros((adata.n_obs, 5), dtype=np.float32)
+    before = snapshot(adata)
+    with pytest.raises(error, match=match):
+        sn.tl.classify(adata, **kwargs, **FAST)
+    assert_unchanged(adata, before)
+
+
+def test_all_nan_labels(lognorm_adata):
+    adata = lognorm_adata
+    adata.obs["empty"] = pd.Series(np.nan, index=adata.obs_names, dtype=object)
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match="only missing"):
+        sn.tl.classify(adata, "empty", **FAST)
+    assert_unchanged(adata, before)
+
+
+def test_class_with_one_cell(lognorm_adata):
+    adata = lognorm_adata
+    labels = adata.obs["group"].astype(str).to_numpy().copy()
+    labels[0] = "lonely"
+    adata.obs["lab"] = labels
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match=r"\['lonely'\] have fewer than 2 cells"):
+        sn.tl.classify(adata, "lab", **FAST)
+    assert_unchanged(adata, before)
+
+
+def test_single_class(lognorm_adata):
+    adata = lognorm_adata
+    adata.obs["one"] = "a"
+    with pytest.raises(ValueError, match="single class"):
+        sn.tl.classify(adata, "one", **FAST)
+
+
+def test_non_finite_values(lognorm_adata):
+    adata = lognorm_adata
+    adata.X = adata.X.toarray()
+    adata.X[3, 4] = np.nan
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        sn.tl.classify(adata, "group", **FAST)
+    assert_unchanged(adata, before)
+
+
+@pytest.mark.parametrize(("value", "match"), [(-1.0, "negative"), (0.5, "non-integer")])
+def test_counts_layer_must_hold_counts(counts_adata, value, match):
+    adata = counts_adata
+    layer = adata.layers["counts"].toarray()
+    layer[0, 0] = value
+    adata.layers["counts"] = layer
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match=match):
+        sn.tl.classify(adata, "group", layer="counts", **FAST)
+    assert_unchanged(adata, before)
+
+
+def test_empty_anndata():
+    with pytest.raises(ValueError, match="adata is empty"):
+        sn.tl.classify(ad.AnnData(np.zeros((0, 5), dtype=np.float32)), "group")
+
+
+def test_query_without_shared_genes(trained):
+    _, model = trained
+    query = ad.AnnData(
+        np.ones((5, 4), dtype=np.float32),
+        var=pd.DataFrame(index=[f"other{i}" for i in range(4)]),
+    )
+    with pytest.raises(ValueError, match="shares no genes"):
+        sn.tl.classify(query, model=model)
+    assert "classify" not in query.uns
+
+
+def test_model_trained_on_other_representation(trained):
+    adata, model = trained
+    query = adata[:20].copy()
+    query.obsm["X_pca"] = np.zeros((20, 5), dtype=np.float32)
+    before = snapshot(query)
+    with pytest.raises(ValueError, match="model= was trained on adata.X"):
+        sn.tl.classify(query, model=model, use_rep="X_pca", key_added="x")
+    assert_unchanged(query, before)
+
+
+def test_untrained_or_foreign_model(lognorm_adata):
+    with pytest.raises(TypeError, match="scneural Classifier"):
+        sn.tl.classify(lognorm_adata, model="not a model")
+
+
+def test_failed_write_leaves_adata_unchanged(trained, monkeypatch):
+    adata, model = trained
+    query = adata[:30].copy()
+    before = snapshot(query)
+    from scneural import _utils
+
+    original = _utils.to_h5ad_safe
+
+    def broken(value):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("scneural.tl._classify.to_h5ad_safe", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        sn.tl.classify(query, model=model, key_added="new")
+    monkeypatch.setattr("scneural.tl._classify.to_h5ad_safe", original)
+    assert_unchanged(query, before)
+
+
+def test_user_adata_gets_no_scvi_keys(lognorm_adata):
+    sn.tl.classify(lognorm_adata, "group", max_epochs=1, enable_progress_bar=False)
+    assert not any(k.startswith("_scvi") for k in lognorm_adata.uns)
+
+
+@pytest.mark.data
+def test_pbmc3k_transfer_real_data():
+    adata = load_real("pbmc3k_annotated")
+    adata = adata[adata.obs["seurat_annotations"].notna()].copy()
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    sc.pp.highly_variable_genes(adata, n_top_genes=1000, flavor="seurat")
+    adata = adata[:, adata.var["highly_variable"]].copy()
+    rng = np.random.default_rng(0)
+    test = rng.random(adata.n_obs) < 0.2
+    ref, query = adata[~test].copy(), adata[test].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = sn.tl.classify(ref, "seurat_annotations", max_epochs=30, enable_progress_bar=False)
+        sn.tl.classify(query, "seurat_annotations", model=model)
+    # majority class is ~28%; a working classifier is far above it
+    assert query.uns["classify"]["metrics"]["accuracy"] > 0.8
+    assert query.uns["classify"]["metrics"]["macro_f1"] > 0.8

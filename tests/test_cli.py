@@ -1,0 +1,39 @@
+"""The command-line interface and the demo."""
+
+from __future__ import annotations
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from scneural.cli import _demo, app
+
+
+def test_datasets_command():
+    result = CliRunner().invoke(app, ["datasets"])
+    assert result.exit_code == 0
+    assert "worm_neuron_cell" in result.output
+
+
+def test_demo_classify_offline(tmp_path, monkeypatch):
+    # pretend no real data is present: the demo must still run on the bundled set
+    monkeypatch.setattr(_demo, "_has", lambda name: False)
+    result = CliRunner().invoke(
+        app, ["demo", "--output", str(tmp_path), "--tools", "classify", "--max-epochs", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {
+        "classify_pbmc68k_reduced_umap.png",
+        "classify_pbmc68k_reduced_confusion.png",
+        "classify_pbmc68k_reduced_history.png",
+        "classify_pbmc68k_reduced_query.h5ad",
+    } <= names
+    import anndata as ad
+
+    query = ad.read_h5ad(tmp_path / "classify_pbmc68k_reduced_query.h5ad")
+    assert isinstance(query.obsm["classify_proba"], pd.DataFrame)
+
+
+def test_demo_unknown_tool(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--output", str(tmp_path), "--tools", "nope"])
+    assert result.exit_code != 0

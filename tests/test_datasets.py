@@ -1,0 +1,95 @@
+"""sn.datasets: loading by name, the scDeepCluster download path, bundled counts."""
+
+from __future__ import annotations
+
+import anndata as ad
+import h5py
+import numpy as np
+import pytest
+from scipy import sparse
+
+import scneural as sn
+from scneural.datasets import _registry
+
+
+def test_load_from_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path))
+    adata = ad.AnnData(sparse.csr_matrix(np.ones((3, 2), dtype=np.float32)))
+    adata.write_h5ad(tmp_path / "kang_ifnb_sub.h5ad")
+    loaded = sn.datasets.load("kang_ifnb_sub")
+    assert loaded.shape == (3, 2)
+    assert sn.datasets.available().loc["kang_ifnb_sub", "local_path"] == str(
+        tmp_path / "kang_ifnb_sub.h5ad"
+    )
+
+
+def test_unknown_name():
+    with pytest.raises(KeyError, match="unknown data set 'nope'"):
+        sn.datasets.load("nope")
+
+
+def test_missing_without_url_says_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_registry, "cache_dir", lambda: tmp_path / "cache")
+    with pytest.raises(FileNotFoundError, match="put pbmc3k_annotated.h5ad in"):
+        sn.datasets.load("pbmc3k_annotated")
+
+
+def _fake_scdeepcluster_h5(path, n_obs, n_vars, n_classes):
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as handle:
+        handle["X"] = rng.poisson(1.0, size=(n_obs, n_vars)).astype(np.float64)
+        handle["Y"] = np.arange(n_obs) % n_classes
+
+
+def test_download_converts_and_checks(tmp_path, monkeypatch):
+    info = _registry.DatasetInfo("toy", "toy", (20, 5), "0" * 64, "https://example/x.h5", {"Y": 4})
+
+    def fake_retrieve(url, known_hash, fname, path, progressbar):
+        assert url == info.url
+        target = path / fname
+        _fake_scdeepcluster_h5(target, 20, 5, 4)
+        return str(target)
+
+    monkeypatch.setattr("pooch.retrieve", fake_retrieve)
+    path = _registry.download(info, directory=tmp_path)
+    adata = ad.read_h5ad(path)
+    assert adata.shape == (20, 5) and adata.obs["Y"].nunique() == 4
+    assert sparse.issparse(adata.X)
+
+    wrong = _registry.DatasetInfo("toy2", "toy", (21, 5), "0" * 64, "https://example/x.h5", {})
+    with pytest.raises(ValueError, match="not the published one"):
+        _registry.download(wrong, directory=tmp_path)
+
+
+def test_registry_knows_the_shared_sets():
+    for name in [
+        "worm_neuron_cell",
+        "pbmc3k_annotated",
+        "kang_ifnb_sub",
+        "visium_mouse_brain_crop",
+    ]:
+        assert name in sn.datasets.REGISTRY
+    assert sn.datasets.REGISTRY["worm_neuron_cell"].url.startswith("https://github.com/ttgump/")
+
+
+def test_pbmc68k_reduced_counts():
+    adata = sn.datasets.pbmc68k_reduced_counts()
+    counts = adata.X.toarray()
+    assert np.all(counts == np.round(counts)) and counts.min() >= 0
+    # the counts reproduce the bundled log-normalised values
+    lib = adata.obs["n_counts"].to_numpy()[:, None]
+    rebuilt = np.log1p(counts / lib * 1e4)
+    np.testing.assert_allclose(rebuilt, adata.layers["lognorm"].toarray(), atol=0.05)
+    assert "bulk_labels" in adata.obs
+
+
+def test_synthetic_counts_structure():
+    adata = sn.datasets.synthetic_counts(n_obs=300, n_vars=60, n_groups=3, n_batches=2, seed=1)
+    assert adata.shape == (300, 60)
+    assert set(adata.obs["group"].cat.categories) == {"g0", "g1", "g2"}
+    markers = adata.var_names[adata.var["marker_of"] == "g1"]
+    in_g1 = (adata.obs["group"] == "g1").to_numpy()
+    X = adata[:, markers].X.toarray()
+    assert X[in_g1].mean() > 2 * X[~in_g1].mean()

@@ -1,0 +1,78 @@
+"""sn.pl: plots return Axes with show=False and read results back from adata."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from anndata import AnnData
+
+import scneural as sn
+
+
+@pytest.fixture
+def labelled():
+    adata = AnnData(np.zeros((6, 2), dtype=np.float32))
+    adata.obs["truth"] = pd.Categorical(["a", "a", "b", "b", "c", "c"])
+    adata.obs["pred"] = pd.Categorical(["a", "b", "b", "b", "c", "a"])
+    adata.uns["tool"] = {
+        "history": {
+            "train_loss": np.array([3.0, 2.0, 1.0]),
+            "validation_loss": np.array([3.5, 2.5, 2.0]),
+            "accuracy_train": np.array([0.5, 0.7, 0.9]),
+        }
+    }
+    adata.uns["phased"] = {
+        "history": {
+            "pretrain": {"train_loss": np.array([2.0, 1.0])},
+            "cluster": {"train_loss": np.array([1.0, 0.5]), "delta_label": np.array([0.1, 0.0])},
+        }
+    }
+    return adata
+
+
+def test_confusion_matrix_plot(labelled):
+    ax = sn.pl.confusion_matrix(labelled, "truth", "pred", show=False)
+    image = ax.images[0].get_array()
+    np.testing.assert_allclose(np.asarray(image).sum(axis=1), 1.0)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+    plt.close("all")
+
+
+def test_confusion_matrix_counts_on_given_axes(labelled):
+    fig, ax = plt.subplots()
+    out = sn.pl.confusion_matrix(labelled, "truth", "pred", normalize=None, ax=ax, show=False)
+    assert out is ax
+    assert np.asarray(ax.images[0].get_array()).sum() == 6
+    plt.close(fig)
+
+
+def test_training_history_groups_train_and_validation(labelled):
+    axes = sn.pl.training_history(labelled, "tool", show=False)
+    titles = sorted(ax.get_title() for ax in axes)
+    assert titles == ["accuracy", "loss"]
+    loss_ax = next(ax for ax in axes if ax.get_title() == "loss")
+    assert len(loss_ax.get_lines()) == 2
+    plt.close("all")
+
+
+def test_training_history_phases(labelled):
+    axes = sn.pl.training_history(labelled, "phased", show=False)
+    assert {ax.get_title() for ax in axes} == {
+        "pretrain loss",
+        "cluster loss",
+        "cluster delta_label",
+    }
+    axes = sn.pl.training_history(labelled, "phased", phase="pretrain", show=False)
+    assert [ax.get_title() for ax in axes] == ["pretrain loss"]
+    plt.close("all")
+
+
+def test_plot_errors(labelled):
+    with pytest.raises(KeyError, match="run sn.tl"):
+        sn.pl.training_history(labelled, "missing", show=False)
+    with pytest.raises(KeyError, match="true_key='nope'"):
+        sn.pl.confusion_matrix(labelled, "nope", "pred", show=False)
+    with pytest.raises(ValueError, match="no metric"):
+        sn.pl.training_history(labelled, "tool", metrics=["f1"], show=False)

@@ -1,0 +1,131 @@
+"""Shared helpers: result writing, h5ad-safe uns, seeding, batching, validation."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import sparse
+
+from scneural import _validation as v
+from scneural._utils import (
+    history_to_dict,
+    iter_row_batches,
+    set_seed,
+    to_h5ad_safe,
+    write_results,
+)
+
+
+@pytest.fixture
+def small():
+    adata = ad.AnnData(np.arange(12, dtype=np.float32).reshape(4, 3))
+    adata.obs["old"] = ["a", "b", "c", "d"]
+    adata.uns["keep"] = {"x": 1}
+    return adata
+
+
+def test_write_results_writes_everything(small):
+    write_results(
+        small,
+        obs={"lab": pd.Categorical(["x", "y", "x", "y"])},
+        obsm={"X_e": np.ones((4, 2)), "p": pd.DataFrame({"a": [0.1] * 4})},
+        uns={"tool": {"params": {"k": 1}}},
+        layers={"den": np.zeros((4, 3))},
+    )
+    assert list(small.obs["lab"].cat.categories) == ["x", "y"]
+    assert small.obsm["p"].index.equals(small.obs_names)
+    assert small.uns["tool"]["params"]["k"] == 1
+    assert small.layers["den"].shape == (4, 3)
+
+
+def test_write_results_rejects_wrong_length_before_writing(small):
+    with pytest.raises(ValueError, match="has 3 rows but adata has 4 cells"):
+        write_results(small, obs={"a": np.ones(4)}, obsm={"b": np.ones((3, 2))})
+    assert "a" not in small.obs
+
+
+def test_write_results_rolls_back_on_failure(small):
+    original_old = small.obs["old"].copy()
+    # a 4-character string passes the length check but anndata refuses it as an obsm entry,
+    # after the obs columns were already written: they must be restored
+    with pytest.raises((ValueError, TypeError, AttributeError)):
+        write_results(small, obs={"old": ["z"] * 4, "new": np.ones(4)}, obsm={"bad": "abcd"})
+    pd.testing.assert_series_equal(small.obs["old"], original_old)
+    assert "new" not in small.obs
+    assert "bad" not in small.obsm
+
+
+def test_to_h5ad_safe_round_trip(tmp_path, small):
+    value = {
+        "none": None,
+        "ints": (1, 2, 3),
+        "names": ["a", "b"],
+        "nested": {"f": np.float32(1.5), 3: "x"},
+        "mixed": [1, "a"],
+        "empty": [],
+    }
+    safe = to_h5ad_safe(value)
+    small.uns["r"] = safe
+    small.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad").uns["r"]
+    assert back["none"] == "None"
+    np.testing.assert_array_equal(back["ints"], [1, 2, 3])
+    assert list(back["names"]) == ["a", "b"]
+    assert back["nested"]["f"] == 1.5 and back["nested"]["3"] == "x"
+
+
+def test_history_to_dict():
+    hist = {"train_loss": pd.DataFrame({"train_loss": [3.0, 2.0]})}
+    out = history_to_dict(hist)
+    np.testing.assert_array_equal(out["train_loss"], [3.0, 2.0])
+    assert history_to_dict(None) == {}
+
+
+def test_set_seed_repeats():
+    set_seed(3)
+    # the legacy global numpy RNG is what users' code and scanpy draw from
+    a = (np.random.rand(), torch.rand(1).item())  # noqa: NPY002
+    set_seed(3)
+    assert (np.random.rand(), torch.rand(1).item()) == a  # noqa: NPY002
+
+
+def test_iter_row_batches_sparse():
+    X = sparse.random(25, 4, density=0.3, format="csr", random_state=0)
+    blocks = list(iter_row_batches(X, 10))
+    assert [b.shape[0] for b in blocks] == [10, 10, 5]
+    np.testing.assert_allclose(np.vstack(blocks), X.toarray())
+
+
+def test_validation_helpers():
+    counts = sparse.csr_matrix(np.array([[0, 2], [3, 0]], dtype=np.float32))
+    assert v.is_count_matrix(counts)
+    assert not v.is_count_matrix(counts * 0.5)
+    v.check_counts(counts, "X", "tool")
+    with pytest.raises(ValueError, match="non-integer"):
+        v.check_counts(counts * 0.5, "X", "tool")
+    with pytest.raises(ValueError, match="negative"):
+        v.check_counts(-counts, "X", "tool")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        v.check_finite(np.array([[np.inf]]), "X")
+    assert v.looks_like_counts(counts * 30)
+    assert not v.looks_like_counts(counts)
+    with pytest.raises(ValueError, match="n must be an integer >= 2"):
+        v.check_positive_int(1, "n", minimum=2)
+    with pytest.raises(ValueError, match="n must be an integer"):
+        v.check_positive_int(True, "n")
+    with pytest.raises(TypeError, match="AnnData"):
+        v.check_adata(np.zeros(3))
+    dup = ad.AnnData(np.zeros((2, 2), dtype=np.float32))
+    dup.var_names = ["a", "a"]
+    with pytest.raises(ValueError, match="var_names_make_unique"):
+        v.check_unique_var_names(dup)
+
+
+def test_validation_backed_matrix(tmp_path):
+    adata = ad.AnnData(sparse.csr_matrix(np.array([[1, 2], [3, 4]], dtype=np.float32)))
+    adata.write_h5ad(tmp_path / "b.h5ad")
+    backed = ad.read_h5ad(tmp_path / "b.h5ad", backed="r")
+    assert v.is_count_matrix(backed.X)
