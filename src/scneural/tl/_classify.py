@@ -22,7 +22,7 @@ from scneural._validation import (
     looks_like_counts,
 )
 from scneural.models import Classifier
-from scneural.models.classifier._model import UNLABELED_SENTINEL
+from scneural.models.classifier._model import UNLABELED_SENTINEL, ClassifierMixin
 
 from ._common import (
     align_features,
@@ -74,6 +74,7 @@ def classify(
         With ``model=``, optional: if given, accuracy against it is stored in ``uns``.
     {key_added}
     {backend}
+        With ``model=``, the model's own backend is used (and recorded).
     layer
         Read raw counts from ``adata.layers[layer]``; they are library-size normalised and
         log1p-transformed inside the model. Default: ``adata.X``, used as it is (expected
@@ -104,7 +105,8 @@ def classify(
 
     Returns
     -------
-    The trained (or reused) :class:`~scneural.models.Classifier`. Writes into ``adata``:
+    The trained (or reused) :class:`~scneural.models.Classifier` (a
+    :class:`~scneural.models.JaxClassifier` with ``backend="jax"``). Writes into ``adata``:
 
     ``obs[f"{{key_added}}_label"]``
         Predicted cell type (categorical).
@@ -126,11 +128,13 @@ def classify(
     >>> sn.pl.confusion_matrix(query, "cell_type", "classify_label")
     """
     check_adata(adata)
-    check_backend(backend, "classify", available=("torch",))
+    check_backend(backend, "classify", available=("torch", "jax"))
     if min_confidence is not None and not 0.0 <= float(min_confidence) <= 1.0:
         raise ValueError(f"min_confidence must be between 0 and 1, got {min_confidence!r}")
-    if model is not None and not isinstance(model, Classifier):
-        raise TypeError(f"model= must be a scneural Classifier, got {type(model).__name__}")
+    if model is not None and not isinstance(model, ClassifierMixin):
+        raise TypeError(
+            f"model= must be a scneural Classifier (or JaxClassifier), got {type(model).__name__}"
+        )
     if model is not None and not model.is_trained:
         raise ValueError("model= has not been trained; call model.train() or pass model=None")
     source = resolve_source(adata, layer=layer, use_rep=use_rep, model=model)
@@ -157,14 +161,15 @@ def classify(
             check_obs_key(adata, batch_key, "batch_key")
             obs[batch_key] = adata.obs[batch_key].astype(str).to_numpy()
         proxy = make_proxy(adata, source, obs=obs)
-        Classifier.setup_anndata(
+        model_cls = _model_class(backend)
+        model_cls.setup_anndata(
             proxy,
             labels_key=labels_key,
             layer=source.layer,
             batch_key=batch_key,
             unlabeled_category=unlabeled,
         )
-        model = Classifier(
+        model = model_cls(
             proxy,
             n_hidden=n_hidden,
             dropout_rate=dropout_rate,
@@ -210,7 +215,7 @@ def classify(
             "dropout_rate": model.init_params_["non_kwargs"].get("dropout_rate"),
             "random_state": random_state,
             "max_epochs": max_epochs,
-            "backend": backend,
+            "backend": model.backend,
             "model_reused": reused,
             "train_kwargs": {k: str(v) for k, v in train_kwargs.items()},
         },
@@ -239,6 +244,15 @@ def classify(
         uns={key_added: to_h5ad_safe(uns)},
     )
     return model
+
+
+def _model_class(backend: str) -> type[ClassifierMixin]:
+    """The classifier model of a backend (the JAX one is imported only when asked for)."""
+    if backend == "jax":
+        from scneural.models.classifier._model_jax import JaxClassifier
+
+        return JaxClassifier
+    return Classifier
 
 
 def _query_proxy(adata: AnnData, source: Any, model: Classifier) -> AnnData:

@@ -8,8 +8,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import torch
 from anndata import AnnData
+from scipy.special import softmax
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, LayerField
@@ -26,8 +26,12 @@ logger = logging.getLogger(__name__)
 UNLABELED_SENTINEL = "_scneural_unlabeled_"
 
 
-class Classifier(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
-    """Supervised MLP cell-type classifier on scvi-tools.
+class ClassifierMixin:
+    """Model-level code of the cell-type classifier, shared by both backends.
+
+    :class:`Classifier` (PyTorch) and :class:`~scneural.models.JaxClassifier` (JAX/flax)
+    differ only in their module and training mixin; registration, class bookkeeping,
+    training arguments and prediction live here once.
 
     Parameters
     ----------
@@ -54,7 +58,6 @@ class Classifier(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
     >>> proba = model.predict(soft=True)
     """
 
-    _module_cls = ClassifierModule
     _history_exclude = ("elbo_", "reconstruction_loss_", "kl_local_", "kl_global_")
 
     def __init__(
@@ -89,12 +92,12 @@ class Classifier(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             n_hidden=tuple(n_hidden),
             dropout_rate=dropout_rate,
             log_normalize_input=log_normalize_input,
-            class_weights=None if weights is None else weights.tolist(),
+            class_weights=None if weights is None else tuple(weights.tolist()),
             unlabeled_index=n_labels,
             label_smoothing=label_smoothing,
         )
         self._model_summary_string = (
-            f"Classifier: {self.summary_stats.n_vars} inputs, hidden {list(n_hidden)}, "
+            f"{type(self).__name__}: {self.summary_stats.n_vars} inputs, hidden {list(n_hidden)}, "
             f"{n_labels} classes, dropout {dropout_rate}, class_weight {class_weight}"
         )
         self.init_params_ = self._get_init_params(locals())
@@ -205,7 +208,7 @@ class Classifier(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         logits = self._batched_inference(adata, ["logits"], indices=indices, batch_size=batch_size)[
             "logits"
         ]
-        proba = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        proba = softmax(logits, axis=-1)
         if soft:
             return pd.DataFrame(proba, columns=list(self.classes_))
         return self.classes_[proba.argmax(axis=1)]
@@ -220,3 +223,35 @@ class Classifier(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         return self._batched_inference(
             adata, ["embedding"], indices=indices, batch_size=batch_size
         )["embedding"]
+
+
+class Classifier(ClassifierMixin, ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
+    """Supervised MLP cell-type classifier on scvi-tools (PyTorch backend).
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`.
+    n_hidden
+        Widths of the hidden layers (default 512-256-128); the last is the embedding.
+    dropout_rate
+        Dropout after every hidden block.
+    log_normalize_input
+        Whether the registered matrix holds raw counts, to be library-size normalised and
+        log1p-transformed inside the model.
+    class_weight
+        ``None`` (all classes weigh 1) or ``"balanced"`` (inverse class frequency, as
+        scikit-learn's ``class_weight="balanced"``).
+    label_smoothing
+        Label smoothing of the cross-entropy.
+
+    Examples
+    --------
+    >>> Classifier.setup_anndata(adata, labels_key="cell_type")
+    >>> model = Classifier(adata)
+    >>> model.train(max_epochs=50)
+    >>> proba = model.predict(soft=True)
+    """
+
+    _module_cls = ClassifierModule
+    backend = "torch"

@@ -1,0 +1,64 @@
+"""The JAX twin of the classifier model (``backend="jax"``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scvi.model.base import BaseModelClass
+
+from scneural.models._jax import JaxModelMixin, JaxTrainingMixin
+from scneural.models._jax_base import ScneuralJaxTrainingPlan
+
+from ._model import ClassifierMixin
+from ._module_jax import JaxClassifierModule, classifier_variables_from_torch
+
+
+class JaxClassifier(ClassifierMixin, JaxModelMixin, JaxTrainingMixin, BaseModelClass):
+    """Supervised MLP cell-type classifier on scvi-tools, JAX/flax backend.
+
+    The same model as :class:`~scneural.models.Classifier` (arguments, layers, loss,
+    ``setup_anndata``, ``train``, ``predict``, ``get_latent_representation``, ``save`` and
+    ``load``), with a flax module trained by jitted steps through
+    :class:`scvi.train.JaxTrainingPlan`. ``scvi.settings.seed`` (set by ``random_state`` in
+    :func:`scneural.tl.classify`) seeds the parameter and dropout RNG streams.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`.
+    n_hidden
+        Widths of the hidden layers (default 512-256-128); the last is the embedding.
+    dropout_rate
+        Dropout after every hidden block.
+    log_normalize_input
+        Whether the registered matrix holds raw counts, to be library-size normalised and
+        log1p-transformed inside the model.
+    class_weight
+        ``None`` (all classes weigh 1) or ``"balanced"`` (inverse class frequency).
+    label_smoothing
+        Label smoothing of the cross-entropy.
+
+    Examples
+    --------
+    >>> JaxClassifier.setup_anndata(adata, labels_key="cell_type")
+    >>> model = JaxClassifier(adata)
+    >>> model.train(max_epochs=50)
+    >>> proba = model.predict(soft=True)
+    """
+
+    _module_cls = JaxClassifierModule
+    _training_plan_cls = ScneuralJaxTrainingPlan
+    backend = "jax"
+
+    def load_torch_weights(self, torch_model: Any) -> None:
+        """Take over the weights of a trained torch :class:`~scneural.models.Classifier`.
+
+        Both models must have the same architecture. The JAX model must have a training
+        state (train it for one step, e.g. ``train(max_steps=1)``, first).
+        """
+        self.module._check_train_state_is_not_none()
+        variables = classifier_variables_from_torch(torch_model.module)
+        state = self.module.train_state
+        self.module.train_state = state.replace(
+            params=variables["params"], state={"batch_stats": variables["batch_stats"]}
+        )
