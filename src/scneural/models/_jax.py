@@ -82,15 +82,39 @@ class JaxModelMixin(ScneuralModelMixin):
             iter_ndarray=True,
         )
         self.module.eval()
-        inference = self.module.get_jit_inference_fn()
+        inference = self._jit_inference()
+        variables = {"params": self.module.params, **self.module.state}
         collected: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
         for tensors in loader:
-            result = inference(self.module.rngs, tensors)
+            result = inference(variables, self.module.rngs, tensors)
             if transform is not None:
                 result = transform(result)
             for name in outputs:
                 collected[name].append(self.module.as_numpy_array(result[name]))
         return {name: np.concatenate(parts, axis=0) for name, parts in collected.items()}
+
+    def _jit_inference(self) -> Callable[..., dict[str, Any]]:
+        """The module's ``inference`` jitted once per module, with the variables as arguments.
+
+        scvi-tools' ``get_jit_inference_fn`` closes over the trained parameters, so every
+        call compiles anew with the weights baked in as constants; here the compiled
+        function is reused by every prediction (one compilation per minibatch shape).
+        """
+        import jax
+
+        cached = getattr(self, "_jit_inference_cache", None)
+        if cached is None or cached[0] is not self.module:
+            module = self.module
+
+            @jax.jit
+            def run(variables: Any, rngs: Any, tensors: Any) -> dict[str, Any]:
+                bound = module.clone()
+                inputs = bound._get_inference_input(tensors)
+                return bound.apply(variables, rngs=rngs, method=bound.inference, **inputs)
+
+            cached = (module, run)
+            self._jit_inference_cache = cached
+        return cached[1]
 
     def to_device(self, device: Any) -> None:
         """JAX places arrays itself (``train`` moves the module to the chosen device)."""
