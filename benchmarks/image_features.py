@@ -12,6 +12,9 @@ the spots' top-10 log-normalised expression PCs from each feature set:
 Usage::
 
     PYTHONPATH=src python benchmarks/image_features.py [--seeds 0 1 2] [--max-epochs 60]
+
+Every method sees the same 64 px patches (two spot spacings: the 100 µm spot and its
+surroundings); the expression CNN takes them at 32 px, VGG16 at its 224 px.
 """
 
 from __future__ import annotations
@@ -49,15 +52,19 @@ def expression_pcs(adata, n_pcs: int = 10) -> np.ndarray:
     return tmp.obsm["X_pca"]
 
 
-def cv_r2(features: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """5-fold CV ridge R² (uniform over PCs, and variance-weighted)."""
+def cv_r2(features: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """5-fold CV ridge R²: mean over the PCs, variance-weighted, and of PC1-PC3."""
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
     folds = KFold(5, shuffle=True, random_state=0)
     predicted = cross_val_predict(model, features, target, cv=folds)
-    return (
-        float(r2_score(target, predicted, multioutput="uniform_average")),
-        float(r2_score(target, predicted, multioutput="variance_weighted")),
-    )
+    raw = r2_score(target, predicted, multioutput="raw_values")
+    return {
+        "mean": float(raw.mean()),
+        "weighted": float(r2_score(target, predicted, multioutput="variance_weighted")),
+        "pc1": float(raw[0]),
+        "pc2": float(raw[1]),
+        "pc3": float(raw[2]),
+    }
 
 
 def _glcm_stats(gray: np.ndarray, levels: int = 8) -> list[float]:
@@ -83,9 +90,9 @@ def _glcm_stats(gray: np.ndarray, levels: int = 8) -> list[float]:
     return out
 
 
-def colour_texture_features(adata) -> np.ndarray:
+def colour_texture_features(adata, patch_size: int) -> np.ndarray:
     """Summary, histogram and texture statistics of each spot's patch (numpy)."""
-    spots = spot_image(adata)
+    spots = spot_image(adata, patch_size=patch_size)
     rows = []
     for batch in spots.iter_batches(256):
         for patch in batch.astype(np.float64):
@@ -107,8 +114,10 @@ def colour_texture_features(adata) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-epochs", type=int, default=None)
+    parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--patch-size", type=int, default=64, help="px, for every method")
+    parser.add_argument("--expression-input-size", type=int, default=32)
     parser.add_argument("--vgg-input-size", type=int, default=224)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -118,69 +127,75 @@ def main() -> None:
     mob2 = load_section("st_mouse_olfactory_bulb_mob2")
     target = expression_pcs(mob2)
     print(
-        f"MOB1 {mob1.n_obs} spots, MOB2 {mob2.n_obs} spots (in tissue); torch threads {args.threads}"
+        f"MOB1 {mob1.n_obs} spots, MOB2 {mob2.n_obs} spots (in tissue); patches "
+        f"{args.patch_size} px; torch threads {args.threads}"
     )
+    rows = []
 
-    results = []
-
-    def record(name, features_mob2, pcs_mob2, seconds):
-        r2_all = cv_r2(features_mob2, target)
-        r2_pcs = cv_r2(pcs_mob2, target) if pcs_mob2 is not None else (np.nan, np.nan)
-        results.append((name, features_mob2.shape[1], *r2_all, *r2_pcs, seconds))
-        print(f"  {name}: R² {r2_all[0]:.3f} (features), {r2_pcs[0]:.3f} (10 image PCs)")
+    def record(name, features, seconds, pcs=None):
+        scores = cv_r2(features, target)
+        scores["pcs_weighted"] = cv_r2(pcs, target)["weighted"] if pcs is not None else np.nan
+        rows.append({"name": name, "dims": features.shape[1], "seconds": seconds, **scores})
+        print(f"  {name}: {scores}", flush=True)
 
     for seed in args.seeds:
         start = time.perf_counter()
         model = sn.tl.image_features(
             mob1,
             backbone="expression",
+            patch_size=args.patch_size,
+            input_size=args.expression_input_size,
             random_state=seed,
             max_epochs=args.max_epochs,
             enable_progress_bar=False,
         )
         sn.tl.image_features(mob2, model=model)
         record(
-            f"expression CNN (seed {seed})",
+            f"expression CNN, seed {seed}",
             mob2.obsm["X_image_features"],
-            mob2.obsm["X_image_features_pca"],
             time.perf_counter() - start,
+            mob2.obsm["X_image_features_pca"],
         )
 
     start = time.perf_counter()
     model = sn.tl.image_features(
-        mob1, backbone="vgg16", weights=None, input_size=args.vgg_input_size, random_state=0
+        mob1,
+        backbone="vgg16",
+        weights=None,
+        patch_size=args.patch_size,
+        input_size=args.vgg_input_size,
+        random_state=0,
     )
     sn.tl.image_features(mob2, model=model)
     record(
-        f"vgg16 random init ({args.vgg_input_size} px)",
+        f"VGG16 random init ({args.vgg_input_size} px input)",
         mob2.obsm["X_image_features"],
-        mob2.obsm["X_image_features_pca"],
         time.perf_counter() - start,
+        mob2.obsm["X_image_features_pca"],
     )
 
     start = time.perf_counter()
-    stats = colour_texture_features(mob2)
-    record("colour/texture stats (numpy)", stats, None, time.perf_counter() - start)
+    stats = colour_texture_features(mob2, args.patch_size)
+    record("colour/texture statistics (numpy)", stats, time.perf_counter() - start)
 
+    expr = [r for r in rows if r["name"].startswith("expression")]
+    if len(expr) > 1:
+        mean = {k: float(np.mean([r[k] for r in expr])) for k in expr[0] if k != "name"}
+        rows.insert(len(expr), {**mean, "name": f"**expression CNN, mean of {len(expr)} seeds**"})
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print()
     print(
-        "| features (fit MOB1 → MOB2) | dims | R² mean | R² var-weighted | "
-        "R² mean (10 image PCs) | R² var-weighted (10 image PCs) | time (s) |"
+        "| features of MOB2 (fit on MOB1) | dims | R² mean of 10 PCs | R² variance-weighted | "
+        "R² PC1 | R² PC2 | R² PC3 | R² var-weighted from the 10 image PCs | time (s) |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for name, dims, r2m, r2w, p2m, p2w, seconds in results:
-        p = "-" if np.isnan(p2m) else f"{p2m:.3f}"
-        pw = "-" if np.isnan(p2w) else f"{p2w:.3f}"
-        print(f"| {name} | {dims} | {r2m:.3f} | {r2w:.3f} | {p} | {pw} | {seconds:.0f} |")
-    expr = [r for r in results if r[0].startswith("expression")]
-    if len(expr) > 1:
-        means = np.mean([[r[2], r[3], r[4], r[5]] for r in expr], axis=0)
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        pcs = "-" if np.isnan(r["pcs_weighted"]) else f"{r['pcs_weighted']:.3f}"
         print(
-            f"| expression CNN, mean of {len(expr)} seeds | {expr[0][1]} | {means[0]:.3f} | "
-            f"{means[1]:.3f} | {means[2]:.3f} | {means[3]:.3f} | |"
+            f"| {r['name']} | {int(r['dims'])} | {r['mean']:.3f} | {r['weighted']:.3f} | "
+            f"{r['pc1']:.3f} | {r['pc2']:.3f} | {r['pc3']:.3f} | {pcs} | {r['seconds']:.0f} |"
         )
-    print(f"\npeak RSS {peak:.0f} MiB")
+    print(f"\npeak RSS {peak:.0f} MiB; times include training on MOB1 and applying to MOB2")
 
 
 if __name__ == "__main__":

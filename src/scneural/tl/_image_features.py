@@ -139,7 +139,7 @@ def image_features(
     model: ImageFeatureExtractor | None = None,
     expression_pcs: int = 20,
     spatial_key: str = "spatial",
-    n_latent: int = 64,
+    n_latent: int = 128,
     random_state: int = 0,
     max_epochs: int | None = None,
     accelerator: str = "auto",
@@ -194,7 +194,8 @@ def image_features(
     spatial_key
         Key of ``adata.obsm`` with the spot coordinates.
     n_latent
-        For ``"expression"``: number of features (width of the penultimate layer).
+        For ``"expression"``: number of features (channels of the last convolutional block,
+        the penultimate layer).
     {random_state}
     {max_epochs}
         For ``"expression"``; default 60, with early stopping on the validation loss.

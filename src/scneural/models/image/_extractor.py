@@ -100,7 +100,7 @@ class ImageFeatureExtractor:
         """Length of the feature vector of one patch."""
         if self.trunk is not None:
             return self.trunk.n_features
-        return int(self.expression_model.module.head.in_features)
+        return int(self.expression_model.module.n_features)
 
     @property
     def n_comps(self) -> int:

@@ -45,8 +45,8 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
     def __init__(
         self,
         adata: AnnData | None = None,
-        n_channels: Sequence[int] = (32, 64, 128, 128),
-        n_latent: int = 64,
+        n_channels: Sequence[int] = (32, 64, 128),
+        n_latent: int = 128,
         dropout_rate: float = 0.1,
         augment: bool = True,
         jitter: float = 0.2,
@@ -69,7 +69,7 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
         )
         self._model_summary_string = (
             f"ImageExpressionModel: {input_size}x{input_size} RGB patches -> conv "
-            f"{list(n_channels)} -> {n_latent} features -> {self.summary_stats.n_vars} "
+            f"{[*n_channels, n_latent]} -> {n_latent} features -> {self.summary_stats.n_vars} "
             f"expression PCs; augment {augment}"
         )
         self.init_params_ = self._get_init_params(locals())
@@ -176,12 +176,24 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
         )["embedding"]
 
     @torch.inference_mode()
-    def embed_patches(self, patches: np.ndarray) -> np.ndarray:
-        """Image features of uint8 patches ``(n, s, s, 3)`` at the model's input size."""
+    def embed_patches(self, patches: np.ndarray, orientations: bool = True) -> np.ndarray:
+        """Image features of uint8 patches ``(n, s, s, 3)`` at the model's input size.
+
+        With ``orientations=True`` the features are averaged over the 8 flips and 90-degree
+        rotations the CNN was trained with, so they do not depend on the patch's orientation.
+        """
         self.module.eval()
         device = next(self.module.parameters()).device
         tensor = torch.from_numpy(np.ascontiguousarray(patches)).to(device)
-        return self.module.inference(tensor)["embedding"].cpu().numpy()
+        views = [tensor]
+        if orientations:
+            views = [
+                torch.rot90(view, k, dims=(1, 2))
+                for view in (tensor, tensor.flip(2))
+                for k in range(4)
+            ]
+        features = [self.module.inference(view)["embedding"] for view in views]
+        return torch.stack(features).mean(0).cpu().numpy()
 
     @property
     def input_size(self) -> int:

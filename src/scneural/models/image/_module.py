@@ -16,18 +16,27 @@ _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
 
-def augment_patches(
-    x: torch.Tensor, *, jitter: float = 0.2, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Random flips, 90-degree rotations and colour jitter, drawn per patch.
+def augment_patches(x: torch.Tensor, *, jitter: float = 0.2, shift: float = 0.125) -> torch.Tensor:
+    """Random shifts, flips, 90-degree rotations and colour jitter, drawn per patch.
 
-    ``x`` is ``(n, 3, s, s)`` in ``[0, 1]``. Flips and rotations keep the tissue's
-    appearance (an H&E patch has no orientation); colour jitter (brightness, contrast,
-    saturation, hue of torchvision's ``ColorJitter``) mimics staining differences.
+    ``x`` is ``(n, 3, s, s)`` in ``[0, 1]``. Shifts (up to ``shift * s`` pixels, the border
+    reflected) move the spot slightly within its patch; flips and rotations keep the
+    tissue's appearance (an H&E patch has no orientation); colour jitter (brightness,
+    contrast, saturation, hue of torchvision's ``ColorJitter``) mimics staining differences.
     """
     from torchvision.transforms import v2
 
-    n = x.shape[0]
+    n, size = x.shape[0], x.shape[-1]
+    pad = round(shift * size)
+    if pad > 0:
+        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        offsets = torch.randint(0, 2 * pad + 1, (n, 2))
+        x = torch.stack(
+            [
+                padded[i, :, dy : dy + size, dx : dx + size]
+                for i, (dy, dx) in enumerate(offsets.tolist())
+            ]
+        )
     flip = torch.rand(n, device=x.device) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     k = torch.randint(0, 4, (n,), device=x.device)
@@ -44,9 +53,10 @@ def augment_patches(
 class ImageExpressionModule(BaseModuleClass):
     """Compact CNN that predicts a spot's expression PCs from its image patch.
 
-    ``(Conv3x3 -> BatchNorm -> ReLU -> MaxPool2) x k -> global average pool -> Linear ->
-    ReLU -> Dropout`` gives the penultimate embedding (the image features); a final
-    ``Linear`` predicts the standardised expression PCs, trained with the mean squared error.
+    ``(Conv3x3 -> BatchNorm -> ReLU -> MaxPool2) x k -> global average and max pool``
+    gives the penultimate layer (the image features, ``2 * n_latent`` of them: how much and
+    how strongly each learned pattern occurs); ``Dropout -> Linear`` predicts the
+    standardised expression PCs, trained with the mean squared error.
 
     Parameters
     ----------
@@ -55,11 +65,12 @@ class ImageExpressionModule(BaseModuleClass):
     input_size
         Side of the square uint8 RGB patches (stored flattened, ``s * s * 3`` values).
     n_channels
-        Channels of the convolutional blocks.
+        Channels of the convolutional blocks before the last one.
     n_latent
-        Width of the embedding (number of image features).
+        Channels of the last convolutional block (each gives an average- and a max-pooled
+        feature).
     dropout_rate
-        Dropout on the embedding during training.
+        Dropout on the features before the linear head during training.
     augment
         Random flips, rotations and colour jitter of the patches during training.
     jitter
@@ -71,8 +82,8 @@ class ImageExpressionModule(BaseModuleClass):
         n_targets: int,
         input_size: int,
         *,
-        n_channels: Sequence[int] = (32, 64, 128, 128),
-        n_latent: int = 64,
+        n_channels: Sequence[int] = (32, 64, 128),
+        n_latent: int = 128,
         dropout_rate: float = 0.1,
         augment: bool = True,
         jitter: float = 0.2,
@@ -83,7 +94,7 @@ class ImageExpressionModule(BaseModuleClass):
         self.jitter = jitter
         blocks: list[nn.Module] = []
         n_in = 3
-        for n_out in n_channels:
+        for n_out in [*n_channels, n_latent]:
             blocks += [
                 nn.Conv2d(n_in, n_out, 3, padding=1, bias=False),
                 nn.BatchNorm2d(n_out),
@@ -91,11 +102,9 @@ class ImageExpressionModule(BaseModuleClass):
                 nn.MaxPool2d(2),
             ]
             n_in = n_out
-        self.conv = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.embed = nn.Sequential(
-            nn.Linear(n_in, n_latent), nn.ReLU(inplace=True), nn.Dropout(dropout_rate)
-        )
-        self.head = nn.Linear(n_latent, n_targets)
+        self.conv = nn.Sequential(*blocks)
+        self.n_features = 2 * n_latent
+        self.head = nn.Sequential(nn.Dropout(dropout_rate), nn.Linear(self.n_features, n_targets))
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1))
 
@@ -114,7 +123,8 @@ class ImageExpressionModule(BaseModuleClass):
         if self.training and self.augment:
             x = augment_patches(x, jitter=self.jitter)
         x = (x - self.mean) / self.std
-        embedding = self.embed(self.conv(x))
+        maps = self.conv(x)
+        embedding = torch.cat([maps.mean(dim=(-2, -1)), maps.amax(dim=(-2, -1))], dim=1)
         return {"embedding": embedding, "prediction": self.head(embedding)}
 
     def _get_generative_input(self, tensors, inference_outputs, **kwargs) -> dict:
