@@ -203,6 +203,21 @@ def test_weights_from_state_dict(section, tmp_path):
     assert_unchanged(section, before)
 
 
+def test_imagenet_weights_from_torch_home_cache(section, tmp_path, monkeypatch):
+    """weights="imagenet" reads torchvision's cache ($TORCH_HOME/hub/checkpoints) offline."""
+    torch.manual_seed(5)
+    trunk = TorchvisionTrunk("vgg16")
+    state = {"features." + k.removeprefix("body."): v for k, v in trunk.state_dict().items()}
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(state, cache / "vgg16-397923af.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    extractor = sn.tl.image_features(section, weights="imagenet", input_size=32, n_comps=3)
+    assert section.uns["image_features"]["params"]["weights"] == "imagenet"
+    for name, value in trunk.state_dict().items():
+        torch.testing.assert_close(extractor.trunk.state_dict()[name], value)
+
+
 def test_imagenet_offline_error(section, tmp_path, monkeypatch):
     import torchvision.models._api as api
 
@@ -274,6 +289,9 @@ def test_association_recovers_planted_gene(section):
     assert (null["qvalue"] < 0.05).mean() < 0.2
     stored = section.uns["image_features"]["associations"]
     pd.testing.assert_frame_equal(stored, table)
+    section.var["symbol"] = [f"S{i}" for i in range(section.n_vars)]
+    named = sn.tl.image_gene_association(section, n_pcs=1, gene_symbols="symbol")
+    assert named.iloc[0]["symbol"] == "S0" and named.iloc[0]["gene"] == "marker"
     # the slope and p-value agree with statsmodels' OLS
     import statsmodels.api as smapi
 
@@ -299,6 +317,8 @@ def test_association_bad_input(section):
         sn.tl.image_gene_association(section, n_pcs=50)
     with pytest.raises(KeyError, match="genes"):
         sn.tl.image_gene_association(section, genes=["nope"])
+    with pytest.raises(KeyError, match="gene_symbols"):
+        sn.tl.image_gene_association(section, gene_symbols="nope")
     assert_unchanged(section, before)
     assert "associations" not in section.uns["image_features"]
 

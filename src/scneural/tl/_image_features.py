@@ -359,6 +359,7 @@ def image_gene_association(
     n_pcs: int | None = None,
     layer: str | None = None,
     genes: Sequence[str] | None = None,
+    gene_symbols: str | None = None,
     chunk_size: int = 1000,
 ) -> pd.DataFrame:
     """Genes whose expression follows each image PC (SPADE's linear-model test).
@@ -382,6 +383,8 @@ def image_gene_association(
         to 1e4 and log1p-transformed first.
     genes
         Test only these genes (default all).
+    gene_symbols
+        Column of ``adata.var`` with readable gene names, added as column ``symbol``.
     chunk_size
         Genes per block.
 
@@ -389,8 +392,8 @@ def image_gene_association(
     -------
     The associations, a tidy DataFrame with columns ``gene``, ``pc`` (1-based), ``coef``
     (slope), ``intercept``, ``r`` (Pearson correlation), ``pvalue`` and ``qvalue``, sorted
-    by PC and p-value; also written to ``uns[key]["associations"]``. Genes constant over
-    the spots are left out.
+    by PC and p-value (and ``symbol`` with ``gene_symbols``); also written to
+    ``uns[key]["associations"]``. Genes constant over the spots are left out.
     """
     from scipy import stats
     from statsmodels.stats.multitest import multipletests
@@ -403,6 +406,10 @@ def image_gene_association(
             f"sn.tl.image_features(adata, key_added={key!r}) first"
         )
     check_layer(adata, layer)
+    if gene_symbols is not None and gene_symbols not in adata.var.columns:
+        raise KeyError(
+            f"gene_symbols={gene_symbols!r} is not a column of adata.var: {list(adata.var.columns)}"
+        )
     pcs = np.asarray(adata.obsm[pca_key], dtype=np.float64)
     if n_pcs is None:
         n_pcs = pcs.shape[1]
@@ -453,6 +460,8 @@ def image_gene_association(
     table["qvalue"] = multipletests(table["pvalue"].to_numpy(), method="fdr_bh")[1]
     table = table.sort_values(["pc", "pvalue"], kind="stable").reset_index(drop=True)
     table["gene"] = table["gene"].astype(str)
+    if gene_symbols is not None:
+        table["symbol"] = adata.var[gene_symbols].astype(str).reindex(table["gene"]).to_numpy()
     entry = dict(adata.uns[key])
     entry["associations"] = table
     params = dict(entry.get("params", {}))
