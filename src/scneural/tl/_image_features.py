@@ -153,7 +153,9 @@ def image_features(
     torchvision networks with their own ImageNet preprocessing; ``backbone="expression"``
     trains a compact CNN on this tissue's own patches to predict each spot's log-normalised
     expression PCs (with flips, rotations and colour jitter) and uses its penultimate layer,
-    so no pretrained weights are needed. Patches are processed ``batch_size`` at a time.
+    so no pretrained weights are needed. Patches are processed ``batch_size`` at a time
+    (training the expression CNN keeps the patches at ``input_size``, ``3 * input_size**2``
+    bytes per spot).
 
     Parameters
     ----------
@@ -188,7 +190,8 @@ def image_features(
         For ``"expression"``: read expression from ``adata.layers[layer]`` instead of ``X``
         (raw counts are normalised to 1e4 and log1p-transformed first).
     {model}
-        An :class:`~scneural.models.ImageFeatureExtractor`; its backbone and PCA are applied.
+        An :class:`~scneural.models.ImageFeatureExtractor`; its backbone, weights, input
+        size and PCA are applied (``backbone=`` and ``weights=`` are then ignored).
     expression_pcs
         For ``"expression"``: number of expression PCs the CNN learns to predict.
     spatial_key
