@@ -234,16 +234,21 @@ def test_imagenet_offline_error(section, tmp_path, monkeypatch):
 
 
 def test_expression_backbone(section, tmp_path):
-    model = sn.tl.image_features(
-        section,
-        backbone="expression",
-        input_size=32,
-        n_latent=16,
-        n_comps=4,
-        expression_pcs=5,
-        max_epochs=3,
-        batch_size=16,
-        enable_progress_bar=False,
+    kwargs = {
+        "backbone": "expression",
+        "input_size": 32,
+        "n_latent": 16,
+        "n_comps": 4,
+        "expression_pcs": 5,
+        "max_epochs": 3,
+        "batch_size": 16,
+        "enable_progress_bar": False,
+    }
+    model = sn.tl.image_features(section, **kwargs)
+    twin = section.copy()
+    sn.tl.image_features(twin, **kwargs)  # same seed, same features
+    np.testing.assert_allclose(
+        twin.obsm["X_image_features"], section.obsm["X_image_features"], rtol=1e-5, atol=1e-6
     )
     assert section.obsm["X_image_features"].shape == (section.n_obs, 32)  # avg + max pool
     assert section.obsm["X_image_features_pca"].shape == (section.n_obs, 4)
