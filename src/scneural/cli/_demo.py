@@ -15,6 +15,8 @@ import scanpy as sc
 
 import scneural as sn
 
+from ._demo_image import demo_image_features
+
 logger = logging.getLogger("scneural.demo")
 
 
@@ -76,7 +78,10 @@ def demo_classify(output: Path, max_epochs: int | None) -> None:
         print(f"  wrote {output / f'classify_{name}_query.h5ad'}")
 
 
-DEMOS: dict[str, Callable[[Path, int | None], None]] = {"classify": demo_classify}
+DEMOS: dict[str, Callable[[Path, int | None], None]] = {
+    "classify": demo_classify,
+    "image_features": demo_image_features,
+}
 
 
 def run_demo(

@@ -4,14 +4,22 @@ from typing import Any
 
 from . import classifier
 from .classifier import Classifier, ClassifierModule
+from .image import ImageExpressionModel, ImageExpressionModule, ImageFeatureExtractor
 
-_JAX_NAMES = ("JaxClassifier", "JaxClassifierModule")
+# JAX models load on first use (they need the optional extra: pip install "scneural[jax]")
+_JAX_HOMES = {"JaxClassifier": classifier, "JaxClassifierModule": classifier}
 
-__all__ = ["Classifier", "ClassifierModule", *_JAX_NAMES]
+__all__ = [
+    "Classifier",
+    "ClassifierModule",
+    "ImageExpressionModel",
+    "ImageExpressionModule",
+    "ImageFeatureExtractor",
+    *_JAX_HOMES,
+]
 
 
 def __getattr__(name: str) -> Any:
-    # JAX models load on first use (needs the optional extra: pip install "scneural[jax]")
-    if name in _JAX_NAMES:
-        return getattr(classifier, name)
+    if name in _JAX_HOMES:
+        return getattr(_JAX_HOMES[name], name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,218 @@
+"""The object ``sn.tl.image_features`` returns: a CNN backbone plus its fitted PCA."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
+
+from ._backbones import TORCHVISION_BACKBONES, TorchvisionTrunk, preprocessing
+from ._model import ImageExpressionModel
+
+_META = "extractor.json"
+_PCA = "pca.npz"
+_TRUNK = "backbone.pt"
+_MODEL = "expression_model"
+
+
+def resize_patches(patches: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 patches ``(n, s, s, 3)`` to a uint8 tensor ``(n, 3, size, size)`` (antialiased)."""
+    from torchvision.transforms.v2 import functional as TF
+
+    tensor = torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2)
+    if tensor.shape[-1] != size:
+        tensor = TF.resize(tensor, [size, size], antialias=True)
+    return tensor.contiguous()
+
+
+def pick_device(accelerator: str = "auto") -> torch.device:
+    """CUDA when asked for (or ``"auto"``) and present, else CPU."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class ImageFeatureExtractor:
+    """A CNN backbone that turns spot patches into features, and the PCA fitted on them.
+
+    Returned by :func:`scneural.tl.image_features`; pass it back as ``model=`` to apply the
+    same backbone and PCA to another section without retraining. Save with :meth:`save` and
+    restore with :meth:`load`.
+
+    Attributes
+    ----------
+    backbone
+        ``"vgg16"``, ``"resnet50"`` or ``"expression"``.
+    weights
+        Where the backbone's weights came from (``"imagenet"``, a path, ``"random"`` or
+        ``"trained"`` for the expression CNN).
+    input_size
+        Side (pixels) the patches are resized to before the CNN.
+    patch_size
+        Side (image pixels) of the patches cut when fitting.
+    trunk
+        The torchvision trunk (``None`` for ``"expression"``).
+    expression_model
+        The trained :class:`~scneural.models.ImageExpressionModel` (``"expression"`` only).
+    scaler, pca
+        The standardisation and PCA of the features (scikit-learn), fitted by :meth:`fit_pca`.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        *,
+        weights: str,
+        input_size: int,
+        patch_size: int,
+        trunk: TorchvisionTrunk | None = None,
+        expression_model: ImageExpressionModel | None = None,
+        info: dict[str, Any] | None = None,
+    ):
+        if (trunk is None) == (expression_model is None):
+            raise ValueError("give exactly one of trunk= and expression_model=")
+        self.backbone = backbone
+        self.weights = weights
+        self.input_size = int(input_size)
+        self.patch_size = int(patch_size)
+        self.trunk = trunk
+        self.expression_model = expression_model
+        self.info = dict(info or {})
+        self.scaler: StandardScaler | None = None
+        self.pca: PCA | None = None
+        self._preprocess = preprocessing(backbone, input_size) if trunk is not None else None
+
+    def __repr__(self) -> str:
+        fitted = "fitted" if self.pca is not None else "unfitted"
+        return (
+            f"ImageFeatureExtractor(backbone={self.backbone!r}, weights={self.weights!r}, "
+            f"input_size={self.input_size}, patch_size={self.patch_size}, "
+            f"n_features={self.n_features}, {fitted} PCA)"
+        )
+
+    @property
+    def n_features(self) -> int:
+        """Length of the feature vector of one patch."""
+        if self.trunk is not None:
+            return self.trunk.n_features
+        return int(self.expression_model.module.n_features)
+
+    @property
+    def n_comps(self) -> int:
+        """Number of principal components of the fitted PCA."""
+        return 0 if self.pca is None else int(self.pca.n_components_)
+
+    @torch.inference_mode()
+    def features_of(self, patches: np.ndarray, device: torch.device | None = None) -> np.ndarray:
+        """Features ``(n, n_features)`` of uint8 patches ``(n, s, s, 3)`` (one minibatch)."""
+        images = resize_patches(patches, self.input_size)
+        if self.expression_model is not None:
+            model = self.expression_model
+            if device is not None:
+                model.module.to(device)
+            return model.embed_patches(images.permute(0, 2, 3, 1).numpy())
+        trunk = self.trunk.eval()
+        device = device or torch.device("cpu")
+        trunk.to(device)
+        x = self._preprocess(images.to(device))
+        return trunk(x).float().cpu().numpy()
+
+    def features(self, spots: Any, batch_size: int = 64, accelerator: str = "auto") -> np.ndarray:
+        """Features of every spot of a :class:`~scneural.tl._image_patches.SpotImage`.
+
+        Patches are cut and passed through the CNN ``batch_size`` at a time, so only one
+        minibatch of patches is in memory at once.
+        """
+        device = pick_device(accelerator)
+        parts = [self.features_of(batch, device) for batch in spots.iter_batches(batch_size)]
+        return np.concatenate(parts, axis=0).astype(np.float32)
+
+    def fit_pca(self, features: np.ndarray, n_comps: int, random_state: int = 0) -> np.ndarray:
+        """Standardise the features and fit a PCA; returns the spots' PC scores."""
+        n_comps = int(min(n_comps, features.shape[0], features.shape[1]))
+        self.scaler = StandardScaler().fit(features)
+        self.pca = PCA(n_components=n_comps, random_state=random_state)
+        return self.pca.fit_transform(self.scaler.transform(features)).astype(np.float32)
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """PC scores of features with the fitted standardisation and PCA."""
+        if self.pca is None:
+            raise ValueError("the extractor's PCA is not fitted; call fit_pca first")
+        return self.pca.transform(self.scaler.transform(features)).astype(np.float32)
+
+    def save(self, dir_path: str | Path, overwrite: bool = False) -> None:
+        """Save backbone weights (or the expression model), PCA and settings into a folder."""
+        path = Path(dir_path)
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            raise ValueError(f"{path} exists and is not empty; pass overwrite=True")
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "backbone": self.backbone,
+            "weights": self.weights,
+            "input_size": self.input_size,
+            "patch_size": self.patch_size,
+            "info": self.info,
+        }
+        (path / _META).write_text(json.dumps(meta, indent=1, default=str))
+        if self.pca is not None:
+            np.savez(
+                path / _PCA,
+                components=self.pca.components_,
+                mean=self.pca.mean_,
+                explained_variance=self.pca.explained_variance_,
+                explained_variance_ratio=self.pca.explained_variance_ratio_,
+                singular_values=self.pca.singular_values_,
+                scaler_mean=self.scaler.mean_,
+                scaler_scale=self.scaler.scale_,
+                scaler_var=self.scaler.var_,
+                n_samples=np.array(self.scaler.n_samples_seen_),
+            )
+        if self.trunk is not None:
+            torch.save(self.trunk.state_dict(), path / _TRUNK)
+        else:
+            self.expression_model.save(str(path / _MODEL), overwrite=True, save_anndata=True)
+
+    @classmethod
+    def load(cls, dir_path: str | Path) -> ImageFeatureExtractor:
+        """Restore an extractor written by :meth:`save`."""
+        path = Path(dir_path)
+        if not (path / _META).is_file():
+            raise ValueError(f"{path} holds no saved ImageFeatureExtractor ({_META} missing)")
+        meta = json.loads((path / _META).read_text())
+        trunk = model = None
+        if meta["backbone"] in TORCHVISION_BACKBONES:
+            trunk = TorchvisionTrunk(meta["backbone"])
+            state = torch.load(path / _TRUNK, map_location="cpu", weights_only=True)
+            trunk.load_state_dict(state)
+        else:
+            model = ImageExpressionModel.load(str(path / _MODEL), accelerator="cpu")
+        extractor = cls(
+            meta["backbone"],
+            weights=meta["weights"],
+            input_size=meta["input_size"],
+            patch_size=meta["patch_size"],
+            trunk=trunk,
+            expression_model=model,
+            info=meta.get("info"),
+        )
+        if (path / _PCA).is_file():
+            stored = np.load(path / _PCA)
+            scaler = StandardScaler()
+            scaler.mean_, scaler.scale_ = stored["scaler_mean"], stored["scaler_scale"]
+            scaler.var_, scaler.n_samples_seen_ = stored["scaler_var"], int(stored["n_samples"])
+            scaler.n_features_in_ = scaler.mean_.shape[0]
+            pca = PCA(n_components=stored["components"].shape[0])
+            pca.components_, pca.mean_ = stored["components"], stored["mean"]
+            pca.explained_variance_ = stored["explained_variance"]
+            pca.explained_variance_ratio_ = stored["explained_variance_ratio"]
+            pca.singular_values_ = stored["singular_values"]
+            pca.n_components_ = pca.components_.shape[0]
+            pca.n_features_in_ = pca.components_.shape[1]
+            pca.whiten = False
+            extractor.scaler, extractor.pca = scaler, pca
+        return extractor

@@ -1,0 +1,213 @@
+"""Image-feature plots: image PCs over the H&E image and sample patches at spots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from anndata import AnnData
+from matplotlib.colors import TwoSlopeNorm
+
+from ._utils import finish, get_uns
+
+
+def _grid(n: int, ncols: int, panel: float) -> list:
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    _, grid = plt.subplots(nrows, ncols, figsize=(panel * ncols, panel * nrows), squeeze=False)
+    axes = list(grid.ravel())
+    for extra in axes[n:]:
+        extra.set_visible(False)
+    return axes[:n]
+
+
+def _spots(adata: AnnData, key: str, library_id: str | None, img_key: str | None, **kwargs):
+    from scneural.tl._image_patches import spot_image
+
+    params = get_uns(adata, key, "image_features").get("params", {})
+    return spot_image(
+        adata,
+        library_id=library_id or params.get("library_id"),
+        img_key=img_key or params.get("img_key", "hires"),
+        spatial_key=params.get("spatial_key", "spatial"),
+        **kwargs,
+    ), params
+
+
+def image_features(
+    adata: AnnData,
+    pcs: int | Sequence[int] = (1, 2),
+    *,
+    key: str = "image_features",
+    library_id: str | None = None,
+    img_key: str | None = None,
+    cmap: str = "RdBu_r",
+    spot_size: float | None = None,
+    alpha: float = 0.9,
+    img_alpha: float = 1.0,
+    crop: bool = True,
+    ncols: int = 3,
+    axes: Sequence[Any] | None = None,
+    show: bool | None = None,
+) -> Any:
+    """Image PCs as coloured spots over the tissue image, one panel per PC (as SPADE's maps).
+
+    Parameters
+    ----------
+    adata
+        AnnData with ``obsm[f"X_{key}_pca"]`` from :func:`scneural.tl.image_features`.
+    pcs
+        1-based numbers of the PCs to plot.
+    key
+        The tool's ``key_added``.
+    library_id, img_key
+        Image to draw under the spots; default the one the features were computed on.
+    cmap
+        Diverging colour map, centred on 0.
+    spot_size
+        Marker size (points²); default from the patch size.
+    alpha, img_alpha
+        Opacity of the spots and of the image.
+    crop
+        Zoom to the spots (with a margin of one patch).
+    ncols
+        Panels per row.
+    axes
+        One Axes per PC; new figure by default.
+    show
+        Show the figure; ``False`` returns the list of Axes.
+
+    Returns
+    -------
+    The list of Axes when ``show=False``, else ``None``.
+    """
+    pca_key = f"X_{key}_pca"
+    get_uns(adata, key, "image_features")
+    if pca_key not in adata.obsm:
+        raise KeyError(f"adata.obsm has no {pca_key!r}; run sn.tl.image_features first")
+    values = np.asarray(adata.obsm[pca_key])
+    pcs = [pcs] if isinstance(pcs, int | np.integer) else list(pcs)
+    bad = [p for p in pcs if not 1 <= int(p) <= values.shape[1]]
+    if bad or not pcs:
+        raise ValueError(f"pcs={pcs} must be between 1 and {values.shape[1]} (1-based)")
+    spots, _ = _spots(adata, key, library_id, img_key)
+    if axes is None:
+        axes = _grid(len(pcs), ncols, 4.5)
+    x, y = spots.centers[:, 0], spots.centers[:, 1]
+    margin = spots.patch_size
+    for ax, pc in zip(axes, pcs):
+        v = values[:, int(pc) - 1]
+        limit = float(np.quantile(np.abs(v), 0.99)) or 1.0
+        ax.imshow(spots.image, alpha=img_alpha)
+        if crop:
+            ax.set_xlim(x.min() - margin, x.max() + margin)
+            ax.set_ylim(y.max() + margin, y.min() - margin)
+        size = spot_size
+        if size is None:
+            # marker diameter of 0.8 patch, from data units to points
+            width_pt = ax.get_window_extent().width * 72.0 / ax.figure.dpi
+            span = abs(np.diff(ax.get_xlim())[0])
+            size = max(1.0, (0.8 * spots.patch_size * width_pt / max(span, 1.0)) ** 2)
+        points = ax.scatter(
+            x,
+            y,
+            c=v,
+            s=size,
+            cmap=cmap,
+            norm=TwoSlopeNorm(0.0, -limit, limit),
+            alpha=alpha,
+            linewidths=0,
+        )
+        ax.set_title(f"image PC{int(pc)}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.figure.colorbar(points, ax=ax, shrink=0.7)
+    return finish(list(axes), show)
+
+
+def image_patches(
+    adata: AnnData,
+    n: int = 16,
+    *,
+    key: str = "image_features",
+    library_id: str | None = None,
+    img_key: str | None = None,
+    patch_size: int | None = None,
+    spots: Sequence[str] | None = None,
+    color_by_pc: int | None = None,
+    random_state: int = 0,
+    ncols: int = 8,
+    axes: Sequence[Any] | None = None,
+    show: bool | None = None,
+) -> Any:
+    """A grid of the patches cut at sample spots, to check the crop.
+
+    Parameters
+    ----------
+    adata
+        AnnData in the scanpy spatial layout. When ``uns[key]`` exists, its library, image
+        and patch size are used, so the patches are exactly those the CNN saw.
+    n
+        Number of spots drawn at random (ignored when ``spots`` is given).
+    key
+        The ``key_added`` of :func:`scneural.tl.image_features` (optional).
+    library_id, img_key, patch_size
+        Override the image and patch size.
+    spots
+        Names of the spots to show.
+    color_by_pc
+        Order the patches by this image PC (1-based) and show its value in the titles.
+    random_state
+        Seed of the random choice of spots.
+    ncols
+        Patches per row.
+    axes
+        One Axes per patch; new figure by default.
+    show
+        Show the figure; ``False`` returns the list of Axes.
+
+    Returns
+    -------
+    The list of Axes when ``show=False``, else ``None``.
+    """
+    from scneural.tl._image_patches import spot_image
+
+    params = dict(adata.uns[key].get("params", {})) if key in adata.uns else {}
+    image = spot_image(
+        adata,
+        library_id=library_id or params.get("library_id"),
+        img_key=img_key or params.get("img_key", "hires"),
+        patch_size=patch_size or params.get("patch_size"),
+        spatial_key=params.get("spatial_key", "spatial"),
+    )
+    if spots is not None:
+        missing = [s for s in spots if s not in adata.obs_names]
+        if missing:
+            raise KeyError(f"spots {missing[:5]} are not in adata.obs_names")
+        index = adata.obs_names.get_indexer(list(spots))
+    else:
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        rng = np.random.default_rng(random_state)
+        index = np.sort(rng.choice(adata.n_obs, size=min(int(n), adata.n_obs), replace=False))
+    values = None
+    if color_by_pc is not None:
+        pca_key = f"X_{key}_pca"
+        if pca_key not in adata.obsm:
+            raise KeyError(f"adata.obsm has no {pca_key!r}; run sn.tl.image_features first")
+        values = np.asarray(adata.obsm[pca_key])[:, int(color_by_pc) - 1]
+        index = index[np.argsort(values[index])]
+    patches = image.patches(index)
+    if axes is None:
+        axes = _grid(len(index), ncols, 1.6)
+    for ax, i, patch in zip(axes, index, patches):
+        ax.imshow(patch)
+        title = str(adata.obs_names[i])
+        if values is not None:
+            title = f"PC{color_by_pc} {values[i]:.2f}"
+        ax.set_title(title, fontsize=6)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return finish(list(axes), show)

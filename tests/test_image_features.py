@@ -1,0 +1,429 @@
+"""Tests of sn.tl.image_features (SPADE), image_gene_association and their plots."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from anndata import AnnData
+
+import scneural as sn
+from conftest import DATA_DIR, assert_unchanged, load_real, snapshot
+from scneural.models.image import TorchvisionTrunk
+from scneural.tl._image_patches import PAD_VALUE, spot_image, to_rgb_uint8
+
+SCALE = 0.5  # hires pixels per full-resolution pixel
+SPACING = 40  # hires pixels between spots
+
+
+def _synthetic_section(seed: int = 0, n_genes: int = 30) -> AnnData:
+    """A 240x320 image: left half red with fine stripes, right half blue and smooth.
+
+    Spots on a 40 px grid (plus one near the border); the planted gene ``marker`` is
+    expressed higher under the left region.
+    """
+    rng = np.random.default_rng(seed)
+    height, width = 240, 320
+    image = np.zeros((height, width, 3), dtype=np.float64)
+    stripes = 60 * (np.arange(width) % 4 < 2)
+    image[:, : width // 2] = [200, 80, 90]
+    image[:, : width // 2, :] += stripes[None, : width // 2, None]
+    image[:, width // 2 :] = [90, 110, 210]
+    image += rng.normal(0, 8, image.shape)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    xs, ys = np.meshgrid(np.arange(20, width, SPACING), np.arange(20, height, SPACING))
+    centers = np.column_stack([xs.ravel(), ys.ravel()]).astype(float)
+    centers = np.vstack([centers, [[6.0, 230.0]]])  # patch reaches over the border
+    region = (centers[:, 0] < width // 2).astype(int)
+    n = centers.shape[0]
+    counts = rng.poisson(5.0, size=(n, n_genes)).astype(np.float32)
+    counts[:, 0] = rng.poisson(np.where(region == 1, 40.0, 4.0))
+    adata = AnnData(
+        X=counts,
+        obs=pd.DataFrame(
+            {"region": pd.Categorical(region.astype(str))},
+            index=[f"spot{i}" for i in range(n)],
+        ),
+        var=pd.DataFrame(index=["marker"] + [f"gene{i}" for i in range(1, n_genes)]),
+    )
+    adata.obsm["spatial"] = centers / SCALE  # full-resolution pixels
+    adata.uns["spatial"] = {
+        "lib": {
+            "images": {"hires": image},
+            "scalefactors": {
+                "tissue_hires_scalef": SCALE,
+                "spot_diameter_fullres": SPACING / SCALE,
+            },
+        }
+    }
+    return adata
+
+
+@pytest.fixture
+def section() -> AnnData:
+    return _synthetic_section()
+
+
+def _fast(**kwargs):
+    """Small random-init VGG16 settings that run in seconds on a CPU."""
+    return {"weights": None, "input_size": 32, "n_comps": 5, **kwargs}
+
+
+# --- patches -------------------------------------------------------------------------
+
+
+def test_patch_equals_image_slice(section):
+    spots = spot_image(section)
+    image = section.uns["spatial"]["lib"]["images"]["hires"]
+    assert spots.patch_size == SPACING  # spot diameter x scale factor
+    i = 7  # interior spot
+    x0, y0 = spots.corners()[i]
+    cx, cy = section.obsm["spatial"][i] * SCALE
+    assert (x0, y0) == (cx - SPACING // 2, cy - SPACING // 2)
+    np.testing.assert_array_equal(spots.patch(i), image[y0 : y0 + SPACING, x0 : x0 + SPACING])
+    # the border spot is padded, not dropped; its inner part is the image slice
+    last = section.n_obs - 1
+    x0, y0 = spots.corners()[last]
+    patch = spots.patch(last)
+    assert patch.shape == (SPACING, SPACING, 3) and x0 < 0
+    assert np.all(patch[:, :-x0] == PAD_VALUE)
+    np.testing.assert_array_equal(patch[: 240 - y0, -x0:], image[y0:, : x0 + SPACING])
+    batches = list(spots.iter_batches(16))
+    assert [len(b) for b in batches] == [16, 16, 16, 1]
+    np.testing.assert_array_equal(np.concatenate(batches)[i], spots.patch(i))
+
+
+def test_patch_size_from_neighbour_spacing(section):
+    del section.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"]
+    assert spot_image(section).patch_size == SPACING
+    assert spot_image(section, patch_size=48).patch_size == 48
+
+
+@pytest.mark.parametrize(
+    ("image", "expected_max"),
+    [
+        (np.full((8, 8), 100, dtype=np.uint8), 100),
+        (np.full((8, 8, 1), 100, dtype=np.uint8), 100),
+        (np.full((8, 8, 4), 100, dtype=np.uint8), 100),
+        (np.full((8, 8, 3), 65535, dtype=np.uint16), 255),
+        (np.full((8, 8, 3), 0.5, dtype=np.float32), 128),
+    ],
+)
+def test_image_conversion(image, expected_max):
+    rgb = to_rgb_uint8(image)
+    assert rgb.shape == (8, 8, 3) and rgb.dtype == np.uint8
+    assert rgb.max() == expected_max
+
+
+def test_rgba_and_grayscale_sections_run(section):
+    image = section.uns["spatial"]["lib"]["images"]["hires"]
+    gray = (image.mean(axis=2) * 257).astype(np.uint16)  # 16-bit grayscale
+    section.uns["spatial"]["lib"]["images"]["hires"] = gray
+    sn.tl.image_features(section, **_fast(n_comps=3))
+    assert section.obsm["X_image_features"].shape == (section.n_obs, 512)
+
+
+# --- features ------------------------------------------------------------------------
+
+
+def test_vgg16_features_separate_regions(section):
+    extractor = sn.tl.image_features(section, **_fast())
+    features = section.obsm["X_image_features"]
+    pcs = section.obsm["X_image_features_pca"]
+    assert features.shape == (section.n_obs, 512) and features.dtype == np.float32
+    assert pcs.shape == (section.n_obs, 5)
+    uns = section.uns["image_features"]
+    assert uns["params"]["backbone"] == "vgg16" and uns["params"]["weights"] == "random"
+    assert uns["params"]["patch_size"] == SPACING and uns["params"]["input_size"] == 32
+    assert np.all(np.diff(uns["variance_ratio"]) <= 0)
+    region = section.obs["region"].astype(int).to_numpy()
+    assert abs(np.corrcoef(pcs[:, 0], region)[0, 1]) > 0.9
+    assert extractor.n_comps == 5
+    # determinism with a seed
+    again = section.copy()
+    sn.tl.image_features(again, **_fast())
+    np.testing.assert_allclose(again.obsm["X_image_features"], features, rtol=1e-5, atol=1e-6)
+
+
+def test_resnet50_shapes(section):
+    sn.tl.image_features(section, backbone="resnet50", **_fast(n_comps=3), key_added="res")
+    assert section.obsm["X_res"].shape == (section.n_obs, 2048)
+    assert section.obsm["X_res_pca"].shape == (section.n_obs, 3)
+
+
+def test_model_reuse_and_save_load(section, tmp_path):
+    extractor = sn.tl.image_features(section, **_fast())
+    other = section.copy()
+    del other.obsm["X_image_features"], other.uns["image_features"]
+    sn.tl.image_features(other, model=extractor)
+    np.testing.assert_allclose(
+        other.obsm["X_image_features_pca"],
+        section.obsm["X_image_features_pca"],
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    assert other.uns["image_features"]["params"]["model_reused"]
+    extractor.save(tmp_path / "ext")
+    loaded = sn.models.ImageFeatureExtractor.load(tmp_path / "ext")
+    sn.tl.image_features(other, model=loaded, key_added="loaded")
+    np.testing.assert_allclose(
+        other.obsm["X_loaded_pca"], section.obsm["X_image_features_pca"], rtol=1e-4, atol=1e-4
+    )
+    with pytest.raises(ValueError, match="not empty"):
+        extractor.save(tmp_path / "ext")
+
+
+def test_weights_from_state_dict(section, tmp_path):
+    torch.manual_seed(3)
+    trunk = TorchvisionTrunk("vgg16")
+    # torchvision's own naming, as torch.save(torchvision.models.vgg16().state_dict())
+    state = {"features." + k.removeprefix("body."): v for k, v in trunk.state_dict().items()}
+    torch.save(state, tmp_path / "vgg16.pth")
+    sn.tl.image_features(section, weights=str(tmp_path / "vgg16.pth"), input_size=32, n_comps=3)
+    assert section.uns["image_features"]["params"]["weights"] == str(tmp_path / "vgg16.pth")
+    spots = spot_image(section)
+    from scneural.models.image._backbones import preprocessing
+    from scneural.models.image._extractor import resize_patches
+
+    with torch.inference_mode():
+        expected = trunk.eval()(
+            preprocessing("vgg16", 32)(resize_patches(spots.patches([0, 1]), 32))
+        )
+    np.testing.assert_allclose(
+        section.obsm["X_image_features"][:2], expected.numpy(), rtol=1e-4, atol=1e-5
+    )
+    # a state dict of another network is refused, adata unchanged
+    before = snapshot(section)
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="do not fit"):
+        sn.tl.image_features(section, weights=str(tmp_path / "bad.pth"), input_size=32)
+    assert_unchanged(section, before)
+
+
+def test_imagenet_weights_from_torch_home_cache(section, tmp_path, monkeypatch):
+    """weights="imagenet" reads torchvision's cache ($TORCH_HOME/hub/checkpoints) offline."""
+    torch.manual_seed(5)
+    trunk = TorchvisionTrunk("vgg16")
+    state = {"features." + k.removeprefix("body."): v for k, v in trunk.state_dict().items()}
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(state, cache / "vgg16-397923af.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    extractor = sn.tl.image_features(section, weights="imagenet", input_size=32, n_comps=3)
+    assert section.uns["image_features"]["params"]["weights"] == "imagenet"
+    for name, value in trunk.state_dict().items():
+        torch.testing.assert_close(extractor.trunk.state_dict()[name], value)
+
+
+def test_imagenet_offline_error(section, tmp_path, monkeypatch):
+    import torchvision.models._api as api
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    before = snapshot(section)
+    with pytest.raises(RuntimeError, match="TORCH_HOME") as err:
+        sn.tl.image_features(section, weights="imagenet", input_size=32)
+    assert "vgg16-397923af.pth" in str(err.value) and "weights=" in str(err.value)
+    assert_unchanged(section, before)
+
+
+def test_expression_backbone(section, tmp_path):
+    kwargs = {
+        "backbone": "expression",
+        "input_size": 32,
+        "n_latent": 16,
+        "n_comps": 4,
+        "expression_pcs": 5,
+        "max_epochs": 3,
+        "batch_size": 16,
+        "enable_progress_bar": False,
+    }
+    model = sn.tl.image_features(section, **kwargs)
+    twin = section.copy()
+    sn.tl.image_features(twin, **kwargs)  # same seed, same features
+    np.testing.assert_allclose(
+        twin.obsm["X_image_features"], section.obsm["X_image_features"], rtol=1e-5, atol=1e-6
+    )
+    assert section.obsm["X_image_features"].shape == (section.n_obs, 32)  # avg + max pool
+    assert section.obsm["X_image_features_pca"].shape == (section.n_obs, 4)
+    uns = section.uns["image_features"]
+    assert len(uns["history"]["train_loss"]) == 3
+    assert uns["params"]["expression"]["normalised_here"]  # counts were log-normalised
+    assert model.expression_model.is_trained
+    other = section.copy()
+    sn.tl.image_features(other, model=model, key_added="again")
+    np.testing.assert_allclose(
+        other.obsm["X_again"], section.obsm["X_image_features"], rtol=1e-4, atol=1e-5
+    )
+    model.save(tmp_path / "expr")
+    loaded = sn.models.ImageFeatureExtractor.load(tmp_path / "expr")
+    sn.tl.image_features(other, model=loaded, key_added="loaded")
+    np.testing.assert_allclose(
+        other.obsm["X_loaded_pca"], section.obsm["X_image_features_pca"], rtol=1e-4, atol=1e-4
+    )
+
+
+def test_augmentations_keep_range_and_shape():
+    from scneural.models.image import augment_patches
+
+    x = torch.rand(6, 3, 32, 32)
+    y = augment_patches(x, jitter=0.3, shift=0.125)
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    assert not torch.allclose(x, y)
+
+
+# --- association ---------------------------------------------------------------------
+
+
+def test_association_recovers_planted_gene(section):
+    sn.tl.image_features(section, **_fast())
+    table = sn.tl.image_gene_association(section, n_pcs=3)
+    assert list(table.columns) == ["gene", "pc", "coef", "intercept", "r", "pvalue", "qvalue"]
+    assert set(table["pc"]) == {1, 2, 3}
+    pc1 = table[table["pc"] == 1]
+    assert pc1.iloc[0]["gene"] == "marker"
+    assert pc1.iloc[0]["qvalue"] < 1e-6
+    # null genes: few significant at q < 0.05 (BH controls the FDR)
+    null = pc1[pc1["gene"] != "marker"]
+    assert (null["qvalue"] < 0.05).mean() < 0.2
+    stored = section.uns["image_features"]["associations"]
+    pd.testing.assert_frame_equal(stored, table)
+    section.var["symbol"] = [f"S{i}" for i in range(section.n_vars)]
+    named = sn.tl.image_gene_association(section, n_pcs=1, gene_symbols="symbol")
+    assert named.iloc[0]["symbol"] == "S0" and named.iloc[0]["gene"] == "marker"
+    # the slope and p-value agree with statsmodels' OLS
+    import statsmodels.api as smapi
+
+    from scneural.tl._image_features import _log_normalised
+
+    expression = _log_normalised(section, None)[0][:, 0].toarray().ravel()
+    fit = smapi.OLS(
+        expression, smapi.add_constant(section.obsm["X_image_features_pca"][:, 0])
+    ).fit()
+    row = pc1.iloc[0]
+    np.testing.assert_allclose(row["coef"], fit.params[1], rtol=1e-4)
+    np.testing.assert_allclose(row["pvalue"], fit.pvalues[1], rtol=1e-3)
+
+
+def test_association_bad_input(section):
+    before = snapshot(section)
+    with pytest.raises(KeyError, match="image_features"):
+        sn.tl.image_gene_association(section)
+    assert_unchanged(section, before)
+    sn.tl.image_features(section, **_fast())
+    before = snapshot(section)
+    with pytest.raises(ValueError, match="n_pcs"):
+        sn.tl.image_gene_association(section, n_pcs=50)
+    with pytest.raises(KeyError, match="genes"):
+        sn.tl.image_gene_association(section, genes=["nope"])
+    with pytest.raises(KeyError, match="gene_symbols"):
+        sn.tl.image_gene_association(section, gene_symbols="nope")
+    assert_unchanged(section, before)
+    assert "associations" not in section.uns["image_features"]
+
+
+# --- bad input -----------------------------------------------------------------------
+
+
+def _no_spatial(a):
+    del a.uns["spatial"]
+
+
+def _two_libraries(a):
+    a.uns["spatial"]["lib2"] = a.uns["spatial"]["lib"]
+
+
+def _outside(a):
+    a.obsm["spatial"][0] = [5000.0, 5000.0]
+
+
+def _two_channels(a):
+    a.uns["spatial"]["lib"]["images"]["hires"] = np.zeros((240, 320, 2), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "error", "match"),
+    [
+        (_no_spatial, {}, KeyError, "uns\\['spatial'\\]"),
+        (_two_libraries, {}, ValueError, "library_id"),
+        (None, {"library_id": "nope"}, KeyError, "library_id"),
+        (None, {"img_key": "lowres"}, KeyError, "img_key"),
+        (_outside, {}, ValueError, "outside"),
+        (None, {"patch_size": 16}, ValueError, "patch_size=16"),
+        (_two_channels, {}, ValueError, "3 channels"),
+        (None, {"backbone": "alexnet"}, ValueError, "backbone"),
+        (None, {"weights": "/no/such/file.pth"}, FileNotFoundError, "weights"),
+        (None, {"n_comps": 0}, ValueError, "n_comps"),
+        (None, {"batch_size": 0}, ValueError, "batch_size"),
+        (None, {"model": "vgg"}, TypeError, "model="),
+        (None, {"backend": "jax"}, ValueError, "backend"),
+    ],
+)
+def test_bad_input_leaves_adata_unchanged(section, change, kwargs, error, match):
+    if change is not None:
+        change(section)
+    before = snapshot(section)
+    with pytest.raises(error, match=match):
+        sn.tl.image_features(section, **{**_fast(), **kwargs})
+    assert_unchanged(section, before)
+
+
+def test_small_spots_need_patch_size(section):
+    section.uns["spatial"]["lib"]["scalefactors"]["tissue_hires_scalef"] = SCALE / 4
+    before = snapshot(section)
+    with pytest.raises(ValueError, match="patch_size>=32"):
+        sn.tl.image_features(section, **_fast())
+    assert_unchanged(section, before)
+
+
+# --- plots ---------------------------------------------------------------------------
+
+
+def test_plots(section):
+    import matplotlib.pyplot as plt
+
+    sn.tl.image_features(section, **_fast())
+    axes = sn.pl.image_features(section, pcs=(1, 2), show=False)
+    assert len(axes) == 2 and axes[0].get_title() == "image PC1"
+    assert axes[0].collections[0].get_array().shape == (section.n_obs,)
+    axes = sn.pl.image_patches(section, n=6, color_by_pc=1, show=False)
+    assert len(axes) == 6
+    shown = axes[0].images[0].get_array()
+    assert shown.shape == (SPACING, SPACING, 3)
+    with pytest.raises(ValueError, match="pcs"):
+        sn.pl.image_features(section, pcs=(9,), show=False)
+    plt.close("all")
+
+
+# --- real data -----------------------------------------------------------------------
+
+
+@pytest.mark.data
+def test_visium_crop():
+    adata = load_real("visium_mouse_brain_crop")
+    library = next(iter(adata.uns["spatial"]))
+    spots = spot_image(adata)
+    assert spots.patch_size == round(89.44476048022638)
+    image = adata.uns["spatial"][library]["images"]["hires"]
+    x0, y0 = spots.corners()[0]
+    s = spots.patch_size
+    np.testing.assert_array_equal(spots.patch(0), image[y0 : y0 + s, x0 : x0 + s])
+    jpg = DATA_DIR / "visium_mouse_brain_crop_he.jpg"
+    if jpg.is_file():
+        from PIL import Image
+
+        np.testing.assert_allclose(
+            np.asarray(Image.open(jpg).convert("RGB"), dtype=float).mean(),
+            image.astype(float).mean(),
+            atol=2.0,
+        )
+    sn.tl.image_features(adata, weights=None, input_size=32, n_comps=5)
+    assert adata.obsm["X_image_features"].shape == (adata.n_obs, 512)
+    table = sn.tl.image_gene_association(adata, layer="lognorm", n_pcs=2)
+    assert table["qvalue"].between(0, 1).all() and set(table["pc"]) == {1, 2}
