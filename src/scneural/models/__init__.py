@@ -1,5 +1,6 @@
 """scvi-tools models behind the tools."""
 
 from .classifier import Classifier, ClassifierModule
+from .deep_cluster import DeepCluster, DeepClusterModule
 
-__all__ = ["Classifier", "ClassifierModule"]
+__all__ = ["Classifier", "ClassifierModule", "DeepCluster", "DeepClusterModule"]
