@@ -15,6 +15,8 @@ import scanpy as sc
 
 import scneural as sn
 
+from ._demo_deep_cluster import demo_deep_cluster
+
 logger = logging.getLogger("scneural.demo")
 
 
@@ -77,6 +79,7 @@ def demo_classify(output: Path, max_epochs: int | None) -> None:
 
 
 DEMOS: dict[str, Callable[[Path, int | None], None]] = {"classify": demo_classify}
+DEMOS["deep_cluster"] = demo_deep_cluster
 
 
 def run_demo(

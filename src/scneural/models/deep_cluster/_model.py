@@ -429,9 +429,9 @@ class DeepCluster(ScneuralModelMixin, BaseModelClass):
 
 
 def default_pretrain_epochs(n_obs: int, batch_size: int = 256) -> int:
-    """Pretraining epochs: about 1,500 steps, between 20 and 300 epochs (authors: 300)."""
+    """Pretraining epochs: about 1,000 steps, between 20 and 300 epochs (authors: 300)."""
     steps_per_epoch = max(int(np.ceil(n_obs / batch_size)), 1)
-    return int(np.clip(round(1500 / steps_per_epoch), 20, 300))
+    return int(np.clip(round(1000 / steps_per_epoch), 20, 300))
 
 
 def _rename(history: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
