@@ -15,7 +15,9 @@ import scanpy as sc
 
 import scneural as sn
 
+from ._demo_deep_cluster import demo_deep_cluster
 from ._demo_image import demo_image_features
+from ._demo_perturb import demo_perturb
 
 logger = logging.getLogger("scneural.demo")
 
@@ -80,6 +82,8 @@ def demo_classify(output: Path, max_epochs: int | None) -> None:
 
 DEMOS: dict[str, Callable[[Path, int | None], None]] = {
     "classify": demo_classify,
+    "deep_cluster": demo_deep_cluster,
+    "perturb": demo_perturb,
     "image_features": demo_image_features,
 }
 

@@ -4,7 +4,9 @@ from typing import Any
 
 from . import classifier
 from .classifier import Classifier, ClassifierModule
+from .deep_cluster import DeepCluster, DeepClusterModule
 from .image import ImageExpressionModel, ImageExpressionModule, ImageFeatureExtractor
+from .scgen import ScGen, ScGenModule
 
 # JAX models load on first use (they need the optional extra: pip install "scneural[jax]")
 _JAX_HOMES = {"JaxClassifier": classifier, "JaxClassifierModule": classifier}
@@ -12,9 +14,13 @@ _JAX_HOMES = {"JaxClassifier": classifier, "JaxClassifierModule": classifier}
 __all__ = [
     "Classifier",
     "ClassifierModule",
+    "DeepCluster",
+    "DeepClusterModule",
     "ImageExpressionModel",
     "ImageExpressionModule",
     "ImageFeatureExtractor",
+    "ScGen",
+    "ScGenModule",
     *_JAX_HOMES,
 ]
 

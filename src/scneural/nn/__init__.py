@@ -3,6 +3,7 @@
 from typing import Any
 
 from ._blocks import MLP, MLPBlock, log_normalize
+from ._noise import GaussianNoise, NoisyMLP
 
 _JAX_NAMES = (
     "Dense",
@@ -13,7 +14,7 @@ _JAX_NAMES = (
     "batchnorm_to_flax",
 )
 
-__all__ = ["MLP", "MLPBlock", "log_normalize", *_JAX_NAMES]
+__all__ = ["MLP", "GaussianNoise", "MLPBlock", "NoisyMLP", "log_normalize", *_JAX_NAMES]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,249 @@
+"""Benchmark ``sn.tl.deep_cluster`` against scanpy and scVI clustering, in one run.
+
+DESIGN protocol: raw counts in, true k given, ARI and NMI against ``obs["Y"]``, mean over
+seeds 0, 1, 2, wall time and peak RSS. Peers in the same run:
+
+- ``PCA+KMeans``: normalize_total(1e4) + log1p + 2000 HVGs (seurat) + scale + PCA(50),
+  KMeans(k, n_init=20);
+- ``PCA+Leiden``: the same PCA, kNN graph (15 neighbours), Leiden with the resolution
+  bisected until it gives k clusters;
+- ``scVI+KMeans`` / ``scVI+Leiden``: scVI (n_latent 10) on the counts of the same 2000 HVGs,
+  then the same KMeans / bisected Leiden on its latent space.
+
+Every (method, data set, seed) runs in its own subprocess so that its peak RSS
+(``ru_maxrss``, including Python and the libraries, about 0.5 GB) and its thread setting
+are its own. Usage::
+
+    python benchmarks/deep_cluster.py                       # all data sets, seeds 0 1 2
+    python benchmarks/deep_cluster.py --datasets pbmc_10x_scdeepcluster_top2000 --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DATASETS = ["worm_neuron_cell", "mouse_bladder_cell_select_2100", "pbmc_10x_scdeepcluster_top2000"]
+METHODS = ["deep_cluster", "pca", "scvi"]
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _bisect_leiden(adata, k: int, seed: int, lo: float = 0.01, hi: float = 3.0, steps: int = 25):
+    """Leiden labels with the resolution bisected until there are k clusters (or closest)."""
+    import scanpy as sc
+
+    best = None
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        sc.tl.leiden(
+            adata,
+            resolution=mid,
+            flavor="igraph",
+            n_iterations=2,
+            directed=False,
+            random_state=seed,
+        )
+        n = adata.obs["leiden"].nunique()
+        if best is None or abs(n - k) < abs(best[0] - k):
+            best = (n, adata.obs["leiden"].to_numpy().copy(), mid)
+        if n == k:
+            break
+        if n < k:
+            lo = mid
+        else:
+            hi = mid
+    return best
+
+
+def _lognorm_hvg(adata):
+    import scanpy as sc
+
+    adata = adata.copy()
+    adata.layers["counts"] = adata.X.copy()
+    sc.pp.filter_genes(adata, min_counts=1)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    sc.pp.highly_variable_genes(adata, n_top_genes=min(2000, adata.n_vars - 1), flavor="seurat")
+    return adata[:, adata.var["highly_variable"]].copy()
+
+
+def worker(method: str, name: str, seed: int, args: argparse.Namespace) -> list[dict]:
+    """Run one method on one data set with one seed; return result rows."""
+    import numpy as np
+    import scanpy as sc
+    import torch
+    from sklearn.cluster import KMeans
+
+    torch.set_num_threads(args.threads)
+    import scneural as sn
+
+    adata = sn.datasets.load(name)
+    truth = adata.obs["Y"].astype(str).to_numpy()
+    k = len(np.unique(truth))
+    rows = []
+
+    def row(label: str, pred, seconds: float, extra: dict | None = None) -> dict:
+        return {
+            "method": label,
+            "dataset": name,
+            "seed": seed,
+            "ari": sn.metrics.adjusted_rand_index(truth, pred),
+            "nmi": sn.metrics.normalized_mutual_info(truth, pred),
+            "accuracy": sn.metrics.clustering_accuracy(truth, pred),
+            "seconds": seconds,
+            "peak_rss_mb": _peak_rss_mb(),
+            **(extra or {}),
+        }
+
+    if method == "deep_cluster":
+        kwargs = json.loads(args.ours)
+        start = time.perf_counter()
+        sn.tl.deep_cluster(
+            adata,
+            k,
+            random_state=seed,
+            accelerator="cpu",
+            enable_progress_bar=False,
+            **kwargs,
+        )
+        seconds = time.perf_counter() - start
+        uns = adata.uns["deep_cluster"]
+        extra = {
+            "pretrain_epochs": len(uns["history"]["pretrain"]["train_loss"]),
+            "cluster_epochs": len(uns["history"]["cluster"]["train_loss"]),
+        }
+        rows.append(
+            row("scneural deep_cluster", adata.obs["deep_cluster"].to_numpy(), seconds, extra)
+        )
+    elif method == "pca":
+        start = time.perf_counter()
+        pp = _lognorm_hvg(adata)
+        sc.pp.scale(pp, max_value=10)
+        sc.pp.pca(pp, n_comps=50, random_state=seed)
+        prep = time.perf_counter() - start
+        start = time.perf_counter()
+        km = KMeans(n_clusters=k, n_init=20, random_state=seed).fit_predict(pp.obsm["X_pca"])
+        rows.append(row("PCA+KMeans", km, prep + time.perf_counter() - start))
+        start = time.perf_counter()
+        sc.pp.neighbors(pp, n_neighbors=15, use_rep="X_pca", random_state=seed)
+        n, labels, res = _bisect_leiden(pp, k, seed)
+        rows.append(
+            row(
+                "PCA+Leiden", labels, prep + time.perf_counter() - start, {"k_found": n, "res": res}
+            )
+        )
+    elif method == "scvi":
+        import scvi
+
+        scvi.settings.seed = seed
+        start = time.perf_counter()
+        pp = _lognorm_hvg(adata)
+        pp.X = pp.layers["counts"]
+        scvi.model.SCVI.setup_anndata(pp)
+        model = scvi.model.SCVI(pp, n_latent=10)
+        model.train(max_epochs=args.scvi_epochs, accelerator="cpu", enable_progress_bar=False)
+        latent = model.get_latent_representation()
+        prep = time.perf_counter() - start
+        start = time.perf_counter()
+        km = KMeans(n_clusters=k, n_init=20, random_state=seed).fit_predict(latent)
+        rows.append(
+            row(f"scVI({args.scvi_epochs} ep)+KMeans", km, prep + time.perf_counter() - start)
+        )
+        pp.obsm["X_scVI"] = latent
+        start = time.perf_counter()
+        sc.pp.neighbors(pp, n_neighbors=15, use_rep="X_scVI", random_state=seed)
+        n, labels, res = _bisect_leiden(pp, k, seed)
+        rows.append(
+            row(
+                f"scVI({args.scvi_epochs} ep)+Leiden",
+                labels,
+                prep + time.perf_counter() - start,
+                {"k_found": n, "res": res},
+            )
+        )
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table: mean (sd) over seeds per data set and method."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    out = []
+    for name, group in frame.groupby("dataset", sort=False):
+        out.append(f"\n**{name}**\n")
+        out.append(
+            "| method | seeds | ARI mean (sd) | NMI mean | ACC mean | time s (mean) | peak RSS MB |"
+        )
+        out.append("|---|---|---|---|---|---|---|")
+        for method, g in group.groupby("method", sort=False):
+            out.append(
+                f"| {method} | {','.join(map(str, sorted(g.seed)))} | {g.ari.mean():.3f} ({g.ari.std(ddof=0):.3f}) | {g.nmi.mean():.3f} "
+                f"| {g.accuracy.mean():.3f} | {g.seconds.mean():.0f} | {g.peak_rss_mb.max():.0f} |"
+            )
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=DATASETS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--scvi-epochs", type=int, default=200)
+    parser.add_argument("--ours", default="{}", help="JSON kwargs for sn.tl.deep_cluster")
+    parser.add_argument("--results", default="benchmarks/results/deep_cluster.jsonl")
+    parser.add_argument("--worker", nargs=3, metavar=("METHOD", "DATASET", "SEED"))
+    parser.add_argument("--table", action="store_true", help="only print the table of --results")
+    args = parser.parse_args()
+    if args.table:
+        rows = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line]
+        print(table(rows))
+        return
+    if args.worker:
+        method, name, seed = args.worker
+        for result in worker(method, name, int(seed), args):
+            print("RESULT " + json.dumps(result), flush=True)
+        return
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    results = Path(args.results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    base = [sys.executable, __file__, "--threads", str(args.threads)]
+    base += ["--scvi-epochs", str(args.scvi_epochs), "--ours", args.ours]
+    for name in args.datasets:
+        for seed in args.seeds:
+            for method in args.methods:
+                cmd = [*base, "--worker", method, name, str(seed)]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                found = [
+                    json.loads(line[7:])
+                    for line in proc.stdout.splitlines()
+                    if line.startswith("RESULT ")
+                ]
+                if proc.returncode != 0 or not found:
+                    print(f"FAILED {method} {name} {seed}:\n{proc.stderr[-3000:]}", flush=True)
+                    continue
+                for result in found:
+                    result["ours"] = args.ours
+                    print(json.dumps(result), flush=True)
+                    with results.open("a") as handle:
+                        handle.write(json.dumps(result) + "\n")
+                rows.extend(found)
+    print(f"\nthreads per run: {args.threads}; ours: {args.ours}")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

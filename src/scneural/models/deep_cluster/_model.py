@@ -1,0 +1,443 @@
+"""The scvi-tools model of scDeepCluster (Tian et al. 2019)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from anndata import AnnData
+from scipy import sparse
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField
+from scvi.dataloaders import DataSplitter
+from scvi.model.base import BaseModelClass
+from scvi.train import TrainingPlan, TrainRunner
+
+from scneural.models._base import ScneuralModelMixin, build_logger
+
+from ._module import DeepClusterModule
+from ._plan import DECTrainingPlan
+
+logger = logging.getLogger(__name__)
+
+INDICES_COLUMN = "_indices"
+_CHUNK = 4096
+
+
+def normalization_stats(X: Any, chunk: int = _CHUNK) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-gene mean and standard deviation of ``log1p(counts / size_factor)`` and the median
+    library size, computed in row chunks (a sparse ``X`` is never densified).
+
+    The size factor of a cell is its library size over the median library size (scanpy's
+    ``normalize_per_cell`` as used by scDeepCluster).
+    """
+    n_obs, n_vars = X.shape
+    library = np.empty(n_obs, dtype=np.float64)
+    for start in range(0, n_obs, chunk):
+        block = X[start : start + chunk]
+        library[start : start + chunk] = np.asarray(block.sum(axis=1)).ravel()
+    median = float(np.median(library[library > 0])) if np.any(library > 0) else 1.0
+    size_factor = np.clip(library, 1.0, None) / median
+    total = np.zeros(n_vars)
+    total_sq = np.zeros(n_vars)
+    for start in range(0, n_obs, chunk):
+        block = X[start : start + chunk]
+        scale = 1.0 / size_factor[start : start + chunk]
+        if sparse.issparse(block):
+            block = sparse.csr_matrix(block, dtype=np.float64)
+            block = sparse.diags(scale) @ block
+            block.data = np.log1p(block.data)
+            total += np.asarray(block.sum(axis=0)).ravel()
+            total_sq += np.asarray(block.multiply(block).sum(axis=0)).ravel()
+        else:
+            block = np.log1p(np.asarray(block, dtype=np.float64) * scale[:, None])
+            total += block.sum(axis=0)
+            total_sq += (block**2).sum(axis=0)
+    mean = total / n_obs
+    var = np.clip(total_sq / n_obs - mean**2, 0.0, None) * n_obs / max(n_obs - 1, 1)
+    std = np.sqrt(var)
+    std[std < 1e-8] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32), median
+
+
+class DeepCluster(ScneuralModelMixin, BaseModelClass):
+    """scDeepCluster: ZINB denoising autoencoder + deep embedded clustering, on scvi-tools.
+
+    Training runs in two phases, both through Lightning: :meth:`pretrain` fits the
+    autoencoder on the ZINB loss; :meth:`init_clusters` runs k-means on the latent space
+    (estimating k by Leiden when not given); :meth:`train_clusters` runs the DEC phase
+    (:class:`~scneural.models.deep_cluster.DECTrainingPlan`). :meth:`train` does all three.
+
+    Parameters
+    ----------
+    adata
+        AnnData with raw counts, registered with :meth:`setup_anndata`.
+    n_clusters
+        Number of clusters; ``None`` estimates it in :meth:`init_clusters`.
+    n_hidden
+        Widths of the encoder's hidden layers (the decoder mirrors them).
+    n_latent
+        Dimension of the latent space.
+    noise_sd
+        Standard deviation of the Gaussian noise on the scaled input.
+    hidden_noise_sd
+        Standard deviation of the noise on the hidden layers (``None``: ``noise_sd``).
+    alpha
+        Degrees of freedom of the Student-t kernel.
+    use_batch_norm
+        BatchNorm in the hidden layers.
+
+    Examples
+    --------
+    >>> DeepCluster.setup_anndata(adata, layer="counts")
+    >>> model = DeepCluster(adata, n_clusters=8)
+    >>> model.train()
+    >>> adata.obs["deep_cluster"] = model.predict()
+    """
+
+    _module_cls = DeepClusterModule
+    _history_exclude = ("elbo_", "kl_global_")
+
+    def __init__(
+        self,
+        adata: AnnData | None = None,
+        n_clusters: int | None = None,
+        n_hidden: Sequence[int] = (256, 64),
+        n_latent: int = 32,
+        noise_sd: float = 2.5,
+        hidden_noise_sd: float | None = None,
+        alpha: float = 1.0,
+        use_batch_norm: bool = False,
+    ):
+        super().__init__(adata)
+        self.module = self._module_cls(
+            n_input=self.summary_stats.n_vars,
+            n_batch=self.summary_stats.n_batch,
+            n_hidden=tuple(n_hidden),
+            n_latent=n_latent,
+            n_clusters=0 if n_clusters is None else int(n_clusters),
+            noise_sd=noise_sd,
+            hidden_noise_sd=hidden_noise_sd,
+            alpha=alpha,
+            use_batch_norm=use_batch_norm,
+        )
+        X = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        mean, std, median = normalization_stats(X)
+        self.module.set_normalization(torch.from_numpy(mean), torch.from_numpy(std), median)
+        self.pretrain_history_: dict = {}
+        self.cluster_history_: dict = {}
+        self.label_change_: list[float] = []
+        self.n_clusters_estimated_ = False
+        self.is_pretrained_ = False
+        self._model_summary_string = (
+            f"DeepCluster: {self.summary_stats.n_vars} genes, hidden {list(n_hidden)}, "
+            f"latent {n_latent}, noise {noise_sd}, clusters {n_clusters}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        layer: str | None = None,
+        batch_key: str | None = None,
+        **kwargs,
+    ) -> None:
+        """Register the raw counts and the batch column.
+
+        Also writes ``adata.obs["_indices"]`` (cell positions, used by the DEC phase to find
+        each cell's target distribution).
+
+        Parameters
+        ----------
+        adata
+            AnnData with raw counts.
+        layer
+            Layer with the counts (``None``: ``adata.X``).
+        batch_key
+            Column of ``adata.obs`` with batches, fed to encoder and decoder as one-hot.
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        adata.obs[INDICES_COLUMN] = np.arange(adata.n_obs)
+        anndata_fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
+            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+            NumericalObsField(REGISTRY_KEYS.INDICES_KEY, INDICES_COLUMN),
+        ]
+        adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    # ------------------------------------------------------------------ training
+    def _run(self, plan: TrainingPlan, max_epochs: int, batch_size: int, **trainer_kwargs):
+        splitter = DataSplitter(
+            self.adata_manager, train_size=1.0, batch_size=batch_size, shuffle_set_split=True
+        )
+        if trainer_kwargs.get("logger") is not None and not isinstance(
+            trainer_kwargs["logger"], list
+        ):
+            trainer_kwargs["logger"] = build_logger(trainer_kwargs["logger"])
+        trainer_kwargs.setdefault("early_stopping", False)
+        trainer_kwargs.setdefault("check_val_every_n_epoch", None)
+        # each phase keeps its own history
+        self.history_ = None
+        self.is_trained_ = False
+        # Lightning keeps the modules' mode; inference left them in eval mode (no noise)
+        self.module.train()
+        runner = TrainRunner(
+            self,
+            training_plan=plan,
+            data_splitter=splitter,
+            max_epochs=max_epochs,
+            **trainer_kwargs,
+        )
+        runner()
+        return self.history_dict()
+
+    def pretrain(
+        self,
+        max_epochs: int | None = None,
+        *,
+        lr: float = 1e-3,
+        batch_size: int = 256,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ) -> None:
+        """Pretrain the autoencoder on the ZINB loss (Adam with AMSGrad, as the authors).
+
+        Parameters
+        ----------
+        max_epochs
+            Epochs; ``None``: :func:`default_pretrain_epochs` of the number of cells.
+        lr
+            Adam's learning rate.
+        batch_size
+            Minibatch size.
+        plan_kwargs
+            More arguments of :class:`scvi.train.TrainingPlan`.
+        **trainer_kwargs
+            Passed to :class:`scvi.train.Trainer` (``accelerator``, ``devices``, ``logger``...).
+        """
+        max_epochs = max_epochs or default_pretrain_epochs(self.adata.n_obs, batch_size)
+        plan = TrainingPlan(
+            self.module,
+            optimizer="Custom",
+            optimizer_creator=lambda params: torch.optim.Adam(params, lr=lr, amsgrad=True),
+            **(plan_kwargs or {}),
+        )
+        self.pretrain_history_ = _rename(self._run(plan, max_epochs, batch_size, **trainer_kwargs))
+        self.is_pretrained_ = True
+        self.is_trained_ = False
+
+    def estimate_n_clusters(
+        self,
+        latent: np.ndarray | None = None,
+        *,
+        resolution: float = 0.8,
+        n_neighbors: int = 20,
+        random_state: int = 0,
+    ) -> tuple[int, np.ndarray]:
+        """Estimate k by Leiden on a kNN graph of the latent space (authors: Louvain).
+
+        Returns the number of clusters and the Leiden labels.
+        """
+        import scanpy as sc
+
+        latent = self.get_latent_representation() if latent is None else latent
+        graph = AnnData(np.zeros((latent.shape[0], 0), dtype=np.float32))
+        graph.obsm["X_latent"] = latent
+        sc.pp.neighbors(
+            graph,
+            n_neighbors=min(n_neighbors, latent.shape[0] - 1),
+            use_rep="X_latent",
+            random_state=random_state,
+        )
+        sc.tl.leiden(
+            graph,
+            resolution=resolution,
+            flavor="igraph",
+            n_iterations=2,
+            directed=False,
+            random_state=random_state,
+        )
+        labels = graph.obs["leiden"].astype(int).to_numpy()
+        return int(labels.max() + 1), labels
+
+    def init_clusters(
+        self,
+        n_clusters: int | None = None,
+        *,
+        n_init: int = 20,
+        resolution: float = 0.8,
+        n_neighbors: int = 20,
+        random_state: int = 0,
+    ) -> np.ndarray:
+        """Initialise the cluster centres by k-means on the pretrained latent space.
+
+        ``n_clusters=None`` uses the model's k, or estimates it with
+        :meth:`estimate_n_clusters` (recorded in ``n_clusters_estimated_``). Returns the
+        k-means labels.
+        """
+        from sklearn.cluster import KMeans
+
+        latent = self.get_latent_representation()
+        k = n_clusters or (self.module.n_clusters or None)
+        if k is None:
+            k, _ = self.estimate_n_clusters(
+                latent, resolution=resolution, n_neighbors=n_neighbors, random_state=random_state
+            )
+            self.n_clusters_estimated_ = True
+            if k < 2:
+                raise ValueError(
+                    f"Leiden at resolution {resolution} found a single cluster; pass "
+                    "n_clusters= or a larger resolution"
+                )
+        kmeans = KMeans(n_clusters=int(k), n_init=n_init, random_state=random_state).fit(latent)
+        self.module.set_cluster_centres(torch.from_numpy(kmeans.cluster_centers_))
+        self.init_params_["non_kwargs"]["n_clusters"] = int(k)
+        return kmeans.labels_
+
+    def train_clusters(
+        self,
+        max_epochs: int = 200,
+        *,
+        initial_labels: np.ndarray | None = None,
+        update_interval: int | None = None,
+        tol: float = 1e-3,
+        gamma: float = 1.0,
+        lr: float = 1.0,
+        batch_size: int = 256,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ) -> None:
+        """The DEC phase: ``KL(p || q) + gamma * ZINB``, Adadelta (as the authors).
+
+        Parameters
+        ----------
+        max_epochs
+            Maximum number of epochs (training usually stops earlier, at ``tol``).
+        initial_labels
+            Labels before the first update (default: the current hard assignment).
+        update_interval
+            Training steps between target updates (``None``: one epoch).
+        tol
+            Stop when fewer than this fraction of labels changed between two updates.
+        gamma
+            Weight of the ZINB loss.
+        lr
+            Adadelta's learning rate.
+        batch_size
+            Minibatch size.
+        plan_kwargs
+            More arguments of :class:`DECTrainingPlan`.
+        **trainer_kwargs
+            Passed to :class:`scvi.train.Trainer`.
+        """
+        if self.module.n_clusters == 0:
+            raise ValueError("the clustering layer is not initialised; call init_clusters() first")
+        n_obs = self.adata.n_obs
+        if update_interval is None:
+            update_interval = int(np.ceil(n_obs / batch_size))
+        if initial_labels is None:
+            initial_labels = self.predict()
+        plan = DECTrainingPlan(
+            self.module,
+            soft_assign_all=lambda: self.get_soft_assignment(batch_size=max(batch_size, 1024)),
+            initial_labels=np.asarray(initial_labels),
+            update_interval=update_interval,
+            tol=tol,
+            gamma=gamma,
+            optimizer="Custom",
+            optimizer_creator=lambda params: torch.optim.Adadelta(params, lr=lr, rho=0.95),
+            **(plan_kwargs or {}),
+        )
+        history = _rename(self._run(plan, max_epochs, batch_size, **trainer_kwargs))
+        history["label_change"] = np.asarray(plan.label_change, dtype=float)
+        self.cluster_history_ = history
+        self.label_change_ = list(plan.label_change)
+        self.converged_ = bool(plan.converged)
+        self.is_trained_ = True
+
+    def train(
+        self,
+        max_epochs: int = 200,
+        *,
+        pretrain_epochs: int | None = None,
+        n_clusters: int | None = None,
+        n_init: int = 20,
+        resolution: float = 0.8,
+        update_interval: int | None = None,
+        tol: float = 1e-3,
+        gamma: float = 1.0,
+        batch_size: int = 256,
+        random_state: int = 0,
+        **trainer_kwargs,
+    ) -> None:
+        """Pretrain (unless done), initialise the clusters by k-means and run the DEC phase.
+
+        ``max_epochs`` bounds the DEC phase; ``pretrain_epochs`` the pretraining. Other
+        arguments as in :meth:`pretrain`, :meth:`init_clusters` and :meth:`train_clusters`.
+        """
+        if not self.is_pretrained_:
+            self.pretrain(pretrain_epochs, batch_size=batch_size, **trainer_kwargs)
+        labels = self.init_clusters(
+            n_clusters, n_init=n_init, resolution=resolution, random_state=random_state
+        )
+        self.train_clusters(
+            max_epochs,
+            initial_labels=labels,
+            update_interval=update_interval,
+            tol=tol,
+            gamma=gamma,
+            batch_size=batch_size,
+            **trainer_kwargs,
+        )
+
+    # ----------------------------------------------------------------- inference
+    def get_latent_representation(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """The noise-free latent representation of each cell."""
+        return self._batched_inference(adata, ["z"], indices=indices, batch_size=batch_size)["z"]
+
+    def get_soft_assignment(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Student-t soft assignment q of each cell to each cluster (rows sum to 1)."""
+        if self.module.n_clusters == 0:
+            raise ValueError("the clustering layer is not initialised; train the model first")
+        return self._batched_inference(adata, ["q"], indices=indices, batch_size=batch_size)["q"]
+
+    def predict(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Hard cluster of each cell (argmax of q)."""
+        return self.get_soft_assignment(adata, indices, batch_size).argmax(axis=1)
+
+
+def default_pretrain_epochs(n_obs: int, batch_size: int = 256) -> int:
+    """Pretraining epochs: about 1,000 steps, between 20 and 300 epochs (authors: 300)."""
+    steps_per_epoch = max(int(np.ceil(n_obs / batch_size)), 1)
+    return int(np.clip(round(1000 / steps_per_epoch), 20, 300))
+
+
+def _rename(history: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Readable names for the loss terms scvi-tools logs."""
+    names = {
+        "reconstruction_loss_train": "zinb_loss_train",
+        "kl_local_train": "kl_loss_train",
+    }
+    return {names.get(k, k): v for k, v in history.items()}

@@ -1,0 +1,345 @@
+"""``sn.tl.deep_cluster``: scDeepCluster clustering of raw counts."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+from scneural import metrics
+from scneural._docs import doc_params
+from scneural._utils import set_seed, to_h5ad_safe, write_results
+from scneural._validation import (
+    check_adata,
+    check_counts,
+    check_obs_key,
+    check_positive_int,
+    check_unique_var_names,
+)
+from scneural.models import DeepCluster
+from scneural.models.deep_cluster._model import INDICES_COLUMN
+
+from ._common import check_backend, make_proxy, resolve_source
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 4096
+
+
+@doc_params()
+def deep_cluster(
+    adata: AnnData,
+    n_clusters: int | None = None,
+    *,
+    key_added: str = "deep_cluster",
+    backend: Literal["torch"] = "torch",
+    layer: str | None = None,
+    model: DeepCluster | None = None,
+    batch_key: str | None = None,
+    labels_key: str | None = None,
+    n_top_genes: int | None = 2000,
+    n_latent: int = 32,
+    n_hidden: Sequence[int] = (256, 64),
+    noise_sd: float = 2.5,
+    gamma: float = 1.0,
+    tol: float = 1e-3,
+    update_interval: int | None = None,
+    pretrain_epochs: int | None = None,
+    resolution: float = 0.8,
+    random_state: int = 0,
+    max_epochs: int | None = None,
+    accelerator: str = "auto",
+    devices: int | str | Sequence[int] = "auto",
+    batch_size: int = 256,
+    **train_kwargs: Any,
+) -> DeepCluster:
+    """Cluster cells with scDeepCluster (Tian et al. 2019): a ZINB denoising autoencoder
+    trained jointly with deep embedded clustering.
+
+    The model reads raw counts. Size factors (library size over its median), the encoder
+    input (log1p of size-normalised counts, scaled per gene) and the ZINB loss on the raw
+    counts (size factor in the mean) are computed inside the model, minibatch by minibatch,
+    so a sparse matrix is never densified. Training: pretraining of the autoencoder on the
+    ZINB loss, k-means (``n_init=20``) on the latent space, then the DEC phase
+    (``KL(p || q) + gamma * ZINB``, target p refreshed every ``update_interval`` steps over
+    all cells) until fewer than ``tol`` of the labels change.
+
+    Parameters
+    ----------
+    {adata}
+    n_clusters
+        Number of clusters. ``None`` estimates it by Leiden (``resolution``) on a kNN
+        graph of the pretrained latent space; the estimate is recorded in ``uns``.
+    {key_added}
+    {backend}
+    layer
+        Read raw counts from ``adata.layers[layer]`` instead of ``adata.X``.
+    {model}
+        The new cells are assigned to the model's clusters; they must have all the model's
+        genes (and only batches it knows, if trained with ``batch_key``).
+    batch_key
+        Column of ``adata.obs`` with batches; its one-hot code is given to encoder and
+        decoder so that clusters follow cell types rather than batches.
+    labels_key
+        Optional column of ``adata.obs`` with known labels; ARI, NMI and Hungarian-matched
+        accuracy against it are stored in ``uns[key_added]["metrics"]``. Not used to train.
+    n_top_genes
+        Train on this many highly variable genes (scanpy ``flavor="seurat"`` on
+        log-normalised counts); ``None`` keeps every gene with a non-zero count.
+    n_latent
+        Dimension of the latent space.
+    n_hidden
+        Widths of the encoder's hidden layers (the decoder mirrors them).
+    noise_sd
+        Standard deviation of the Gaussian noise on the scaled input and hidden layers.
+    gamma
+        Weight of the ZINB loss in the DEC phase.
+    tol
+        Stop the DEC phase when fewer than this fraction of labels change between updates.
+    update_interval
+        Training steps between two updates of the target distribution (``None``: one epoch).
+    pretrain_epochs
+        Pretraining epochs (``None``: about 1,000 steps, 20 to 300 epochs).
+    resolution
+        Leiden resolution used to estimate k when ``n_clusters=None``.
+    {random_state}
+    max_epochs
+        Maximum epochs of the DEC phase (default 100; it usually stops earlier at ``tol``).
+    {accelerator}
+    {devices}
+    batch_size
+        Minibatch size of training and inference.
+    {train_kwargs}
+
+    Returns
+    -------
+    The trained (or reused) :class:`~scneural.models.DeepCluster`. Writes into ``adata``:
+
+    ``obs[key_added]``
+        Cluster of each cell (categorical ``"0"``, ``"1"``, ...; NaN for dropped cells
+        without counts).
+    ``obsm[f"X_{{key_added}}"]``
+        Latent representation (float32), for ``sc.pp.neighbors(use_rep=...)``.
+    ``obsm[f"{{key_added}}_soft"]``
+        Soft assignment q (cells x clusters, rows sum to 1).
+    ``uns[key_added]``
+        ``params``; ``history`` as ``{{"pretrain": {{...}}, "cluster": {{...}}}}`` (per-epoch
+        losses; ``cluster`` also holds ``label_change``); ``n_clusters``;
+        ``n_clusters_estimated``; ``label_change`` (fraction of labels changed at each
+        target update); ``converged``; ``n_cells_dropped``; ``genes`` (genes used); and,
+        with ``labels_key``, ``metrics`` (``ari``, ``nmi``, ``accuracy``).
+
+    Examples
+    --------
+    >>> sn.tl.deep_cluster(adata, n_clusters=8, layer="counts")
+    >>> sn.pl.cluster_contingency(adata, "deep_cluster", "cell_type")
+    >>> model = sn.tl.deep_cluster(adata)          # k estimated
+    >>> sn.tl.deep_cluster(new_cells, model=model)  # assign new cells
+    """
+    check_adata(adata)
+    check_backend(backend, "deep_cluster", available=("torch",))
+    if model is not None and not isinstance(model, DeepCluster):
+        raise TypeError(f"model= must be a scneural DeepCluster, got {type(model).__name__}")
+    if model is not None and not model.is_trained:
+        raise ValueError("model= has not been trained; call model.train() or pass model=None")
+    if n_clusters is not None:
+        check_positive_int(n_clusters, "n_clusters", minimum=2)
+    if n_top_genes is not None:
+        check_positive_int(n_top_genes, "n_top_genes", minimum=2)
+    if not 0.0 <= float(tol) < 1.0:
+        raise ValueError(f"tol must be in [0, 1), got {tol!r}")
+    if float(noise_sd) < 0:
+        raise ValueError(f"noise_sd must be >= 0, got {noise_sd!r}")
+    if labels_key is not None:
+        check_obs_key(adata, labels_key, "labels_key")
+    source = resolve_source(adata, layer=layer, use_rep=None, model=model)
+    matrix = source.matrix(adata)
+    check_counts(matrix, source.describe(), "deep_cluster")
+    library = _library_sizes(matrix)
+    keep = library > 0
+    n_dropped = int((~keep).sum())
+    if not keep.any():
+        raise ValueError(
+            f"every cell of {source.describe()} has zero counts; deep_cluster needs raw counts"
+        )
+    if model is None:
+        if batch_key is not None:
+            check_obs_key(adata, batch_key, "batch_key")
+        if n_clusters is not None and int(keep.sum()) < n_clusters:
+            raise ValueError(
+                f"n_clusters={n_clusters} but adata has only {int(keep.sum())} cells with "
+                "counts; pass a smaller n_clusters"
+            )
+        if int(keep.sum()) < 3:
+            raise ValueError(
+                f"deep_cluster needs at least 3 cells with counts, got {int(keep.sum())}"
+            )
+    else:
+        batch_key = model.adata_manager.registry["setup_args"].get("batch_key")
+        _check_model_genes(adata, model)
+        if batch_key is not None:
+            _check_model_batches(adata, model, batch_key)
+    if n_dropped:
+        message = (
+            f"{n_dropped} cells have zero counts in {source.describe()}; they are left out "
+            "(NaN cluster)"
+        )
+        logger.warning(message)
+        warnings.warn(message, UserWarning, stacklevel=2)
+    set_seed(random_state)
+
+    obs = pd.DataFrame(index=adata.obs_names.copy())
+    if batch_key is not None:
+        obs[batch_key] = adata.obs[batch_key].astype(str).to_numpy()
+    proxy = make_proxy(adata, source, obs=obs)
+    if model is None:
+        genes = _select_genes(proxy, source, keep, n_top_genes)
+    else:
+        genes = pd.Index(model.adata.var_names)
+    if n_dropped or not proxy.var_names.equals(genes):
+        proxy = proxy[keep, proxy.var_names.get_indexer(genes)].copy()
+    trainer = {"accelerator": accelerator, "devices": devices, **train_kwargs}
+    trainer.setdefault("enable_progress_bar", True)
+
+    if model is None:
+        DeepCluster.setup_anndata(proxy, layer=source.layer, batch_key=batch_key)
+        model = DeepCluster(
+            proxy, n_clusters=n_clusters, n_hidden=n_hidden, n_latent=n_latent, noise_sd=noise_sd
+        )
+        model.input_source_ = source.to_dict()
+        model.train(
+            max_epochs=100 if max_epochs is None else max_epochs,
+            pretrain_epochs=pretrain_epochs,
+            resolution=resolution,
+            update_interval=update_interval,
+            tol=tol,
+            gamma=gamma,
+            batch_size=batch_size,
+            random_state=random_state,
+            **trainer,
+        )
+        reused = False
+    else:
+        proxy.obs[INDICES_COLUMN] = np.arange(proxy.n_obs)
+        reused = True
+
+    soft = model.get_soft_assignment(proxy, batch_size=max(batch_size, 1024))
+    latent = model.get_latent_representation(proxy, batch_size=max(batch_size, 1024))
+    k = soft.shape[1]
+    labels = np.full(adata.n_obs, -1)
+    labels[keep] = soft.argmax(axis=1)
+    categories = [str(i) for i in range(k)]
+    clusters = pd.Categorical.from_codes(labels, categories=categories)
+    latent_full = np.full((adata.n_obs, latent.shape[1]), np.nan, dtype=np.float32)
+    latent_full[keep] = latent
+    soft_full = np.full((adata.n_obs, k), np.nan, dtype=np.float32)
+    soft_full[keep] = soft
+
+    init = model.init_params_["non_kwargs"]
+    uns: dict[str, Any] = {
+        "params": {
+            "n_clusters": n_clusters,
+            "layer": source.layer,
+            "batch_key": batch_key,
+            "n_top_genes": n_top_genes,
+            "n_latent": init.get("n_latent"),
+            "n_hidden": list(init.get("n_hidden", n_hidden)),
+            "noise_sd": init.get("noise_sd"),
+            "gamma": gamma,
+            "tol": tol,
+            "update_interval": update_interval,
+            "pretrain_epochs": pretrain_epochs,
+            "resolution": resolution,
+            "random_state": random_state,
+            "max_epochs": max_epochs,
+            "batch_size": batch_size,
+            "backend": backend,
+            "model_reused": reused,
+            "train_kwargs": {key: str(v) for key, v in train_kwargs.items()},
+        },
+        "history": {"pretrain": model.pretrain_history_, "cluster": model.cluster_history_},
+        "n_clusters": int(k),
+        "n_clusters_estimated": bool(model.n_clusters_estimated_),
+        "label_change": np.asarray(model.label_change_, dtype=float),
+        "converged": bool(getattr(model, "converged_", False)),
+        "n_cells_dropped": n_dropped,
+        "genes": np.asarray(model.adata.var_names, dtype=object),
+    }
+    if labels_key is not None:
+        truth = adata.obs[labels_key][keep]
+        uns["metrics"] = metrics.clustering_scores(truth, labels[keep].astype(str))
+    write_results(
+        adata,
+        obs={key_added: clusters},
+        obsm={f"X_{key_added}": latent_full, f"{key_added}_soft": soft_full},
+        uns={key_added: to_h5ad_safe(uns)},
+    )
+    return model
+
+
+def _library_sizes(matrix: Any) -> np.ndarray:
+    """Total counts per cell, in row chunks."""
+    out = np.empty(matrix.shape[0], dtype=np.float64)
+    for start in range(0, matrix.shape[0], _CHUNK):
+        out[start : start + _CHUNK] = np.asarray(matrix[start : start + _CHUNK].sum(axis=1)).ravel()
+    return out
+
+
+def _select_genes(
+    proxy: AnnData, source: Any, keep: np.ndarray, n_top_genes: int | None
+) -> pd.Index:
+    """Genes with counts, then (if asked) the ``n_top_genes`` most variable (scanpy "seurat")."""
+    import scanpy as sc
+
+    matrix = proxy.layers[source.layer] if source.layer is not None else proxy.X
+    matrix = matrix[keep] if not keep.all() else matrix
+    gene_counts = np.zeros(matrix.shape[1])
+    for start in range(0, matrix.shape[0], _CHUNK):
+        gene_counts += np.asarray(matrix[start : start + _CHUNK].sum(axis=0)).ravel()
+    expressed = gene_counts > 0
+    if expressed.sum() < 2:
+        raise ValueError("fewer than 2 genes have counts; deep_cluster needs more genes")
+    names = proxy.var_names[expressed]
+    if n_top_genes is None or n_top_genes >= expressed.sum():
+        return names
+    check_unique_var_names(proxy)
+    lognorm = matrix[:, expressed]
+    lognorm = (
+        sparse.csr_matrix(lognorm, dtype=np.float32, copy=True)
+        if sparse.issparse(lognorm)
+        else np.array(lognorm, dtype=np.float32)
+    )
+    tmp = AnnData(X=lognorm, var=pd.DataFrame(index=names))
+    sc.pp.normalize_total(tmp, target_sum=1e4)
+    sc.pp.log1p(tmp)
+    hvg = sc.pp.highly_variable_genes(tmp, n_top_genes=n_top_genes, flavor="seurat", inplace=False)
+    return names[np.asarray(hvg["highly_variable"], dtype=bool)]
+
+
+def _check_model_genes(adata: AnnData, model: DeepCluster) -> None:
+    genes = pd.Index(model.adata.var_names)
+    missing = genes.difference(adata.var_names)
+    if len(missing):
+        raise ValueError(
+            f"model= was trained on {len(genes)} genes, {len(missing)} of which are missing "
+            f"from adata (e.g. {list(missing[:5])}); pass cells with the model's genes "
+            "(uns[key]['genes'] of the training run)"
+        )
+    check_unique_var_names(adata)
+
+
+def _check_model_batches(adata: AnnData, model: DeepCluster, batch_key: str) -> None:
+    check_obs_key(adata, batch_key, "batch_key (the model was trained with it)")
+    known = {str(b) for b in model.adata_manager.get_state_registry("batch").categorical_mapping}
+    unknown = sorted(set(adata.obs[batch_key].astype(str)) - known)
+    if unknown:
+        raise ValueError(
+            f"batch_key={batch_key!r} has batches the model has not seen: {unknown[:5]}; "
+            "a model trained with batch_key can only assign cells of its own batches"
+        )

@@ -1,0 +1,246 @@
+"""sn.tl.deep_cluster and the DeepCluster model (scDeepCluster on scvi-tools)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import torch
+from scipy import sparse
+
+import scneural as sn
+from conftest import assert_unchanged, load_real, snapshot
+from scneural.models import DeepCluster
+from scneural.models.deep_cluster import normalization_stats, target_distribution
+
+FAST = {"pretrain_epochs": 30, "max_epochs": 10, "batch_size": 64}
+TRAINER = {"enable_progress_bar": False, "accelerator": "cpu"}
+
+
+def _data(seed: int = 0, n_obs: int = 256, **kwargs):
+    kwargs.setdefault("fold_change", 6.0)
+    return sn.datasets.synthetic_counts(
+        n_obs=n_obs, n_vars=100, n_groups=3, markers_per_group=12, seed=seed, **kwargs
+    )
+
+
+def _run(adata, n_clusters=3, **kwargs):
+    return sn.tl.deep_cluster(adata, n_clusters, **{**FAST, **TRAINER, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def trained():
+    adata = _data()
+    model = _run(adata, labels_key="group")
+    return adata, model
+
+
+def test_writes_keys_shapes_dtypes(trained):
+    adata, model = trained
+    assert isinstance(model, DeepCluster)
+    labels = adata.obs["deep_cluster"]
+    assert isinstance(labels.dtype, pd.CategoricalDtype)
+    assert list(labels.cat.categories) == ["0", "1", "2"]
+    assert adata.obsm["X_deep_cluster"].shape == (adata.n_obs, 32)
+    assert adata.obsm["X_deep_cluster"].dtype == np.float32
+    soft = adata.obsm["deep_cluster_soft"]
+    assert soft.shape == (adata.n_obs, 3) and soft.dtype == np.float32
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(soft.argmax(axis=1).astype(str), labels.astype(str).to_numpy())
+    uns = adata.uns["deep_cluster"]
+    assert uns["n_clusters"] == 3 and uns["n_clusters_estimated"] is False
+    assert uns["params"]["random_state"] == 0 and uns["params"]["backend"] == "torch"
+    history = uns["history"]
+    assert set(history) == {"pretrain", "cluster"}
+    assert len(history["pretrain"]["train_loss"]) == FAST["pretrain_epochs"]
+    assert 1 <= len(history["cluster"]["train_loss"]) <= FAST["max_epochs"]
+    assert {"kl_loss_train", "zinb_loss_train", "label_change"} <= set(history["cluster"])
+    assert len(uns["label_change"]) >= 1 and np.all(uns["label_change"] <= 1)
+    assert uns["n_cells_dropped"] == 0 and len(uns["genes"]) == adata.n_vars
+    # the pretraining loss goes down
+    assert history["pretrain"]["train_loss"][-1] < history["pretrain"]["train_loss"][0]
+
+
+def test_recovers_known_groups(trained):
+    adata, _ = trained
+    scores = adata.uns["deep_cluster"]["metrics"]
+    assert scores["ari"] > 0.8, scores
+    rng = np.random.default_rng(12345)  # not the generator of the synthetic groups
+    random_ari = sn.metrics.adjusted_rand_index(adata.obs["group"], rng.integers(0, 3, adata.n_obs))
+    assert scores["ari"] > random_ari + 0.6
+
+
+def test_deterministic_with_seed(trained):
+    adata, _ = trained
+    again = _data()
+    _run(again, labels_key="group")
+    np.testing.assert_array_equal(again.obs["deep_cluster"], adata.obs["deep_cluster"])
+    np.testing.assert_allclose(again.obsm["X_deep_cluster"], adata.obsm["X_deep_cluster"])
+
+
+def test_model_reuse_assigns_new_cells(trained):
+    adata, model = trained
+    new = _data(seed=1, n_obs=200)
+    new.var_names = adata.var_names
+    new = new[:, ::-1].copy()  # genes in another order are aligned by name
+    before_params = [p.detach().clone() for p in model.module.parameters()]
+    returned = sn.tl.deep_cluster(new, model=model, labels_key="group")
+    assert returned is model
+    for p, q in zip(before_params, model.module.parameters()):
+        torch.testing.assert_close(p, q.detach())
+    uns = new.uns["deep_cluster"]
+    assert uns["params"]["model_reused"] is True and uns["n_clusters"] == 3
+    # same markers in both data sets, so the learned clusters transfer
+    assert uns["metrics"]["ari"] > 0.8
+    # the training cells get their own labels back
+    same = adata.copy()
+    sn.tl.deep_cluster(same, model=model, key_added="again")
+    np.testing.assert_array_equal(same.obs["again"], adata.obs["deep_cluster"])
+
+
+def test_save_load_round_trip(trained, tmp_path):
+    adata, model = trained
+    model.save(tmp_path / "dc", overwrite=True)
+    loaded = DeepCluster.load(tmp_path / "dc", adata=model.adata)
+    assert loaded.module.n_clusters == 3
+    np.testing.assert_allclose(loaded.get_soft_assignment(), model.get_soft_assignment(), atol=1e-6)
+    copy = adata.copy()
+    sn.tl.deep_cluster(copy, model=loaded, key_added="loaded")
+    np.testing.assert_array_equal(copy.obs["loaded"], adata.obs["deep_cluster"])
+    assert set(copy.uns["loaded"]["history"]) == {"pretrain", "cluster"}
+
+
+def test_estimates_k_when_not_given():
+    adata = _data(seed=2)
+    model = sn.tl.deep_cluster(adata, None, **FAST, **TRAINER)
+    uns = adata.uns["deep_cluster"]
+    assert uns["n_clusters_estimated"] is True
+    assert uns["params"]["n_clusters"] == "None"
+    assert 2 <= uns["n_clusters"] <= 8
+    assert model.module.n_clusters == uns["n_clusters"]
+    assert adata.obs["deep_cluster"].nunique() <= uns["n_clusters"]
+    assert sn.metrics.adjusted_rand_index(adata.obs["group"], adata.obs["deep_cluster"]) > 0.4
+
+
+def test_batch_key_and_layer():
+    adata = _data(seed=3, n_batches=2, batch_effect=2.0)
+    adata.X = sparse.csr_matrix(adata.shape, dtype=np.float32)  # counts only in the layer
+    model = _run(adata, layer="counts", batch_key="batch", labels_key="group")
+    assert model.module.n_batch == 2
+    assert model.module.encoder.n_cat == 2 and model.module.decoder.n_cat == 2
+    assert adata.uns["deep_cluster"]["params"]["batch_key"] == "batch"
+    assert adata.uns["deep_cluster"]["metrics"]["ari"] > 0.7
+    # clusters do not follow batches
+    assert sn.metrics.adjusted_rand_index(adata.obs["batch"], adata.obs["deep_cluster"]) < 0.2
+    other = adata[adata.obs["batch"] == "b1"].copy()
+    other.obs["batch"] = "b9"
+    before = snapshot(other)
+    with pytest.raises(ValueError, match="batches the model has not seen"):
+        sn.tl.deep_cluster(other, model=model)
+    assert_unchanged(other, before)
+
+
+def test_zero_count_cells_dropped_and_gene_selection():
+    adata = _data(seed=4)
+    X = adata.X.tolil()
+    X[:5] = 0
+    adata.X = X.tocsr()
+    with pytest.warns(UserWarning, match="5 cells have zero counts"):
+        _run(adata, n_top_genes=50, max_epochs=3)
+    assert adata.obs["deep_cluster"].isna().sum() == 5
+    assert np.isnan(adata.obsm["X_deep_cluster"][:5]).all()
+    assert adata.obs["deep_cluster"][5:].notna().all()
+    uns = adata.uns["deep_cluster"]
+    assert uns["n_cells_dropped"] == 5
+    genes = uns["genes"]
+    assert len(genes) == 50
+    markers = adata.var_names[adata.var["marker_of"] != ""]
+    assert len(set(genes) & set(markers)) >= 30  # the markers are the variable genes
+
+
+def test_preprocessing_matches_scanpy_protocol():
+    adata = _data(seed=6)
+    mean, std, median = normalization_stats(adata.X)
+    ref = adata.copy()
+    library = np.asarray(ref.X.sum(axis=1)).ravel()
+    assert median == pytest.approx(np.median(library))
+    sc.pp.normalize_total(ref, target_sum=np.median(library))
+    sc.pp.log1p(ref)
+    dense = ref.X.toarray()
+    np.testing.assert_allclose(mean, dense.mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(std, dense.std(axis=0, ddof=1), rtol=1e-4, atol=1e-5)
+    # dense and sparse input give the same statistics
+    dense_stats = normalization_stats(adata.X.toarray())
+    np.testing.assert_allclose(dense_stats[0], mean, rtol=1e-5)
+
+
+def test_target_distribution_sharpens():
+    q = torch.tensor([[0.6, 0.4], [0.5, 0.5], [0.2, 0.8]])
+    p = target_distribution(q)
+    torch.testing.assert_close(p.sum(dim=1), torch.ones(3))
+    assert p[0, 0] > q[0, 0] and p[2, 1] > q[2, 1]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "kwargs", "error", "match"),
+    [
+        (lambda a: setattr(a, "X", a.X * 0.5), {}, ValueError, "non-integer"),
+        (lambda a: setattr(a, "X", -a.X), {}, ValueError, "negative"),
+        (lambda a: setattr(a, "X", a.X * 0), {}, ValueError, "every cell .* zero counts"),
+        (lambda a: None, {"n_clusters": 1}, ValueError, "n_clusters must be an integer >= 2"),
+        (lambda a: None, {"n_clusters": 500}, ValueError, "only 256 cells"),
+        (lambda a: None, {"batch_key": "nope"}, KeyError, "batch_key='nope'"),
+        (lambda a: None, {"layer": "nope"}, KeyError, "layer='nope'"),
+        (lambda a: None, {"labels_key": "nope"}, KeyError, "labels_key='nope'"),
+        (lambda a: None, {"backend": "jax"}, ValueError, "backend"),
+        (lambda a: None, {"tol": 2.0}, ValueError, "tol"),
+        (lambda a: None, {"model": "x"}, TypeError, "DeepCluster"),
+    ],
+)
+def test_bad_input_leaves_adata_unchanged(mutate, kwargs, error, match):
+    adata = _data()
+    mutate(adata)
+    before = snapshot(adata)
+    kwargs = {"n_clusters": 3, **kwargs}
+    with pytest.raises(error, match=match):
+        sn.tl.deep_cluster(adata, **kwargs, **FAST, **TRAINER)
+    assert_unchanged(adata, before)
+
+
+def test_model_with_different_genes(trained):
+    _, model = trained
+    other = _data(seed=7)
+    other.var_names = [f"other{i}" for i in range(other.n_vars)]
+    before = snapshot(other)
+    with pytest.raises(ValueError, match="missing from adata"):
+        sn.tl.deep_cluster(other, model=model)
+    assert_unchanged(other, before)
+
+
+def test_plots(trained):
+    adata, _ = trained
+    ax = sn.pl.cluster_contingency(adata, "deep_cluster", "group", show=False)
+    assert ax.get_title().startswith("ARI")
+    axes = sn.pl.training_history(adata, "deep_cluster", metrics=["loss"], show=False)
+    titles = [a.get_title() for a in axes]
+    assert any(t.startswith("pretrain") for t in titles)
+    assert any(t.startswith("cluster") for t in titles)
+    with pytest.raises(KeyError, match="labels_key='nope'"):
+        sn.pl.cluster_contingency(adata, "deep_cluster", "nope", show=False)
+
+
+def test_h5ad_round_trip(trained, tmp_path):
+    adata, _ = trained
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    back = sc.read_h5ad(tmp_path / "a.h5ad")
+    assert set(back.uns["deep_cluster"]["history"]) == {"pretrain", "cluster"}
+    sn.pl.training_history(back, "deep_cluster", phase="cluster", show=False)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_pbmc_beats_pca_kmeans():
+    adata = load_real("pbmc_10x_scdeepcluster_top2000")
+    sn.tl.deep_cluster(adata, 8, labels_key="Y", **TRAINER)
+    assert adata.uns["deep_cluster"]["metrics"]["ari"] > 0.7
