@@ -15,6 +15,8 @@ import scanpy as sc
 
 import scneural as sn
 
+from ._demo_perturb import demo_perturb
+
 logger = logging.getLogger("scneural.demo")
 
 
@@ -77,6 +79,7 @@ def demo_classify(output: Path, max_epochs: int | None) -> None:
 
 
 DEMOS: dict[str, Callable[[Path, int | None], None]] = {"classify": demo_classify}
+DEMOS["perturb"] = demo_perturb
 
 
 def run_demo(

@@ -1,5 +1,6 @@
 """scvi-tools models behind the tools."""
 
 from .classifier import Classifier, ClassifierModule
+from .scgen import ScGen, ScGenModule
 
-__all__ = ["Classifier", "ClassifierModule"]
+__all__ = ["Classifier", "ClassifierModule", "ScGen", "ScGenModule"]
