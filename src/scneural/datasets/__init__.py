@@ -11,7 +11,7 @@ from ._registry import (
     pbmc68k_reduced_counts,
     read_scdeepcluster_h5,
 )
-from ._synthetic import synthetic_counts
+from ._synthetic import synthetic_counts, synthetic_perturbation
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -24,4 +24,5 @@ __all__ = [
     "pbmc68k_reduced_counts",
     "read_scdeepcluster_h5",
     "synthetic_counts",
+    "synthetic_perturbation",
 ]

@@ -1,0 +1,211 @@
+"""Benchmark of sn.tl.perturb (scGen) on Kang et al. IFN-beta PBMC, with its peer, in one run.
+
+Protocol (docs/benchmarks.md, DESIGN.md): normalize_total(1e4) + log1p on all cells, 2000
+HVGs (flavor "seurat"); for each held-out type T, drop T's stimulated cells, train on the
+rest, predict them from T's control cells; R² = squared Pearson r of per-gene means of
+predicted vs real stimulated T cells over all genes and over the top-100 DE genes
+(wilcoxon, STIM vs CTRL within real T). Compared in the same run:
+
+- ``control unchanged``: T's control cells as the prediction;
+- ``mean shift``: T's control cells + the cell-type balanced mean shift of the other types
+  (average over types of mean(STIM) - mean(CTRL));
+- ``scgen 2.1.0``: the scGen package from PyPI in its own venv (built by
+  ``benchmarks/peers/setup_scgen_venv.sh``), trained as its authors recommend, run through
+  ``benchmarks/peers/scgen_peer.py`` with data exchanged as h5ad files;
+- ``scneural``: ``sn.tl.perturb``.
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/perturb.py [--types "CD4 Naive T" ...] [--no-peer]
+
+Both methods train on one CPU thread (``--threads``), one after the other per type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import torch
+
+import scneural as sn
+
+TYPES = ["CD4 Naive T", "CD14 Mono", "B", "NK"]
+CONDITION, CELL_TYPE, CONTROL, STIM = "stim", "seurat_annotations", "CTRL", "STIM"
+HERE = Path(__file__).resolve().parent
+
+
+def preprocess() -> ad.AnnData:
+    adata = sn.datasets.load("kang_ifnb_sub")
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    sc.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat")
+    adata = adata[:, adata.var["highly_variable"]]
+    return ad.AnnData(
+        X=np.asarray(adata.X.toarray(), dtype=np.float32),
+        obs=pd.DataFrame(
+            {
+                CONDITION: pd.Categorical(adata.obs[CONDITION].astype(str).to_numpy()),
+                CELL_TYPE: pd.Categorical(adata.obs[CELL_TYPE].astype(str).to_numpy()),
+            },
+            index=np.asarray(adata.obs_names, dtype=str),
+        ),
+        var=pd.DataFrame(index=np.asarray(adata.var_names, dtype=str)),
+    )
+
+
+def mean_shift(train: ad.AnnData, control_cells: np.ndarray) -> np.ndarray:
+    """Control cells + the average over types (seen in both conditions) of the mean shift."""
+    types = train.obs[CELL_TYPE].astype(str).to_numpy()
+    conditions = train.obs[CONDITION].astype(str).to_numpy()
+    shifts = []
+    for t in np.unique(types):
+        stim, ctrl = (types == t) & (conditions == STIM), (types == t) & (conditions == CONTROL)
+        if stim.any() and ctrl.any():
+            shifts.append(train.X[stim].mean(axis=0) - train.X[ctrl].mean(axis=0))
+    return control_cells + np.mean(shifts, axis=0)
+
+
+def run_peer(python: str, data: Path, out: Path, cell_type: str, threads: int) -> dict:
+    command = [python, str(HERE / "peers" / "scgen_peer.py"), str(data), str(out), cell_type]
+    command += ["--threads", str(threads)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"scgen peer failed:\n{done.stderr[-3000:]}")
+    result = ad.read_h5ad(out / f"{cell_type}.h5ad")
+    return {
+        "X": result.X,
+        "train_seconds": float(result.uns["train_seconds"]),
+        "epochs": int(result.uns["n_epochs"]),
+    }
+
+
+def scores(real: ad.AnnData, predicted: np.ndarray, de: list[str]) -> dict:
+    pred = ad.AnnData(X=np.asarray(predicted, dtype=np.float32), var=real.var[[]].copy())
+    r = sn.metrics.perturbation_r2(real, pred, de_genes=de)
+    return {
+        "r2_all": r["r2_mean_all"],
+        "r2_top100": r["r2_mean_de"],
+        "r2_var_all": r["r2_var_all"],
+        "r2_var_top100": r["r2_var_de"],
+    }
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A markdown table (floats with 3 decimals, missing values blank)."""
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "" if np.isnan(value) else f"{value:.3f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(False)]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--types", nargs="+", default=TYPES)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-peer", action="store_true", help="skip the scgen peer")
+    parser.add_argument("--peer-venv", default="/tmp/scgen_peer_venv")
+    parser.add_argument("--workdir", default="/tmp/scneural_perturb_bench")
+    parser.add_argument("--max-epochs", type=int, default=None)
+    parser.add_argument("--kwargs", default="{}", help="JSON of extra sn.tl.perturb arguments")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    sc.settings.verbosity = 0
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    adata = preprocess()
+    data_path = workdir / "kang_hvg.h5ad"
+    with ad.settings.override(allow_write_nullable_strings=False):
+        adata.write_h5ad(data_path)
+    peer_python = None
+    if not args.no_peer:
+        subprocess.run(
+            ["bash", str(HERE / "peers" / "setup_scgen_venv.sh"), args.peer_venv], check=True
+        )
+        peer_python = str(Path(args.peer_venv) / "bin" / "python")
+    extra = json.loads(args.kwargs)
+    types = adata.obs[CELL_TYPE].astype(str).to_numpy()
+    conditions = adata.obs[CONDITION].astype(str).to_numpy()
+    rows = []
+    for cell_type in args.types:
+        held = (types == cell_type) & (conditions == STIM)
+        control = (types == cell_type) & (conditions == CONTROL)
+        real = adata[held]
+        de = sn.metrics.top_de_genes(
+            adata[types == cell_type], CONDITION, STIM, CONTROL, n_genes=100
+        )
+        train = adata[~held].copy()
+        rows.append({"type": cell_type, "method": "control unchanged"})
+        rows[-1].update(scores(real, adata.X[control], de))
+        rows.append({"type": cell_type, "method": "control + balanced mean shift"})
+        rows[-1].update(scores(real, mean_shift(train, adata.X[control]), de))
+
+        start = time.perf_counter()
+        pred, model = sn.tl.perturb(
+            train,
+            condition_key=CONDITION,
+            control=CONTROL,
+            perturbed=STIM,
+            cell_type_key=CELL_TYPE,
+            predict=cell_type,
+            random_state=args.seed,
+            max_epochs=args.max_epochs,
+            accelerator="cpu",
+            enable_progress_bar=False,
+            return_model=True,
+            **extra,
+        )
+        total = time.perf_counter() - start
+        rows.append({"type": cell_type, "method": "scneural"})
+        rows[-1].update(scores(real, pred.X, de))
+        rows[-1].update(
+            {
+                "train_seconds": train.uns["perturb"]["train_seconds"],
+                "total_seconds": total,
+                "epochs": len(model.history["train_loss"]),
+            }
+        )
+        print(rows[-1], flush=True)
+        if peer_python is not None:
+            peer = run_peer(peer_python, data_path, workdir / "peer", cell_type, args.threads)
+            rows.append({"type": cell_type, "method": "scgen 2.1.0"})
+            rows[-1].update(scores(real, peer["X"], de))
+            rows[-1].update({"train_seconds": peer["train_seconds"], "epochs": peer["epochs"]})
+            print(rows[-1], flush=True)
+
+    table = pd.DataFrame(rows)
+    columns = ["type", "method", "r2_all", "r2_top100", "r2_var_all", "train_seconds", "epochs"]
+    table = table.reindex(columns=columns)
+    print()
+    print(
+        f"kang_ifnb_sub, 2000 HVGs, seed {args.seed}, {args.threads} torch thread(s); "
+        f"sn.tl.perturb extra arguments: {extra or 'none'}, max_epochs={args.max_epochs}"
+    )
+    print(markdown(table))
+    if args.json:
+        Path(args.json).write_text(table.to_json(orient="records", indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Perturbation-prediction metrics of scGen: R² of per-gene means and variances."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+MatrixLike = Any
+
+
+def gene_stats(X: MatrixLike, what: str) -> np.ndarray:
+    """Per-gene mean or variance of a dense, sparse or AnnData matrix."""
+    if isinstance(X, AnnData):
+        X = X.X
+    if sparse.issparse(X):
+        X = sparse.csr_matrix(X)
+        mean = np.asarray(X.mean(axis=0)).ravel()
+        if what == "mean":
+            return mean
+        return np.asarray(X.multiply(X).mean(axis=0)).ravel() - mean**2
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2:
+        raise ValueError(f"expected a 2-D matrix (cells x genes), got shape {X.shape}")
+    return X.mean(axis=0) if what == "mean" else X.var(axis=0)
+
+
+def squared_pearson(x: np.ndarray, y: np.ndarray) -> float:
+    if x.shape != y.shape:
+        raise ValueError(f"the two data sets have {x.size} and {y.size} genes; they must match")
+    if x.size < 2 or np.std(x) == 0 or np.std(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1] ** 2)
+
+
+def _gene_mask(var_names: pd.Index | None, genes: Sequence[str] | None, n: int) -> np.ndarray:
+    if genes is None:
+        return np.ones(n, dtype=bool)
+    if var_names is None:
+        raise ValueError("genes= needs AnnData inputs (to look the gene names up)")
+    genes = list(genes)
+    missing = [g for g in genes if g not in set(var_names)]
+    if missing:
+        raise KeyError(f"genes not in the data: {missing[:5]}")
+    return np.asarray(var_names.isin(genes))
+
+
+def _r2_of(stat: str, real: MatrixLike, predicted: MatrixLike, genes: Sequence[str] | None):
+    names = real.var_names if isinstance(real, AnnData) else None
+    if isinstance(real, AnnData) and isinstance(predicted, AnnData):
+        if not real.var_names.equals(predicted.var_names):
+            raise ValueError("real and predicted must have the same genes in the same order")
+    x, y = gene_stats(real, stat), gene_stats(predicted, stat)
+    if x.shape != y.shape:
+        raise ValueError(f"the two data sets have {x.size} and {y.size} genes; they must match")
+    mask = _gene_mask(names, genes, x.size)
+    return squared_pearson(x[mask], y[mask])
+
+
+def r2_mean(
+    real: MatrixLike, predicted: MatrixLike, *, genes: Sequence[str] | None = None
+) -> float:
+    """Squared Pearson correlation of per-gene means of real and predicted cells (scGen's R²).
+
+    Parameters
+    ----------
+    real, predicted
+        Cells x genes matrices or AnnData objects with the same genes.
+    genes
+        Only these genes (e.g. the top DE genes); needs AnnData inputs.
+    """
+    return _r2_of("mean", real, predicted, genes)
+
+
+def r2_var(real: MatrixLike, predicted: MatrixLike, *, genes: Sequence[str] | None = None) -> float:
+    """Squared Pearson correlation of per-gene variances of real and predicted cells."""
+    return _r2_of("var", real, predicted, genes)
+
+
+def top_de_genes(
+    adata: AnnData,
+    groupby: str,
+    group: str,
+    reference: str,
+    *,
+    n_genes: int = 100,
+    method: str = "wilcoxon",
+    layer: str | None = None,
+) -> list[str]:
+    """The top ``n_genes`` differentially expressed genes of ``group`` vs ``reference``.
+
+    Runs :func:`scanpy.tl.rank_genes_groups` on a copy (``adata`` is not changed) and
+    returns the gene names ranked by score.
+    """
+    import scanpy as sc
+
+    values = adata.obs[groupby].astype(str)
+    for name in (group, reference):
+        if name not in set(values):
+            raise ValueError(f"{name!r} is not a value of obs[{groupby!r}]")
+    subset = adata[values.isin([group, reference]).to_numpy()]
+    work = AnnData(
+        X=subset.layers[layer] if layer is not None else subset.X,
+        obs=pd.DataFrame({groupby: values[values.isin([group, reference])].to_numpy()}),
+        var=pd.DataFrame(index=subset.var_names.copy()),
+    )
+    work.obs.index = work.obs.index.astype(str)
+    work.obs[groupby] = work.obs[groupby].astype("category")
+    sc.tl.rank_genes_groups(
+        work, groupby, groups=[group], reference=reference, method=method, n_genes=n_genes
+    )
+    return [str(g) for g in work.uns["rank_genes_groups"]["names"][group][:n_genes]]
+
+
+def perturbation_r2(
+    real: AnnData, predicted: AnnData, *, de_genes: Sequence[str] | None = None
+) -> dict[str, float]:
+    """R² of means and variances over all genes and over ``de_genes`` (when given).
+
+    Returns
+    -------
+    ``{"r2_mean_all", "r2_var_all"}`` plus ``"r2_mean_de"``, ``"r2_var_de"`` with
+    ``de_genes``.
+    """
+    out = {
+        "r2_mean_all": r2_mean(real, predicted),
+        "r2_var_all": r2_var(real, predicted),
+    }
+    if de_genes is not None:
+        out["r2_mean_de"] = r2_mean(real, predicted, genes=de_genes)
+        out["r2_var_de"] = r2_var(real, predicted, genes=de_genes)
+    return out

@@ -1,0 +1,475 @@
+"""The scvi-tools model of scGen: VAE training, latent arithmetic and batch removal."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+
+from scneural._utils import iter_row_batches
+from scneural.models._base import ScneuralModelMixin, build_logger
+
+from ._module import ScGenModule
+
+logger = logging.getLogger(__name__)
+
+#: registry key of the condition column (control / perturbed)
+CONDITION_KEY = "condition"
+#: value of ``obs[condition_key]`` in predicted cells
+PREDICTED = "predicted"
+
+
+class ScGen(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
+    """scGen (Lotfollahi et al. 2019): predict a perturbation response by latent arithmetic.
+
+    A VAE is trained on log-normalised expression of control and perturbed cells of
+    several cell types. The perturbation is the vector ``delta`` between the cell-type
+    balanced mean latent codes of perturbed and control cells; a cell type never seen
+    perturbed is predicted by decoding ``z(control cells) + delta``.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata` (log-normalised expression).
+    n_hidden
+        Width of every hidden layer of encoder and decoder.
+    n_latent
+        Dimension of the latent space.
+    n_layers
+        Hidden layers of encoder and decoder.
+    dropout_rate
+        Dropout after every hidden block.
+    kl_weight
+        Weight of the KL divergence against the squared-error reconstruction.
+
+    Examples
+    --------
+    >>> ScGen.setup_anndata(train, condition_key="stim", cell_type_key="cell_type")
+    >>> model = ScGen(train)
+    >>> model.train()
+    >>> pred, delta = model.predict("CTRL", "STIM", cell_type="CD14 Mono")
+    """
+
+    _module_cls = ScGenModule
+    _history_exclude = ("kl_global_",)
+
+    def __init__(
+        self,
+        adata: AnnData,
+        n_hidden: int = 800,
+        n_latent: int = 100,
+        n_layers: int = 2,
+        dropout_rate: float = 0.2,
+        kl_weight: float = 5e-5,
+    ):
+        super().__init__(adata)
+        self.module = self._module_cls(
+            n_input=self.summary_stats.n_vars,
+            n_hidden=n_hidden,
+            n_latent=n_latent,
+            n_layers=n_layers,
+            dropout_rate=dropout_rate,
+            kl_weight=kl_weight,
+        )
+        self._model_summary_string = (
+            f"ScGen: {self.summary_stats.n_vars} genes, {n_layers}x{n_hidden} hidden, "
+            f"latent {n_latent}, dropout {dropout_rate}, KL weight {kl_weight}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        condition_key: str,
+        cell_type_key: str,
+        layer: str | None = None,
+        batch_key: str | None = None,
+        **kwargs,
+    ) -> None:
+        """Register the AnnData fields scGen reads.
+
+        Parameters
+        ----------
+        adata
+            AnnData with log-normalised expression.
+        condition_key
+            Column of ``adata.obs`` with the condition (control / perturbed).
+        cell_type_key
+            Column of ``adata.obs`` with cell types (for balancing and batch removal).
+        layer
+            Layer with the log-normalised expression (``None``: ``adata.X``).
+        batch_key
+            Column of ``adata.obs`` with batches, used only by :meth:`batch_removal`.
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        anndata_fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False),
+            CategoricalObsField(CONDITION_KEY, condition_key),
+            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, cell_type_key),
+            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+        ]
+        adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    # -- training ---------------------------------------------------------------------------
+
+    def train(
+        self,
+        max_epochs: int | None = 40,
+        *,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 64,
+        early_stopping: bool = True,
+        early_stopping_patience: int = 10,
+        train_size: float | None = 0.9,
+        logger: str | None = None,
+        plan_kwargs: dict | None = None,
+        **kwargs,
+    ):
+        """Train with Adam; early stopping watches the validation loss (the weighted ELBO).
+
+        Parameters
+        ----------
+        max_epochs
+            Maximum number of epochs.
+        lr, weight_decay
+            Adam's learning rate and weight decay.
+        batch_size
+            Minibatch size.
+        early_stopping, early_stopping_patience
+            Stop when the validation loss (squared error + ``kl_weight`` x KL, the quantity
+            trained) has not improved for this many epochs; the best weights are not
+            restored, as in scvi-tools.
+        train_size
+            Fraction of cells trained on; the rest is the validation set.
+        logger
+            Also log to ``"tensorboard"``, ``"csv"`` (under ``lightning_logs/``) or a Lightning
+            logger; the per-epoch history is always kept in ``model.history``.
+        plan_kwargs
+            More arguments of :class:`scvi.train.TrainingPlan`.
+        **kwargs
+            Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and the Lightning
+            trainer (``accelerator``, ``devices``, ...).
+        """
+        plan = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
+        if train_size is not None and train_size >= 1.0:
+            early_stopping = False
+        kwargs.setdefault("early_stopping_monitor", "validation_loss")
+        kwargs.setdefault("early_stopping_patience", early_stopping_patience)
+        kwargs.setdefault("early_stopping_mode", "min")
+        kwargs.setdefault("check_val_every_n_epoch", 1)
+        if logger is not None:
+            kwargs["logger"] = build_logger(logger)
+        return super().train(
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            early_stopping=early_stopping,
+            train_size=train_size,
+            plan_kwargs=plan,
+            **kwargs,
+        )
+
+    # -- latent space -----------------------------------------------------------------------
+
+    def get_latent_representation(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        give_mean: bool = True,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Latent code of each cell: the posterior mean (or a sample with ``give_mean=False``)."""
+        name = "qz_m" if give_mean else "z"
+        return self._batched_inference(adata, [name], indices=indices, batch_size=batch_size)[name]
+
+    @torch.inference_mode()
+    def encode_matrix(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """Posterior means of the rows of a matrix whose columns are the model's genes."""
+        self.module.eval()
+        parts = []
+        for block in iter_row_batches(X, batch_size):
+            x = torch.from_numpy(block).to(self.device)
+            parts.append(self.module.inference(x)["qz_m"].cpu().numpy())
+        return np.concatenate(parts, axis=0)
+
+    @torch.inference_mode()
+    def decode(self, z: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Expression decoded from latent codes ``z`` (cells x ``n_latent``)."""
+        self.module.eval()
+        parts = []
+        for start in range(0, z.shape[0], batch_size):
+            block = torch.as_tensor(z[start : start + batch_size], dtype=torch.float32)
+            parts.append(self.module.decode(block.to(self.device)).cpu().numpy())
+        if not parts:
+            return np.zeros((0, self.summary_stats.n_vars), dtype=np.float32)
+        return np.concatenate(parts, axis=0).astype(np.float32)
+
+    def register_query(self, adata: AnnData) -> AnnData:
+        """Register ``adata`` (same genes, the model's obs columns) for this model.
+
+        Unlike the automatic transfer, new cell types or batches are accepted: the VAE does
+        not read them, only the arithmetic does.
+        """
+        self._register_manager_for_instance(
+            self.adata_manager.transfer_fields(adata, extend_categories=True)
+        )
+        return adata
+
+    def _setup_key(self, name: str) -> str | None:
+        return self.adata_manager.registry["setup_args"].get(name)
+
+    # -- prediction ---------------------------------------------------------------------------
+
+    def latent_delta(
+        self,
+        control: str,
+        perturbed: str,
+        *,
+        adata: AnnData | None = None,
+        latent: np.ndarray | None = None,
+        restrict_arithmetic_to: Sequence[str] | None = None,
+        balance: Literal["resample", "mean"] = "resample",
+        random_state: int = 0,
+        batch_size: int | None = None,
+    ) -> tuple[np.ndarray, list[str]]:
+        """Cell-type balanced ``mean z(perturbed) - mean z(control)``.
+
+        Only cell types with both control and perturbed cells enter (so a held-out type's
+        control cells do not bias the control mean). ``balance="resample"`` draws, with a
+        seeded generator, as many cells of every type as the largest type has (with
+        replacement, as scGen's balancer); ``"mean"`` averages the per-type means exactly.
+
+        Returns
+        -------
+        The delta vector and the cell types it was computed from.
+        """
+        adata = self._validate_anndata(adata)
+        conditions = adata.obs[self._setup_key("condition_key")].astype(str).to_numpy()
+        types = adata.obs[self._setup_key("cell_type_key")].astype(str).to_numpy()
+        check_conditions(conditions, self._setup_key("condition_key"), control, perturbed)
+        shared = sorted(
+            set(types[conditions == control]) & set(types[conditions == perturbed]), key=str
+        )
+        if restrict_arithmetic_to is not None:
+            wanted = [str(t) for t in restrict_arithmetic_to]
+            unknown = sorted(set(wanted) - set(types))
+            if unknown:
+                raise ValueError(
+                    f"restrict_arithmetic_to names cell types not in the data: {unknown}; "
+                    f"known types: {sorted(set(types))[:20]}"
+                )
+            shared = [t for t in shared if t in wanted]
+        if not shared:
+            raise ValueError(
+                "no cell type has both control and perturbed cells"
+                + (" among restrict_arithmetic_to" if restrict_arithmetic_to is not None else "")
+                + "; scGen needs at least one type seen in both conditions to learn the shift"
+            )
+        if balance not in ("resample", "mean"):
+            raise ValueError(f"balance must be 'resample' or 'mean', got {balance!r}")
+        if latent is None:
+            latent = self.get_latent_representation(adata, batch_size=batch_size)
+        groups = {
+            (cond, t): np.flatnonzero((conditions == cond) & (types == t))
+            for cond in (control, perturbed)
+            for t in shared
+        }
+        rng = np.random.default_rng(random_state)
+        n_max = max(len(idx) for idx in groups.values())
+        means = {}
+        for cond in (control, perturbed):
+            if balance == "mean":
+                means[cond] = np.mean([latent[groups[(cond, t)]].mean(axis=0) for t in shared], 0)
+            else:
+                idx = np.concatenate(
+                    [rng.choice(groups[(cond, t)], size=n_max, replace=True) for t in shared]
+                )
+                means[cond] = latent[idx].mean(axis=0)
+        return (means[perturbed] - means[control]).astype(np.float32), shared
+
+    def predict(
+        self,
+        control: str,
+        perturbed: str,
+        *,
+        cell_type: str | None = None,
+        control_cells: AnnData | None = None,
+        control_layer: str | None = None,
+        adata: AnnData | None = None,
+        restrict_arithmetic_to: Sequence[str] | None = None,
+        balance: Literal["resample", "mean"] = "resample",
+        random_state: int = 0,
+        batch_size: int | None = None,
+    ) -> tuple[AnnData, np.ndarray]:
+        """Predict perturbed cells from control cells by latent arithmetic.
+
+        Parameters
+        ----------
+        control, perturbed
+            Values of the registered condition column.
+        cell_type
+            Predict this cell type's response from its control cells in ``adata``.
+        control_cells
+            Or: the control cells to shift, passed directly (their genes must include the
+            model's; they are reordered to the model's).
+        control_layer
+            Layer of ``control_cells`` with log-normalised expression (``None``: ``X``).
+        adata
+            Registered AnnData the delta (and ``cell_type``'s control cells) are taken from;
+            default the training data.
+        restrict_arithmetic_to
+            Compute the delta from these cell types only.
+        balance
+            ``"resample"`` (scGen, seeded) or ``"mean"``: see :meth:`latent_delta`.
+        random_state
+            Seed of the balancing.
+        batch_size
+            Minibatch size of encoding and decoding.
+
+        Returns
+        -------
+        The predicted cells (``obs`` of the control cells with the condition set to
+        ``"predicted"`` and ``obs["control_cell"]`` naming the cell each was predicted from;
+        ``obsm["latent"]`` the shifted codes) and the latent ``delta``.
+        """
+        if (cell_type is None) == (control_cells is None):
+            raise ValueError("pass exactly one of cell_type= or control_cells=")
+        adata = self._validate_anndata(adata)
+        condition_key = self._setup_key("condition_key")
+        cell_type_key = self._setup_key("cell_type_key")
+        latent = self.get_latent_representation(adata, batch_size=batch_size)
+        delta, _ = self.latent_delta(
+            control,
+            perturbed,
+            adata=adata,
+            latent=latent,
+            restrict_arithmetic_to=restrict_arithmetic_to,
+            balance=balance,
+            random_state=random_state,
+        )
+        if cell_type is not None:
+            mask = control_mask(adata.obs, condition_key, cell_type_key, control, cell_type)
+            z_control = latent[mask]
+            obs = adata.obs.loc[mask].copy()
+        else:
+            genes = pd.Index(self.adata.var_names)
+            missing = genes.difference(control_cells.var_names)
+            if len(missing):
+                raise ValueError(
+                    f"control_cells lack {len(missing)} of the model's genes "
+                    f"(e.g. {list(missing[:5])}); pass cells with the genes the model was "
+                    "trained on"
+                )
+            cells = control_cells[:, genes]
+            matrix = cells.layers[control_layer] if control_layer is not None else cells.X
+            z_control = self.encode_matrix(matrix, batch_size=batch_size or 1024)
+            obs = control_cells.obs.copy()
+        z_predicted = (z_control + delta[None, :]).astype(np.float32)
+        predicted = predicted_anndata(
+            self.decode(z_predicted, batch_size=batch_size or 1024),
+            obs,
+            pd.DataFrame(index=pd.Index(self.adata.var_names).copy()),
+            condition_key,
+        )
+        predicted.obsm["latent"] = z_predicted
+        return predicted, delta
+
+    # -- batch removal ------------------------------------------------------------------------
+
+    def batch_removal(self, adata: AnnData | None = None, batch_size: int | None = None) -> AnnData:
+        """Remove batch effects in latent space and decode, as scGen does.
+
+        Within every cell type seen in two or more batches, each batch's latent codes are
+        shifted so their mean equals the largest batch's; types seen in one batch are kept.
+
+        Returns
+        -------
+        AnnData with the corrected expression in ``X``, the same cells in the same order
+        with the same names and ``obs`` as ``adata``, and ``obsm["latent"]`` the corrected
+        codes.
+        """
+        batch_key = self._setup_key("batch_key")
+        if batch_key is None:
+            raise ValueError(
+                "batch_removal needs batches: set the model up with "
+                "ScGen.setup_anndata(..., batch_key=...) before training"
+            )
+        adata = self._validate_anndata(adata)
+        latent = self.get_latent_representation(adata, batch_size=batch_size)
+        types = adata.obs[self._setup_key("cell_type_key")].astype(str).to_numpy()
+        batches = adata.obs[batch_key].astype(str).to_numpy()
+        corrected = latent.copy()
+        for cell_type in np.unique(types):
+            in_type = types == cell_type
+            present, sizes = np.unique(batches[in_type], return_counts=True)
+            if len(present) < 2:
+                continue
+            reference = latent[in_type & (batches == present[np.argmax(sizes)])].mean(axis=0)
+            for batch in present:
+                cells = in_type & (batches == batch)
+                corrected[cells] += reference - latent[cells].mean(axis=0)
+        expression = self.decode(corrected, batch_size=batch_size or 1024)
+        result = AnnData(X=expression, obs=adata.obs.copy(), var=adata.var.copy())
+        result.obsm["latent"] = corrected.astype(np.float32)
+        return result
+
+
+def check_conditions(
+    conditions: np.ndarray, condition_key: str, control: str, perturbed: str
+) -> None:
+    """Require ``control`` and ``perturbed`` to be two different values of the condition."""
+    values = sorted(set(conditions))
+    for argument, value in (("control", control), ("perturbed", perturbed)):
+        if value not in values:
+            raise ValueError(
+                f"{argument}={value!r} is not a value of obs[{condition_key!r}]; "
+                f"values found: {values[:20]}"
+            )
+    if control == perturbed:
+        raise ValueError(f"control and perturbed are both {control!r}; pass two different values")
+
+
+def control_mask(
+    obs: pd.DataFrame, condition_key: str, cell_type_key: str, control: str, cell_type: str
+) -> np.ndarray:
+    """Cells of ``cell_type`` under ``control``; errors if the type or its controls are absent."""
+    types = obs[cell_type_key].astype(str).to_numpy()
+    if cell_type not in set(types):
+        raise ValueError(
+            f"cell type {cell_type!r} is not in obs[{cell_type_key!r}]; "
+            f"types found: {sorted(set(types))[:20]}"
+        )
+    mask = (types == cell_type) & (obs[condition_key].astype(str).to_numpy() == control)
+    if not mask.any():
+        raise ValueError(
+            f"cell type {cell_type!r} has no control cells ({condition_key}={control!r}); "
+            "scGen predicts a type's response from its control cells"
+        )
+    return mask
+
+
+def predicted_anndata(
+    expression: np.ndarray, obs: pd.DataFrame, var: pd.DataFrame, condition_key: str
+) -> AnnData:
+    """AnnData of predicted cells: ``obs`` of their control cells, condition ``"predicted"``.
+
+    Cells are named ``"{control cell}-predicted"`` (so they can be concatenated with the
+    real data) and ``obs["control_cell"]`` names the cell each was predicted from.
+    """
+    obs = obs.copy()
+    obs["control_cell"] = obs.index.astype(str).to_numpy()
+    obs[condition_key] = pd.Categorical([PREDICTED] * len(obs))
+    obs.index = pd.Index([f"{name}-{PREDICTED}" for name in obs.index.astype(str)])
+    return AnnData(X=np.asarray(expression, dtype=np.float32), obs=obs, var=var)

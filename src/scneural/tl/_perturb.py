@@ -1,0 +1,352 @@
+"""``sn.tl.perturb``: predict a cell type's perturbation response with scGen."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from scneural._docs import doc_params
+from scneural._utils import set_seed, to_h5ad_safe, write_results
+from scneural._validation import (
+    check_adata,
+    check_finite,
+    check_obs_key,
+    check_unique_var_names,
+    looks_like_counts,
+)
+from scneural.models import ScGen
+from scneural.models.scgen._model import check_conditions, control_mask, predicted_anndata
+
+from ._common import (
+    InputSource,
+    align_features,
+    check_backend,
+    make_proxy,
+    model_feature_names,
+    resolve_source,
+    trainer_kwargs,
+)
+
+
+@doc_params()
+def perturb(
+    adata: AnnData,
+    *,
+    condition_key: str,
+    control: str,
+    perturbed: str,
+    cell_type_key: str,
+    predict: str | AnnData,
+    key_added: str = "perturb",
+    backend: Literal["torch"] = "torch",
+    layer: str | None = None,
+    model: ScGen | None = None,
+    restrict_arithmetic_to: Sequence[str] | None = None,
+    balance: Literal["resample", "mean"] = "resample",
+    n_hidden: int = 800,
+    n_latent: int = 100,
+    n_layers: int = 2,
+    dropout_rate: float = 0.2,
+    kl_weight: float = 5e-5,
+    random_state: int = 0,
+    max_epochs: int | None = None,
+    accelerator: str = "auto",
+    devices: int | str | Sequence[int] = "auto",
+    batch_size: int = 1024,
+    return_model: bool = False,
+    **train_kwargs: Any,
+) -> AnnData | tuple[AnnData, ScGen]:
+    """Predict how a cell type responds to a perturbation with scGen.
+
+    Trains scGen's VAE on log-normalised expression of control and perturbed cells (or
+    reuses ``model=``), computes the cell-type balanced latent shift
+    ``delta = mean z(perturbed) - mean z(control)`` over the types seen in both
+    conditions and decodes ``z(control cells) + delta`` for the cells to predict.
+
+    For a held-out prediction, remove the perturbed cells of the target type from
+    ``adata`` before calling (a warning says so when they are present).
+
+    Parameters
+    ----------
+    {adata}
+        Log-normalised expression (``sc.pp.normalize_total`` + ``sc.pp.log1p``), usually
+        on highly variable genes.
+    condition_key
+        Column of ``adata.obs`` with the condition of each cell.
+    control, perturbed
+        The control and perturbed values of ``obs[condition_key]``.
+    cell_type_key
+        Column of ``adata.obs`` with cell types.
+    predict
+        The cell type whose response is predicted from its control cells in ``adata``,
+        or an AnnData of control cells (log-normalised, with the same genes) to shift.
+    {key_added}
+    backend
+        ``"torch"`` (the only backend of this tool).
+    layer
+        Read log-normalised expression from ``adata.layers[layer]`` instead of ``adata.X``.
+    {model}
+        The delta is computed on ``adata`` with the model's encoder.
+    restrict_arithmetic_to
+        Compute the delta from these cell types only.
+    balance
+        ``"resample"`` (scGen's balancing: as many cells of each type as the largest has,
+        drawn with ``random_state``) or ``"mean"`` (exact average of per-type means).
+    n_hidden, n_latent, n_layers
+        Width of the hidden layers, latent dimension and hidden layers of encoder and
+        decoder (scGen: 800, 100, 2).
+    dropout_rate
+        Dropout after every hidden block.
+    kl_weight
+        Weight of the KL divergence against the squared-error reconstruction.
+    {random_state}
+    {max_epochs}
+        Default 40 (minibatches of 64), with early stopping on the validation loss.
+    {accelerator}
+    {devices}
+    batch_size
+        Minibatch size for encoding and decoding.
+    return_model
+        Also return the trained (or reused) :class:`~scneural.models.ScGen`.
+    {train_kwargs}
+
+    Returns
+    -------
+    The predicted cells as a new AnnData: one per control cell, with the input's genes and
+    ``var``, the control cells' ``obs`` with ``obs[condition_key] = "predicted"`` and
+    ``obs["control_cell"]`` (the cell it was predicted from), and ``obsm[f"X_{{key_added}}"]``
+    (shifted latent codes). With ``return_model=True``, ``(predicted, model)``.
+    Writes into ``adata``:
+
+    ``obsm[f"X_{{key_added}}"]``
+        Latent code (posterior mean) of every cell.
+    ``uns[key_added]``
+        ``params``, ``history`` (per-epoch losses; empty when reused), ``delta`` (the
+        latent shift), ``delta_cell_types`` (types it was computed from), ``n_predicted``
+        and ``train_seconds``.
+
+    Examples
+    --------
+    >>> held_out = (adata.obs["cell_type"] == "CD14 Mono") & (adata.obs["stim"] == "STIM")
+    >>> train = adata[~held_out].copy()
+    >>> pred = sn.tl.perturb(train, condition_key="stim", control="CTRL", perturbed="STIM",
+    ...                      cell_type_key="cell_type", predict="CD14 Mono")
+    >>> sn.pl.reg_mean(sc.concat([adata[held_out], pred]), condition_key="stim",
+    ...                x="STIM", y="predicted")
+    """
+    check_adata(adata)
+    check_backend(backend, "perturb", available=("torch",))
+    if model is not None and not isinstance(model, ScGen):
+        raise TypeError(f"model= must be a scneural ScGen, got {type(model).__name__}")
+    if model is not None and not model.is_trained:
+        raise ValueError("model= has not been trained; call model.train() or pass model=None")
+    if balance not in ("resample", "mean"):
+        raise ValueError(f"balance={balance!r} is not supported; choose 'resample' or 'mean'")
+    check_obs_key(adata, condition_key, "condition_key")
+    check_obs_key(adata, cell_type_key, "cell_type_key")
+    check_unique_var_names(adata)
+    source = resolve_source(adata, layer=layer, use_rep=None, model=model)
+    matrix = source.matrix(adata)
+    check_finite(matrix, source.describe())
+    conditions = adata.obs[condition_key].astype(str).to_numpy()
+    types = adata.obs[cell_type_key].astype(str).to_numpy()
+    check_conditions(conditions, condition_key, control, perturbed)
+    _check_arithmetic_types(types, conditions, control, perturbed, restrict_arithmetic_to)
+    if isinstance(predict, AnnData):
+        _check_control_cells(predict, model, adata)
+    elif isinstance(predict, str):
+        control_mask(adata.obs, condition_key, cell_type_key, control, predict)
+        n_seen = int(((types == predict) & (conditions == perturbed)).sum())
+        if n_seen:
+            warnings.warn(
+                f"adata holds {n_seen} {perturbed!r} cells of {predict!r}, the type to "
+                "predict; they are trained on, so this is not a held-out prediction. Remove "
+                "them from adata to predict an unseen response",
+                UserWarning,
+                stacklevel=2,
+            )
+    else:
+        raise TypeError(
+            f"predict must be a cell type (str) or an AnnData of control cells, got "
+            f"{type(predict).__name__}"
+        )
+    if looks_like_counts(matrix):
+        warnings.warn(
+            f"{source.describe()} looks like raw counts (integers, maximum > 20); scGen "
+            "expects log-normalised expression: run sc.pp.normalize_total and sc.pp.log1p "
+            "first (or pass layer= with log-normalised values)",
+            UserWarning,
+            stacklevel=2,
+        )
+    set_seed(random_state)
+
+    train_seconds = 0.0
+    if model is None:
+        obs = pd.DataFrame(
+            {condition_key: conditions, cell_type_key: types}, index=adata.obs_names.copy()
+        )
+        proxy = make_proxy(adata, source, obs=obs)
+        ScGen.setup_anndata(
+            proxy, condition_key=condition_key, cell_type_key=cell_type_key, layer=source.layer
+        )
+        model = ScGen(
+            proxy,
+            n_hidden=n_hidden,
+            n_latent=n_latent,
+            n_layers=n_layers,
+            dropout_rate=dropout_rate,
+            kl_weight=kl_weight,
+        )
+        model.input_source_ = source.to_dict()
+        start = time.perf_counter()
+        model.train(
+            **trainer_kwargs(
+                accelerator=accelerator,
+                devices=devices,
+                max_epochs=max_epochs,
+                train_kwargs=train_kwargs,
+            )
+        )
+        train_seconds = time.perf_counter() - start
+        reused = False
+    else:
+        proxy = _query_proxy(adata, source, model, conditions, types)
+        reused = True
+
+    latent = model.get_latent_representation(proxy, batch_size=batch_size)
+    delta, delta_types = model.latent_delta(
+        control,
+        perturbed,
+        adata=proxy,
+        latent=latent,
+        restrict_arithmetic_to=restrict_arithmetic_to,
+        balance=balance,
+        random_state=random_state,
+    )
+    if isinstance(predict, AnnData):
+        source_obs = predict.obs
+        z_control = model.encode_matrix(
+            _control_matrix(predict, model, source), batch_size=batch_size
+        )
+    else:
+        mask = control_mask(adata.obs, condition_key, cell_type_key, control, predict)
+        source_obs = adata.obs.loc[mask]
+        z_control = latent[mask]
+    z_predicted = (z_control + delta[None, :]).astype(np.float32)
+    genes = model_feature_names(model)
+    predicted = predicted_anndata(
+        model.decode(z_predicted, batch_size=batch_size),
+        source_obs,
+        adata.var.copy() if adata.var_names.equals(genes) else adata.var.reindex(genes),
+        condition_key,
+    )
+    predicted.obsm[f"X_{key_added}"] = z_predicted
+    params = {
+        "condition_key": condition_key,
+        "control": control,
+        "perturbed": perturbed,
+        "cell_type_key": cell_type_key,
+        "predict": predict if isinstance(predict, str) else f"AnnData of {predict.n_obs} cells",
+        "layer": source.layer,
+        "restrict_arithmetic_to": None
+        if restrict_arithmetic_to is None
+        else [str(t) for t in restrict_arithmetic_to],
+        "balance": balance,
+        **{
+            name: model.init_params_["non_kwargs"].get(name)
+            for name in ("n_hidden", "n_latent", "n_layers", "dropout_rate", "kl_weight")
+        },
+        "random_state": random_state,
+        "max_epochs": max_epochs,
+        "backend": backend,
+        "model_reused": reused,
+        "train_kwargs": {k: str(v) for k, v in train_kwargs.items()},
+    }
+    uns = {
+        "params": params,
+        "history": model.history_dict() if not reused else {},
+        "delta": delta,
+        "delta_cell_types": [str(t) for t in delta_types],
+        "n_predicted": int(predicted.n_obs),
+        "train_seconds": float(train_seconds),
+    }
+    write_results(
+        adata,
+        obsm={f"X_{key_added}": latent.astype(np.float32)},
+        uns={key_added: to_h5ad_safe(uns)},
+    )
+    return (predicted, model) if return_model else predicted
+
+
+def _check_arithmetic_types(
+    types: np.ndarray,
+    conditions: np.ndarray,
+    control: str,
+    perturbed: str,
+    restrict: Sequence[str] | None,
+) -> None:
+    if isinstance(restrict, str):
+        raise TypeError("restrict_arithmetic_to must be a list of cell types, not a string")
+    shared = set(types[conditions == control]) & set(types[conditions == perturbed])
+    if restrict is not None:
+        unknown = sorted({str(t) for t in restrict} - set(types))
+        if unknown:
+            raise ValueError(
+                f"restrict_arithmetic_to names cell types not in the data: {unknown}; "
+                f"types found: {sorted(set(types))[:20]}"
+            )
+        shared &= {str(t) for t in restrict}
+    if not shared:
+        raise ValueError(
+            "no cell type has both control and perturbed cells"
+            + (" among restrict_arithmetic_to" if restrict is not None else "")
+            + "; scGen learns the shift from types seen in both conditions"
+        )
+
+
+def _check_control_cells(cells: AnnData, model: ScGen | None, adata: AnnData) -> None:
+    genes = model_feature_names(model) if model is not None else adata.var_names
+    check_adata(cells)
+    missing = pd.Index(genes).difference(cells.var_names)
+    if len(missing):
+        raise ValueError(
+            f"predict= AnnData lacks {len(missing)} of the {len(genes)} genes trained on "
+            f"(e.g. {list(missing[:5])}); pass control cells with the same genes"
+        )
+    check_unique_var_names(cells, "predict")
+
+
+def _control_matrix(cells: AnnData, model: ScGen, source: InputSource) -> Any:
+    genes = model_feature_names(model)
+    subset = cells[:, genes]
+    if source.layer is not None and source.layer in subset.layers:
+        matrix = subset.layers[source.layer]
+    else:
+        matrix = subset.X
+    check_finite(matrix, "predict= AnnData")
+    return matrix
+
+
+def _query_proxy(
+    adata: AnnData, source: InputSource, model: ScGen, conditions: np.ndarray, types: np.ndarray
+) -> AnnData:
+    """Proxy of ``adata`` for a trained model: its obs columns and the model's genes."""
+    setup = model.adata_manager.registry["setup_args"]
+    obs = pd.DataFrame(
+        {setup["condition_key"]: conditions, setup["cell_type_key"]: types},
+        index=adata.obs_names.copy(),
+    )
+    if setup.get("batch_key") is not None:
+        obs[setup["batch_key"]] = (
+            adata.obs[setup["batch_key"]].astype(str).to_numpy()
+            if setup["batch_key"] in adata.obs
+            else "unknown"
+        )
+    proxy = align_features(make_proxy(adata, source, obs=obs), model_feature_names(model), source)
+    return model.register_query(proxy)

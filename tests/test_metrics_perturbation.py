@@ -1,0 +1,71 @@
+"""Tests of the perturbation metrics (R² of means and variances, top DE genes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+from anndata import AnnData
+from scipy import sparse
+
+import scneural as sn
+
+
+def _adata(X, names=None):
+    names = names or [f"g{j}" for j in range(X.shape[1])]
+    return AnnData(X=np.asarray(X, dtype=np.float32), var=pd.DataFrame(index=names))
+
+
+def test_r2_mean_known_values():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(50, 30)) + np.arange(30)
+    assert sn.metrics.r2_mean(real, real) == pytest.approx(1.0)
+    # a linear transform of the means keeps R² = 1 (it is a squared Pearson r)
+    assert sn.metrics.r2_mean(real, 2 * real + 1) == pytest.approx(1.0)
+    shuffled = real[:, rng.permutation(30)]
+    assert sn.metrics.r2_mean(real, shuffled) < 0.3
+    x, y = real.mean(0), shuffled.mean(0)
+    assert sn.metrics.r2_mean(real, shuffled) == pytest.approx(np.corrcoef(x, y)[0, 1] ** 2)
+
+
+def test_r2_var_and_sparse_inputs():
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(80, 20)) * np.linspace(0.1, 3, 20)
+    pred = rng.normal(size=(60, 20)) * np.linspace(0.1, 3, 20)
+    assert sn.metrics.r2_var(real, pred) > 0.9
+    assert sn.metrics.r2_var(real, pred[:, np.random.default_rng(0).permutation(20)]) < 0.5
+    clipped = np.clip(real, 0, None)
+    assert sn.metrics.r2_var(sparse.csr_matrix(clipped), clipped) == pytest.approx(1.0)
+    assert sn.metrics.r2_mean(sparse.csr_matrix(clipped), clipped) == pytest.approx(1.0)
+
+
+def test_r2_on_gene_subset_and_errors():
+    rng = np.random.default_rng(2)
+    real = _adata(rng.normal(size=(40, 10)) + np.arange(10))
+    pred_X = real.X.copy()
+    pred_X[:, 5:] = pred_X[:, 5:][:, ::-1]
+    pred = _adata(pred_X)
+    top = ["g0", "g1", "g2", "g3", "g4"]
+    assert sn.metrics.r2_mean(real, pred, genes=top) == pytest.approx(1.0)
+    assert sn.metrics.r2_mean(real, pred) < 1.0
+    scores = sn.metrics.perturbation_r2(real, pred, de_genes=top)
+    assert set(scores) == {"r2_mean_all", "r2_var_all", "r2_mean_de", "r2_var_de"}
+    with pytest.raises(KeyError, match="not in the data"):
+        sn.metrics.r2_mean(real, pred, genes=["nope"])
+    with pytest.raises(ValueError, match="same genes"):
+        sn.metrics.r2_mean(real, _adata(pred_X, [f"h{j}" for j in range(10)]))
+    with pytest.raises(ValueError, match="genes; they must match"):
+        sn.metrics.r2_mean(real.X, pred_X[:, :5])
+
+
+def test_top_de_genes_finds_the_response():
+    adata = sn.datasets.synthetic_perturbation(n_obs=300, n_vars=60, response_genes=10, seed=0)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    before = adata.uns.copy()
+    top = sn.metrics.top_de_genes(adata, "condition", "stimulated", "control", n_genes=10)
+    assert set(top) == set(adata.var_names[adata.var["response"]])
+    assert set(adata.uns) == set(before)
+    with pytest.raises(ValueError, match="not a value"):
+        sn.metrics.top_de_genes(adata, "condition", "STIM", "control")

@@ -1,0 +1,320 @@
+"""Tests of sn.tl.perturb, the ScGen model and the perturbation plots."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import torch
+
+import scneural as sn
+from conftest import assert_unchanged, load_real, snapshot
+from scneural.models import ScGen, ScGenModule
+
+SMALL = {"n_hidden": 128, "n_latent": 16, "accelerator": "cpu", "enable_progress_bar": False}
+ARGS = {
+    "condition_key": "condition",
+    "control": "control",
+    "perturbed": "stimulated",
+    "cell_type_key": "cell_type",
+}
+
+
+def _lognorm(adata):
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    return adata
+
+
+@pytest.fixture(scope="module")
+def full():
+    """Log-normalised synthetic data: 4 types, control and stimulated, 20 response genes."""
+    return _lognorm(sn.datasets.synthetic_perturbation(n_obs=500, n_vars=80, seed=0))
+
+
+def _held_out(adata, cell_type="t0"):
+    return (
+        (adata.obs["cell_type"] == cell_type) & (adata.obs["condition"] == "stimulated")
+    ).to_numpy()
+
+
+@pytest.fixture(scope="module")
+def trained(full):
+    train = full[~_held_out(full)].copy()
+    pred, model = sn.tl.perturb(
+        train, predict="t0", max_epochs=50, batch_size=32, return_model=True, **ARGS, **SMALL
+    )
+    return train, pred, model
+
+
+@pytest.fixture
+def train_data(full):
+    return full[~_held_out(full)].copy()
+
+
+def test_module_is_scgen_architecture():
+    module = ScGenModule(50)
+    linears = [m for m in module.encoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert [lin.out_features for lin in linears] == [800, 800]
+    assert module.z_mean.out_features == 100
+    assert any(isinstance(m, torch.nn.LeakyReLU) for m in module.decoder.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in module.encoder.modules())
+    dropouts = [m.p for m in module.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(p == 0.2 for p in dropouts)
+    assert module.kl_weight == 5e-5
+
+
+def test_loss_does_not_depend_on_batch_size():
+    torch.manual_seed(0)
+    module = ScGenModule(20, n_hidden=16, n_latent=4).eval()
+    x = torch.rand(64, 20)
+    losses = []
+    with torch.no_grad():
+        for n in (16, 64):
+            _, _, out = module({"X": x[:16].repeat(n // 16, 1)})
+            losses.append(float(out.loss))
+        _, _, out = module({"X": x})
+    # a batch of 4 copies of 16 cells has (up to z-sampling noise) the loss of the 16 cells
+    assert losses[0] == pytest.approx(losses[1], rel=0.05)
+    reconstruction = out.reconstruction_loss["reconstruction_loss"]
+    kl = out.kl_local["kl_local"]
+    assert float(out.loss) == pytest.approx(
+        float(reconstruction.mean() + 5e-5 * kl.mean()), rel=1e-5
+    )
+
+
+def test_predicted_anndata_shapes_and_names(trained, full):
+    train, pred, _ = trained
+    control = train[(train.obs["cell_type"] == "t0") & (train.obs["condition"] == "control")]
+    assert pred.n_obs == control.n_obs
+    assert list(pred.var_names) == list(train.var_names)
+    pd.testing.assert_frame_equal(pred.var, train.var)
+    assert (pred.obs["condition"] == "predicted").all()
+    assert list(pred.obs["control_cell"]) == list(control.obs_names)
+    assert all(name.endswith("-predicted") for name in pred.obs_names)
+    assert (pred.obs["cell_type"].astype(str) == "t0").all()
+    assert pred.X.dtype == np.float32
+    assert pred.obsm["X_perturb"].shape == (pred.n_obs, 16)
+    assert train.obsm["X_perturb"].shape == (train.n_obs, 16)
+    uns = train.uns["perturb"]
+    assert {"params", "history", "delta", "delta_cell_types", "n_predicted"} <= set(uns)
+    assert uns["delta"].shape == (16,)
+    assert sorted(uns["delta_cell_types"]) == ["t1", "t2", "t3"]
+    assert uns["params"]["predict"] == "t0" and uns["params"]["kl_weight"] == 5e-5
+    assert len(uns["history"]["train_loss"]) >= 1
+    assert "X_perturb" not in full.obsm
+
+
+def test_prediction_beats_control_unchanged(trained, full):
+    _, pred, _ = trained
+    real = full[_held_out(full)]
+    control = full[
+        ((full.obs["cell_type"] == "t0") & (full.obs["condition"] == "control")).to_numpy()
+    ]
+    truth = np.asarray(real.X.mean(axis=0)).ravel()
+    err_pred = np.abs(np.asarray(pred.X.mean(axis=0)).ravel() - truth)
+    err_ctrl = np.abs(np.asarray(control.X.mean(axis=0)).ravel() - truth)
+    response = full.var["response"].to_numpy()
+    # scGen's measure: R² of per-gene means, much higher than "nothing changes"
+    assert sn.metrics.r2_mean(real, pred) > sn.metrics.r2_mean(real, control) + 0.25
+    # and the genes that respond move towards their true means
+    assert err_pred[response].mean() < 0.85 * err_ctrl[response].mean()
+
+
+def test_results_survive_h5ad(trained, tmp_path):
+    train, pred, _ = trained
+    train.write_h5ad(tmp_path / "train.h5ad")
+    pred.write_h5ad(tmp_path / "pred.h5ad")
+    back = sc.read_h5ad(tmp_path / "train.h5ad")
+    np.testing.assert_allclose(back.uns["perturb"]["delta"], train.uns["perturb"]["delta"])
+    ax = sn.pl.training_history(back, "perturb", metrics=["loss"], show=False)
+    assert len(ax) >= 1
+
+
+def test_determinism_with_seed(train_data):
+    runs = []
+    for _ in range(2):
+        adata = train_data.copy()
+        pred = sn.tl.perturb(adata, predict="t0", max_epochs=3, random_state=3, **ARGS, **SMALL)
+        runs.append((pred.X, adata.obsm["X_perturb"]))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+def test_model_reuse_and_save_load(trained, tmp_path):
+    train, pred, model = trained
+    again = train.copy()
+    pred_reused = sn.tl.perturb(again, predict="t0", model=model, **ARGS)
+    np.testing.assert_allclose(pred_reused.X, pred.X, rtol=1e-5, atol=1e-5)
+    assert again.uns["perturb"]["params"]["model_reused"] is True
+    model.save(tmp_path / "scgen", save_anndata=True)
+    loaded = ScGen.load(tmp_path / "scgen", accelerator="cpu")
+    third = train.copy()
+    pred_loaded = sn.tl.perturb(third, predict="t0", model=loaded, **ARGS)
+    np.testing.assert_allclose(pred_loaded.X, pred.X, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(third.obsm["X_perturb"], train.obsm["X_perturb"], atol=1e-5)
+
+
+def test_predict_control_cells_directly_and_restrict(trained, full):
+    train, pred, model = trained
+    control = full[
+        ((full.obs["cell_type"] == "t0") & (full.obs["condition"] == "control")).to_numpy()
+    ]
+    # genes in another order: aligned to the model's
+    shuffled = control[:, control.var_names[::-1]].copy()
+    adata = train.copy()
+    direct = sn.tl.perturb(adata, predict=shuffled, model=model, **ARGS)
+    np.testing.assert_allclose(direct.X, pred.X, rtol=1e-4, atol=1e-4)
+    assert list(direct.var_names) == list(train.var_names)
+    sn.tl.perturb(adata, predict="t0", model=model, restrict_arithmetic_to=["t1"], **ARGS)
+    assert list(adata.uns["perturb"]["delta_cell_types"]) == ["t1"]
+    assert not np.allclose(adata.uns["perturb"]["delta"], train.uns["perturb"]["delta"])
+    # the model API gives the same prediction
+    model_pred, delta = model.predict("control", "stimulated", cell_type="t0", adata=train)
+    np.testing.assert_allclose(model_pred.X, pred.X, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(delta, train.uns["perturb"]["delta"], rtol=1e-5)
+
+
+def test_balance_modes_are_seeded(trained):
+    _, _, model = trained
+    first = model.latent_delta("control", "stimulated", random_state=1)[0]
+    second = model.latent_delta("control", "stimulated", random_state=1)[0]
+    other = model.latent_delta("control", "stimulated", random_state=2)[0]
+    exact = model.latent_delta("control", "stimulated", balance="mean")[0]
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, other)
+    assert np.linalg.norm(first - exact) < 0.5 * np.linalg.norm(exact)
+
+
+def test_batch_removal_keeps_cell_names(full):
+    adata = full.copy()
+    rng = np.random.default_rng(12345)  # not the data's seed: batches independent of types
+    adata.obs["batch"] = pd.Categorical(rng.choice(["a", "b"], size=adata.n_obs))
+    adata = adata[rng.permutation(adata.n_obs)].copy()
+    ScGen.setup_anndata(adata, "condition", "cell_type", batch_key="batch")
+    model = ScGen(adata, n_hidden=32, n_latent=4)
+    model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False)
+    corrected = model.batch_removal()
+    assert list(corrected.obs_names) == list(adata.obs_names)
+    pd.testing.assert_frame_equal(corrected.obs, adata.obs)
+    assert corrected.shape == adata.shape and corrected.obsm["latent"].shape == (adata.n_obs, 4)
+    latent = corrected.obsm["latent"]
+    for cell_type in adata.obs["cell_type"].cat.categories:
+        in_type = (adata.obs["cell_type"] == cell_type).to_numpy()
+        means = [latent[in_type & (adata.obs["batch"] == b).to_numpy()].mean(axis=0) for b in "ab"]
+        np.testing.assert_allclose(means[0], means[1], atol=1e-4)
+    ScGen.setup_anndata(adata, "condition", "cell_type")
+    no_batch = ScGen(adata, n_hidden=16, n_latent=4)
+    with pytest.raises(ValueError, match="batch_key"):
+        no_batch.batch_removal()
+
+
+def _bad(adata, error, match, **kwargs):
+    before = snapshot(adata)
+    call = {**ARGS, "predict": "t0", "max_epochs": 1, **SMALL, **kwargs}
+    with pytest.raises(error, match=match):
+        sn.tl.perturb(adata, **call)
+    assert_unchanged(adata, before)
+
+
+def test_bad_inputs_leave_adata_unchanged(train_data, trained):
+    adata = train_data
+    _bad(adata, ValueError, "control='CTRL' is not a value", control="CTRL")
+    _bad(adata, ValueError, "perturbed='STIM' is not a value", perturbed="STIM")
+    _bad(adata, ValueError, "both 'control'", perturbed="control")
+    _bad(adata, KeyError, "condition_key='stim'", condition_key="stim")
+    _bad(adata, KeyError, "cell_type_key='type'", cell_type_key="type")
+    _bad(adata, ValueError, "cell type 'Mono' is not in", predict="Mono")
+    no_control = adata[
+        ~((adata.obs["cell_type"] == "t1") & (adata.obs["condition"] == "control")).to_numpy()
+    ].copy()
+    _bad(no_control, ValueError, "'t1' has no control cells", predict="t1")
+    _bad(adata, ValueError, "not in the data", restrict_arithmetic_to=["t9"])
+    _bad(adata, ValueError, "no cell type has both", restrict_arithmetic_to=["t0"])
+    _bad(adata, TypeError, "list of cell types", restrict_arithmetic_to="t1")
+    _bad(adata, TypeError, "predict must be", predict=3)
+    _bad(adata, ValueError, "lacks 5 of the", predict=adata[:4, 5:].copy())
+    _bad(adata, KeyError, "layer='lognorm'", layer="lognorm")
+    _bad(adata, TypeError, "ScGen", model="model")
+    _bad(adata, ValueError, "balance=", balance="exact")
+    _bad(adata, ValueError, "backend='jax'", backend="jax")
+    broken = adata.copy()
+    broken.X = broken.X.toarray() if hasattr(broken.X, "toarray") else broken.X.copy()
+    broken.X[0, 0] = np.nan
+    _bad(broken, ValueError, "NaN")
+    fresh = adata.copy()
+    ScGen.setup_anndata(fresh, "condition", "cell_type")
+    untrained = ScGen(fresh, n_hidden=16, n_latent=4)
+    _bad(adata, ValueError, "not been trained", model=untrained)
+
+
+def test_warnings_raw_counts_and_not_held_out(full, trained):
+    _, _, model = trained
+    counts = sn.datasets.synthetic_perturbation(n_obs=500, n_vars=80, seed=0)
+    with pytest.warns(UserWarning, match="raw counts"):
+        sn.tl.perturb(counts[~_held_out(counts)].copy(), predict="t0", model=model, **ARGS)
+    adata = full.copy()
+    with pytest.warns(UserWarning, match="not a held-out prediction"):
+        sn.tl.perturb(adata, predict="t0", model=model, **ARGS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        sn.tl.perturb(full[~_held_out(full)].copy(), predict="t0", model=model, **ARGS)
+
+
+def test_reg_plots(trained, full):
+    _, pred, _ = trained
+    both = sc.concat([full[_held_out(full)], pred])
+    top = sn.metrics.top_de_genes(
+        full[full.obs["cell_type"] == "t0"], "condition", "stimulated", "control", n_genes=10
+    )
+    ax = sn.pl.reg_mean(
+        both,
+        condition_key="condition",
+        x="stimulated",
+        top_genes=top,
+        gene_list=top[:2],
+        show=False,
+    )
+    texts = " ".join(t.get_text() for t in ax.texts)
+    assert "R² all genes" in texts and "top 10 DE genes" in texts and top[0] in texts
+    ax = sn.pl.reg_var(both, condition_key="condition", x="stimulated", show=False)
+    assert ax.get_xlabel().startswith("variance")
+    with pytest.raises(ValueError, match="not a value"):
+        sn.pl.reg_mean(both, condition_key="condition", x="STIM", show=False)
+    with pytest.raises(KeyError, match="gene_list"):
+        sn.pl.reg_mean(
+            both, condition_key="condition", x="stimulated", gene_list=["nope"], show=False
+        )
+
+
+@pytest.mark.data
+def test_kang_cd14_mono_beats_control():
+    adata = _lognorm(load_real("kang_ifnb_sub"))
+    sc.pp.highly_variable_genes(adata, n_top_genes=500, flavor="seurat")
+    adata = adata[:, adata.var["highly_variable"]].copy()
+    held = (
+        (adata.obs["seurat_annotations"] == "CD14 Mono") & (adata.obs["stim"] == "STIM")
+    ).to_numpy()
+    train = adata[~held].copy()
+    pred = sn.tl.perturb(
+        train,
+        condition_key="stim",
+        control="CTRL",
+        perturbed="STIM",
+        cell_type_key="seurat_annotations",
+        predict="CD14 Mono",
+        max_epochs=15,
+        n_hidden=128,
+        n_latent=20,
+        accelerator="cpu",
+        enable_progress_bar=False,
+    )
+    control = train[
+        (
+            (train.obs["seurat_annotations"] == "CD14 Mono") & (train.obs["stim"] == "CTRL")
+        ).to_numpy()
+    ]
+    assert sn.metrics.r2_mean(adata[held], pred) > sn.metrics.r2_mean(adata[held], control) + 0.1
