@@ -107,6 +107,8 @@ def markdown(table: pd.DataFrame) -> str:
     """A markdown table (floats with 3 decimals, missing values blank)."""
 
     def cell(value) -> str:
+        if value is pd.NA:
+            return ""
         if isinstance(value, float):
             return "" if np.isnan(value) else f"{value:.3f}"
         return str(value)
@@ -197,6 +199,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     columns = ["type", "method", "r2_all", "r2_top100", "r2_var_all", "train_seconds", "epochs"]
     table = table.reindex(columns=columns)
+    table["epochs"] = table["epochs"].astype("Int64")
     print()
     print(
         f"kang_ifnb_sub, 2000 HVGs, seed {args.seed}, {args.threads} torch thread(s); "
