@@ -146,13 +146,13 @@ class Classifier(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         weight_decay: float = 1e-5,
         batch_size: int = 128,
         early_stopping: bool = True,
-        early_stopping_patience: int = 10,
+        early_stopping_patience: int = 5,
         train_size: float | None = 0.9,
         logger: str | None = None,
         plan_kwargs: dict | None = None,
         **kwargs,
     ):
-        """Train with Adam on the cross-entropy; early stopping watches the validation loss.
+        """Train with Adam on the cross-entropy; early stopping watches the validation accuracy.
 
         Parameters
         ----------
@@ -163,7 +163,12 @@ class Classifier(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         batch_size
             Minibatch size.
         early_stopping, early_stopping_patience
-            Stop when the validation loss has not improved for this many epochs.
+            Stop when the validation accuracy has not improved for this many epochs. (The
+            validation loss is a poor signal here: it starts rising, as the network grows
+            confident, while the accuracy still improves.) When some cells are unlabelled
+            (semi-supervised use), a validation minibatch may hold no labelled cell, so the
+            validation loss is watched instead. ``early_stopping_monitor``/``_mode`` in
+            ``**kwargs`` override this.
         train_size
             Fraction of cells trained on; the rest is the validation set.
         logger
@@ -178,9 +183,13 @@ class Classifier(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         plan = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
         if train_size is not None and train_size >= 1.0:
             early_stopping = False
-        kwargs.setdefault("early_stopping_monitor", "validation_loss")
+        if self._has_unlabeled_cells():
+            kwargs.setdefault("early_stopping_monitor", "validation_loss")
+            kwargs.setdefault("early_stopping_mode", "min")
+        else:
+            kwargs.setdefault("early_stopping_monitor", "accuracy_validation")
+            kwargs.setdefault("early_stopping_mode", "max")
         kwargs.setdefault("early_stopping_patience", early_stopping_patience)
-        kwargs.setdefault("early_stopping_mode", "min")
         kwargs.setdefault("check_val_every_n_epoch", 1)
         if logger is not None:
             kwargs["logger"] = build_logger(logger)
@@ -193,6 +202,11 @@ class Classifier(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             **kwargs,
         )
         return result
+
+    def _has_unlabeled_cells(self) -> bool:
+        """Whether any registered cell carries the unlabelled category."""
+        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY).ravel()
+        return bool((codes >= len(self.classes_)).any())
 
     def predict(
         self,
