@@ -19,6 +19,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from scneural.models._base import ScneuralModelMixin, build_logger
 
 from ._module import ClassifierModule
+from ._plan import ClassifierTrainingPlan
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Classifier(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """
 
     _module_cls = ClassifierModule
+    _training_plan_cls = ClassifierTrainingPlan
     _history_exclude = ("elbo_", "reconstruction_loss_", "kl_local_", "kl_global_")
 
     def __init__(
@@ -175,7 +177,9 @@ class Classifier(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             Also log to ``"tensorboard"``, ``"csv"`` (under ``lightning_logs/``) or a Lightning
             logger; the per-epoch history is always kept in ``model.history``.
         plan_kwargs
-            More arguments of :class:`scvi.train.TrainingPlan`.
+            More arguments of the training plan
+            (:class:`~scneural.models.classifier.ClassifierTrainingPlan`, a
+            :class:`scvi.train.TrainingPlan`).
         **kwargs
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and the Lightning
             trainer (``accelerator``, ``devices``, ``logger``, ...).
