@@ -96,7 +96,8 @@ def classify(
         Dropout after every hidden block.
     {random_state}
     {max_epochs}
-        Default 100, with early stopping on the validation loss.
+        Default 100, with early stopping on the validation accuracy (patience 5; on the
+        validation loss when some cells are unlabelled).
     {accelerator}
     {devices}
     batch_size

@@ -2,10 +2,17 @@ from typing import Any
 
 from ._model import Classifier, ClassifierMixin
 from ._module import ClassifierModule
+from ._plan import ClassifierTrainingPlan
 
 _JAX_NAMES = {"JaxClassifier": "_model_jax", "JaxClassifierModule": "_module_jax"}
 
-__all__ = ["Classifier", "ClassifierMixin", "ClassifierModule", *_JAX_NAMES]
+__all__ = [
+    "Classifier",
+    "ClassifierMixin",
+    "ClassifierModule",
+    "ClassifierTrainingPlan",
+    *_JAX_NAMES,
+]
 
 
 def __getattr__(name: str) -> Any:

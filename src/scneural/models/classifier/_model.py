@@ -19,6 +19,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from scneural.models._base import ScneuralModelMixin, build_logger
 
 from ._module import ClassifierModule
+from ._plan import ClassifierTrainingPlan
 
 logger = logging.getLogger(__name__)
 
@@ -149,13 +150,13 @@ class ClassifierMixin:
         weight_decay: float = 1e-5,
         batch_size: int = 128,
         early_stopping: bool = True,
-        early_stopping_patience: int = 10,
+        early_stopping_patience: int = 5,
         train_size: float | None = 0.9,
         logger: str | None = None,
         plan_kwargs: dict | None = None,
         **kwargs,
     ):
-        """Train with Adam on the cross-entropy; early stopping watches the validation loss.
+        """Train with Adam on the cross-entropy; early stopping watches the validation accuracy.
 
         Parameters
         ----------
@@ -166,14 +167,21 @@ class ClassifierMixin:
         batch_size
             Minibatch size.
         early_stopping, early_stopping_patience
-            Stop when the validation loss has not improved for this many epochs.
+            Stop when the validation accuracy has not improved for this many epochs. (The
+            validation loss is a poor signal here: it starts rising, as the network grows
+            confident, while the accuracy still improves.) When some cells are unlabelled
+            (semi-supervised use), a validation minibatch may hold no labelled cell, so the
+            validation loss is watched instead. ``early_stopping_monitor``/``_mode`` in
+            ``**kwargs`` override this.
         train_size
             Fraction of cells trained on; the rest is the validation set.
         logger
             Also log to ``"tensorboard"``, ``"csv"`` (under ``lightning_logs/``) or a Lightning
             logger; the per-epoch history is always kept in ``model.history``.
         plan_kwargs
-            More arguments of :class:`scvi.train.TrainingPlan`.
+            More arguments of the training plan
+            (:class:`~scneural.models.classifier.ClassifierTrainingPlan`, a
+            :class:`scvi.train.TrainingPlan`).
         **kwargs
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and the Lightning
             trainer (``accelerator``, ``devices``, ``logger``, ...).
@@ -181,9 +189,13 @@ class ClassifierMixin:
         plan = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
         if train_size is not None and train_size >= 1.0:
             early_stopping = False
-        kwargs.setdefault("early_stopping_monitor", "validation_loss")
+        if self._has_unlabeled_cells():
+            kwargs.setdefault("early_stopping_monitor", "validation_loss")
+            kwargs.setdefault("early_stopping_mode", "min")
+        else:
+            kwargs.setdefault("early_stopping_monitor", "accuracy_validation")
+            kwargs.setdefault("early_stopping_mode", "max")
         kwargs.setdefault("early_stopping_patience", early_stopping_patience)
-        kwargs.setdefault("early_stopping_mode", "min")
         kwargs.setdefault("check_val_every_n_epoch", 1)
         if logger is not None:
             kwargs["logger"] = build_logger(logger)
@@ -196,6 +208,11 @@ class ClassifierMixin:
             **kwargs,
         )
         return result
+
+    def _has_unlabeled_cells(self) -> bool:
+        """Whether any registered cell carries the unlabelled category."""
+        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY).ravel()
+        return bool((codes >= len(self.classes_)).any())
 
     def predict(
         self,
@@ -254,4 +271,5 @@ class Classifier(ClassifierMixin, ScneuralModelMixin, UnsupervisedTrainingMixin,
     """
 
     _module_cls = ClassifierModule
+    _training_plan_cls = ClassifierTrainingPlan
     backend = "torch"
