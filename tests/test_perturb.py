@@ -240,7 +240,7 @@ def test_bad_inputs_leave_adata_unchanged(train_data, trained):
     _bad(adata, KeyError, "layer='lognorm'", layer="lognorm")
     _bad(adata, TypeError, "ScGen", model="model")
     _bad(adata, ValueError, "balance=", balance="exact")
-    _bad(adata, ValueError, "backend='jax'", backend="jax")
+    _bad(adata, ValueError, "backend='tensorflow'", backend="tensorflow")
     broken = adata.copy()
     broken.X = broken.X.toarray() if hasattr(broken.X, "toarray") else broken.X.copy()
     broken.X[0, 0] = np.nan

@@ -21,7 +21,12 @@ from scneural._validation import (
     looks_like_counts,
 )
 from scneural.models import ScGen
-from scneural.models.scgen._model import check_conditions, control_mask, predicted_anndata
+from scneural.models.scgen._model import (
+    ScGenMixin,
+    check_conditions,
+    control_mask,
+    predicted_anndata,
+)
 
 from ._common import (
     InputSource,
@@ -44,9 +49,9 @@ def perturb(
     cell_type_key: str,
     predict: str | AnnData,
     key_added: str = "perturb",
-    backend: Literal["torch"] = "torch",
+    backend: Literal["torch", "jax"] = "torch",
     layer: str | None = None,
-    model: ScGen | None = None,
+    model: ScGenMixin | None = None,
     restrict_arithmetic_to: Sequence[str] | None = None,
     balance: Literal["resample", "mean"] = "resample",
     n_hidden: int = 800,
@@ -61,7 +66,7 @@ def perturb(
     batch_size: int = 1024,
     return_model: bool = False,
     **train_kwargs: Any,
-) -> AnnData | tuple[AnnData, ScGen]:
+) -> AnnData | tuple[AnnData, ScGenMixin]:
     """Predict how a cell type responds to a perturbation with scGen.
 
     Trains scGen's VAE on log-normalised expression of control and perturbed cells (or
@@ -87,8 +92,8 @@ def perturb(
         The cell type whose response is predicted from its control cells in ``adata``,
         or an AnnData of control cells (log-normalised, with the same genes) to shift.
     {key_added}
-    backend
-        ``"torch"`` (the only backend of this tool).
+    {backend}
+        With ``model=``, the model's own backend is used (and recorded).
     layer
         Read log-normalised expression from ``adata.layers[layer]`` instead of ``adata.X``.
     {model}
@@ -113,7 +118,8 @@ def perturb(
     batch_size
         Minibatch size for encoding and decoding.
     return_model
-        Also return the trained (or reused) :class:`~scneural.models.ScGen`.
+        Also return the trained (or reused) :class:`~scneural.models.ScGen` (or
+        :class:`~scneural.models.JaxScGen` with ``backend="jax"``).
     {train_kwargs}
 
     Returns
@@ -141,9 +147,11 @@ def perturb(
     ...                x="STIM", y="predicted")
     """
     check_adata(adata)
-    check_backend(backend, "perturb", available=("torch",))
-    if model is not None and not isinstance(model, ScGen):
-        raise TypeError(f"model= must be a scneural ScGen, got {type(model).__name__}")
+    check_backend(backend, "perturb", available=("torch", "jax"))
+    if model is not None and not isinstance(model, ScGenMixin):
+        raise TypeError(
+            f"model= must be a scneural ScGen (or JaxScGen), got {type(model).__name__}"
+        )
     if model is not None and not model.is_trained:
         raise ValueError("model= has not been trained; call model.train() or pass model=None")
     if balance not in ("resample", "mean"):
@@ -192,10 +200,11 @@ def perturb(
             {condition_key: conditions, cell_type_key: types}, index=adata.obs_names.copy()
         )
         proxy = make_proxy(adata, source, obs=obs)
-        ScGen.setup_anndata(
+        model_cls = _model_class(backend)
+        model_cls.setup_anndata(
             proxy, condition_key=condition_key, cell_type_key=cell_type_key, layer=source.layer
         )
-        model = ScGen(
+        model = model_cls(
             proxy,
             n_hidden=n_hidden,
             n_latent=n_latent,
@@ -264,7 +273,7 @@ def perturb(
         },
         "random_state": random_state,
         "max_epochs": max_epochs,
-        "backend": backend,
+        "backend": model.backend,
         "model_reused": reused,
         "train_kwargs": {k: str(v) for k, v in train_kwargs.items()},
     }
@@ -282,6 +291,15 @@ def perturb(
         uns={key_added: to_h5ad_safe(uns)},
     )
     return (predicted, model) if return_model else predicted
+
+
+def _model_class(backend: str) -> type[ScGenMixin]:
+    """The scGen model of a backend (the JAX one is imported only when asked for)."""
+    if backend == "jax":
+        from scneural.models.scgen._model_jax import JaxScGen
+
+        return JaxScGen
+    return ScGen
 
 
 def _check_arithmetic_types(
@@ -310,7 +328,7 @@ def _check_arithmetic_types(
         )
 
 
-def _check_control_cells(cells: AnnData, model: ScGen | None, adata: AnnData) -> None:
+def _check_control_cells(cells: AnnData, model: ScGenMixin | None, adata: AnnData) -> None:
     genes = model_feature_names(model) if model is not None else adata.var_names
     check_adata(cells)
     missing = pd.Index(genes).difference(cells.var_names)
@@ -322,7 +340,7 @@ def _check_control_cells(cells: AnnData, model: ScGen | None, adata: AnnData) ->
     check_unique_var_names(cells, "predict")
 
 
-def _control_matrix(cells: AnnData, model: ScGen, source: InputSource) -> Any:
+def _control_matrix(cells: AnnData, model: ScGenMixin, source: InputSource) -> Any:
     genes = model_feature_names(model)
     subset = cells[:, genes]
     if source.layer is not None and source.layer in subset.layers:
@@ -334,7 +352,11 @@ def _control_matrix(cells: AnnData, model: ScGen, source: InputSource) -> Any:
 
 
 def _query_proxy(
-    adata: AnnData, source: InputSource, model: ScGen, conditions: np.ndarray, types: np.ndarray
+    adata: AnnData,
+    source: InputSource,
+    model: ScGenMixin,
+    conditions: np.ndarray,
+    types: np.ndarray,
 ) -> AnnData:
     """Proxy of ``adata`` for a trained model: its obs columns and the model's genes."""
     setup = model.adata_manager.registry["setup_args"]

@@ -28,13 +28,13 @@ CONDITION_KEY = "condition"
 PREDICTED = "predicted"
 
 
-class ScGen(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
-    """scGen (Lotfollahi et al. 2019): predict a perturbation response by latent arithmetic.
+class ScGenMixin:
+    """Model-level code of scGen, shared by both backends.
 
-    A VAE is trained on log-normalised expression of control and perturbed cells of
-    several cell types. The perturbation is the vector ``delta`` between the cell-type
-    balanced mean latent codes of perturbed and control cells; a cell type never seen
-    perturbed is predicted by decoding ``z(control cells) + delta``.
+    :class:`ScGen` (PyTorch) and :class:`~scneural.models.JaxScGen` (JAX/flax) differ only
+    in their module, training mixin and the two array methods ``encode_matrix`` and
+    ``decode``; registration, training arguments, latent arithmetic, prediction and batch
+    removal live here once.
 
     Parameters
     ----------
@@ -59,7 +59,6 @@ class ScGen(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
     >>> pred, delta = model.predict("CTRL", "STIM", cell_type="CD14 Mono")
     """
 
-    _module_cls = ScGenModule
     _history_exclude = ("kl_global_",)
 
     def __init__(
@@ -81,7 +80,7 @@ class ScGen(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             kl_weight=kl_weight,
         )
         self._model_summary_string = (
-            f"ScGen: {self.summary_stats.n_vars} genes, {n_layers}x{n_hidden} hidden, "
+            f"{type(self).__name__}: {self.summary_stats.n_vars} genes, {n_layers}x{n_hidden} hidden, "
             f"latent {n_latent}, dropout {dropout_rate}, KL weight {kl_weight}"
         )
         self.init_params_ = self._get_init_params(locals())
@@ -193,28 +192,6 @@ class ScGen(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         """Latent code of each cell: the posterior mean (or a sample with ``give_mean=False``)."""
         name = "qz_m" if give_mean else "z"
         return self._batched_inference(adata, [name], indices=indices, batch_size=batch_size)[name]
-
-    @torch.inference_mode()
-    def encode_matrix(self, X: Any, batch_size: int = 1024) -> np.ndarray:
-        """Posterior means of the rows of a matrix whose columns are the model's genes."""
-        self.module.eval()
-        parts = []
-        for block in iter_row_batches(X, batch_size):
-            x = torch.from_numpy(block).to(self.device)
-            parts.append(self.module.inference(x)["qz_m"].cpu().numpy())
-        return np.concatenate(parts, axis=0)
-
-    @torch.inference_mode()
-    def decode(self, z: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Expression decoded from latent codes ``z`` (cells x ``n_latent``)."""
-        self.module.eval()
-        parts = []
-        for start in range(0, z.shape[0], batch_size):
-            block = torch.as_tensor(z[start : start + batch_size], dtype=torch.float32)
-            parts.append(self.module.decode(block.to(self.device)).cpu().numpy())
-        if not parts:
-            return np.zeros((0, self.summary_stats.n_vars), dtype=np.float32)
-        return np.concatenate(parts, axis=0).astype(np.float32)
 
     def register_query(self, adata: AnnData) -> AnnData:
         """Register ``adata`` (same genes, the model's obs columns) for this model.
@@ -404,7 +381,7 @@ class ScGen(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         if batch_key is None:
             raise ValueError(
                 "batch_removal needs batches: set the model up with "
-                "ScGen.setup_anndata(..., batch_key=...) before training"
+                f"{type(self).__name__}.setup_anndata(..., batch_key=...) before training"
             )
         adata = self._validate_anndata(adata)
         latent = self.get_latent_representation(adata, batch_size=batch_size)
@@ -424,6 +401,65 @@ class ScGen(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         result = AnnData(X=expression, obs=adata.obs.copy(), var=adata.var.copy())
         result.obsm["latent"] = corrected.astype(np.float32)
         return result
+
+
+class ScGen(ScGenMixin, ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
+    """scGen (Lotfollahi et al. 2019): predict a perturbation response by latent arithmetic.
+
+    PyTorch backend; the model-level code is :class:`ScGenMixin`.
+
+    A VAE is trained on log-normalised expression of control and perturbed cells of
+    several cell types. The perturbation is the vector ``delta`` between the cell-type
+    balanced mean latent codes of perturbed and control cells; a cell type never seen
+    perturbed is predicted by decoding ``z(control cells) + delta``.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata` (log-normalised expression).
+    n_hidden
+        Width of every hidden layer of encoder and decoder.
+    n_latent
+        Dimension of the latent space.
+    n_layers
+        Hidden layers of encoder and decoder.
+    dropout_rate
+        Dropout after every hidden block.
+    kl_weight
+        Weight of the KL divergence against the squared-error reconstruction.
+
+    Examples
+    --------
+    >>> ScGen.setup_anndata(train, condition_key="stim", cell_type_key="cell_type")
+    >>> model = ScGen(train)
+    >>> model.train()
+    >>> pred, delta = model.predict("CTRL", "STIM", cell_type="CD14 Mono")
+    """
+
+    _module_cls = ScGenModule
+    backend = "torch"
+
+    @torch.inference_mode()
+    def encode_matrix(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """Posterior means of the rows of a matrix whose columns are the model's genes."""
+        self.module.eval()
+        parts = []
+        for block in iter_row_batches(X, batch_size):
+            x = torch.from_numpy(block).to(self.device)
+            parts.append(self.module.inference(x)["qz_m"].cpu().numpy())
+        return np.concatenate(parts, axis=0)
+
+    @torch.inference_mode()
+    def decode(self, z: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Expression decoded from latent codes ``z`` (cells x ``n_latent``)."""
+        self.module.eval()
+        parts = []
+        for start in range(0, z.shape[0], batch_size):
+            block = torch.as_tensor(z[start : start + batch_size], dtype=torch.float32)
+            parts.append(self.module.decode(block.to(self.device)).cpu().numpy())
+        if not parts:
+            return np.zeros((0, self.summary_stats.n_vars), dtype=np.float32)
+        return np.concatenate(parts, axis=0).astype(np.float32)
 
 
 def check_conditions(
