@@ -2,14 +2,19 @@
 
 from typing import Any
 
-from . import classifier
+from . import classifier, deep_cluster
 from .classifier import Classifier, ClassifierModule
 from .deep_cluster import DeepCluster, DeepClusterModule
 from .image import ImageExpressionModel, ImageExpressionModule, ImageFeatureExtractor
 from .scgen import ScGen, ScGenModule
 
 # JAX models load on first use (they need the optional extra: pip install "scneural[jax]")
-_JAX_HOMES = {"JaxClassifier": classifier, "JaxClassifierModule": classifier}
+_JAX_HOMES = {
+    "JaxClassifier": classifier,
+    "JaxClassifierModule": classifier,
+    "JaxDeepCluster": deep_cluster,
+    "JaxDeepClusterModule": deep_cluster,
+}
 
 __all__ = [
     "Classifier",
