@@ -193,7 +193,7 @@ def test_target_distribution_sharpens():
         (lambda a: None, {"batch_key": "nope"}, KeyError, "batch_key='nope'"),
         (lambda a: None, {"layer": "nope"}, KeyError, "layer='nope'"),
         (lambda a: None, {"labels_key": "nope"}, KeyError, "labels_key='nope'"),
-        (lambda a: None, {"backend": "jax"}, ValueError, "backend"),
+        (lambda a: None, {"backend": "tensorflow"}, ValueError, "backend"),
         (lambda a: None, {"tol": 2.0}, ValueError, "tol"),
         (lambda a: None, {"model": "x"}, TypeError, "DeepCluster"),
     ],

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from . import classifier, scgen
+from . import classifier, deep_cluster, scgen
 from .classifier import Classifier, ClassifierModule
 from .deep_cluster import DeepCluster, DeepClusterModule
 from .image import ImageExpressionModel, ImageExpressionModule, ImageFeatureExtractor
@@ -12,6 +12,8 @@ from .scgen import ScGen, ScGenModule
 _JAX_HOMES = {
     "JaxClassifier": classifier,
     "JaxClassifierModule": classifier,
+    "JaxDeepCluster": deep_cluster,
+    "JaxDeepClusterModule": deep_cluster,
     "JaxScGen": scgen,
     "JaxScGenModule": scgen,
 }

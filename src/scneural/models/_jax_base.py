@@ -75,3 +75,11 @@ class ScneuralJaxTrainingPlan(JaxTrainingPlan):
         # committed to the module's device, like the states the training step returns, so
         # the step is not compiled a second time for differently placed inputs
         self.module.train_state = jax.device_put(train_state, self.module.device)
+
+    def get_optimizer_creator(self) -> Any:
+        """As scvi-tools', but ``optimizer="Custom"`` works: scvi-tools 1.4 reads a missing
+        ``_optimizer_creator``; here ``optimizer_creator`` is the optax transformation."""
+        if self.optimizer_name == "Custom":
+            optimizer = self.optimizer_creator
+            return lambda: optimizer
+        return super().get_optimizer_creator()

@@ -12,6 +12,8 @@ _JAX_NAMES = (
     "mlp_to_flax",
     "linear_to_flax",
     "batchnorm_to_flax",
+    "FlaxNoisyMLP",
+    "noisy_mlp_to_flax",
 )
 
 __all__ = ["MLP", "GaussianNoise", "MLPBlock", "NoisyMLP", "log_normalize", *_JAX_NAMES]

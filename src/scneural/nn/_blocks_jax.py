@@ -179,3 +179,89 @@ def mlp_to_flax(mlp: Any) -> dict[str, dict[str, Any]]:
                 params[name]["batch_norm"] = bn_params
                 stats[name] = {"batch_norm": bn_stats}
     return {"params": params, "batch_stats": stats}
+
+
+class FlaxNoisyMLP(fnn.Module):
+    """Denoising encoder, twin of :class:`scneural.nn.NoisyMLP`.
+
+    ``x -> noise -> [Dense -> (BatchNorm) -> noise -> activation] x k -> Dense``; the
+    Gaussian noise is drawn from the ``"noise"`` RNG stream when ``noisy``.
+
+    Parameters
+    ----------
+    n_hidden
+        Widths of the hidden layers.
+    n_out
+        Width of a final dense layer without noise or activation (``None``: none).
+    n_cat
+        Number of categories of a covariate whose one-hot code is concatenated to the input
+        of every layer; 0 for none.
+    input_noise, hidden_noise
+        Standard deviations of the Gaussian noise on the input and the hidden layers.
+    use_batch_norm
+        Normalise each hidden dense output (running statistics in ``batch_stats``).
+    activation
+        Activation function (default :func:`flax.linen.relu`).
+    """
+
+    n_hidden: tuple[int, ...]
+    n_out: int | None = None
+    n_cat: int = 0
+    input_noise: float = 0.0
+    hidden_noise: float = 0.0
+    use_batch_norm: bool = False
+    activation: Callable[[jax.Array], jax.Array] = fnn.relu
+
+    def _noise(self, x: jax.Array, sigma: float, noisy: bool) -> jax.Array:
+        if not noisy or sigma == 0:
+            return x
+        return x + jax.random.normal(self.make_rng("noise"), x.shape, x.dtype) * sigma
+
+    @fnn.compact
+    def __call__(
+        self,
+        x: jax.Array,
+        cat: jax.Array | None = None,
+        *,
+        noisy: bool = False,
+        training: bool = False,
+    ) -> jax.Array:
+        """Encode ``x``; ``cat`` holds category indices (n, 1) when ``n_cat``."""
+        onehot = None
+        if self.n_cat and cat is not None:
+            onehot = jax.nn.one_hot(jnp.asarray(cat).reshape(-1).astype(jnp.int32), self.n_cat)
+            onehot = onehot.astype(x.dtype)
+
+        def with_cat(h: jax.Array) -> jax.Array:
+            return jnp.concatenate([h, onehot], axis=-1) if onehot is not None else h
+
+        h = self._noise(x, self.input_noise, noisy)
+        for i, width in enumerate(self.n_hidden):
+            h = Dense(width, name=f"linear_{i}")(with_cat(h))
+            if self.use_batch_norm:
+                h = fnn.BatchNorm(
+                    use_running_average=not training,
+                    momentum=BATCH_NORM_MOMENTUM,
+                    epsilon=BATCH_NORM_EPS,
+                    name=f"norm_{i}",
+                )(h)
+            h = self.activation(self._noise(h, self.hidden_noise, noisy))
+        if self.n_out is not None:
+            h = Dense(self.n_out, name="output")(with_cat(h))
+        return h
+
+
+def noisy_mlp_to_flax(mlp: Any) -> dict[str, dict[str, Any]]:
+    """Variables ``{"params": ..., "batch_stats": ...}`` of :class:`FlaxNoisyMLP` from a
+    torch :class:`scneural.nn.NoisyMLP`."""
+    import torch
+
+    params: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
+    for i, (linear, norm) in enumerate(zip(mlp.linears, mlp.norms)):
+        params[f"linear_{i}"] = linear_to_flax(linear)
+        if isinstance(norm, torch.nn.BatchNorm1d):
+            params[f"norm_{i}"], stats[f"norm_{i}"] = batchnorm_to_flax(norm)
+    if mlp.output is not None:
+        params["output"] = linear_to_flax(mlp.output)
+    return {"params": params, "batch_stats": stats}

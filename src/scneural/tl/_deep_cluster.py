@@ -23,7 +23,7 @@ from scneural._validation import (
     check_unique_var_names,
 )
 from scneural.models import DeepCluster
-from scneural.models.deep_cluster._model import INDICES_COLUMN
+from scneural.models.deep_cluster._model import INDICES_COLUMN, DeepClusterMixin
 
 from ._common import check_backend, make_proxy, resolve_source
 
@@ -38,9 +38,9 @@ def deep_cluster(
     n_clusters: int | None = None,
     *,
     key_added: str = "deep_cluster",
-    backend: Literal["torch"] = "torch",
+    backend: Literal["torch", "jax"] = "torch",
     layer: str | None = None,
-    model: DeepCluster | None = None,
+    model: DeepClusterMixin | None = None,
     batch_key: str | None = None,
     labels_key: str | None = None,
     n_top_genes: int | None = 2000,
@@ -58,7 +58,7 @@ def deep_cluster(
     devices: int | str | Sequence[int] = "auto",
     batch_size: int = 256,
     **train_kwargs: Any,
-) -> DeepCluster:
+) -> DeepClusterMixin:
     """Cluster cells with scDeepCluster (Tian et al. 2019): a ZINB denoising autoencoder
     trained jointly with deep embedded clustering.
 
@@ -78,6 +78,7 @@ def deep_cluster(
         graph of the pretrained latent space; the estimate is recorded in ``uns``.
     {key_added}
     {backend}
+        With ``model=``, the model's own backend is used (and recorded).
     layer
         Read raw counts from ``adata.layers[layer]`` instead of ``adata.X``.
     {model}
@@ -119,7 +120,8 @@ def deep_cluster(
 
     Returns
     -------
-    The trained (or reused) :class:`~scneural.models.DeepCluster`. Writes into ``adata``:
+    The trained (or reused) :class:`~scneural.models.DeepCluster` (or
+    :class:`~scneural.models.JaxDeepCluster` with ``backend="jax"``). Writes into ``adata``:
 
     ``obs[key_added]``
         Cluster of each cell (categorical ``"0"``, ``"1"``, ...; NaN for dropped cells
@@ -143,9 +145,11 @@ def deep_cluster(
     >>> sn.tl.deep_cluster(new_cells, model=model)  # assign new cells
     """
     check_adata(adata)
-    check_backend(backend, "deep_cluster", available=("torch",))
-    if model is not None and not isinstance(model, DeepCluster):
-        raise TypeError(f"model= must be a scneural DeepCluster, got {type(model).__name__}")
+    check_backend(backend, "deep_cluster", available=("torch", "jax"))
+    if model is not None and not isinstance(model, DeepClusterMixin):
+        raise TypeError(
+            f"model= must be a scneural DeepCluster (or JaxDeepCluster), got {type(model).__name__}"
+        )
     if model is not None and not model.is_trained:
         raise ValueError("model= has not been trained; call model.train() or pass model=None")
     if n_clusters is not None:
@@ -208,8 +212,9 @@ def deep_cluster(
     trainer.setdefault("enable_progress_bar", True)
 
     if model is None:
-        DeepCluster.setup_anndata(proxy, layer=source.layer, batch_key=batch_key)
-        model = DeepCluster(
+        model_cls = _model_class(backend)
+        model_cls.setup_anndata(proxy, layer=source.layer, batch_key=batch_key)
+        model = model_cls(
             proxy, n_clusters=n_clusters, n_hidden=n_hidden, n_latent=n_latent, noise_sd=noise_sd
         )
         model.input_source_ = source.to_dict()
@@ -259,7 +264,7 @@ def deep_cluster(
             "random_state": random_state,
             "max_epochs": max_epochs,
             "batch_size": batch_size,
-            "backend": backend,
+            "backend": model.backend,
             "model_reused": reused,
             "train_kwargs": {key: str(v) for key, v in train_kwargs.items()},
         },
@@ -281,6 +286,15 @@ def deep_cluster(
         uns={key_added: to_h5ad_safe(uns)},
     )
     return model
+
+
+def _model_class(backend: str) -> type[DeepClusterMixin]:
+    """The scDeepCluster model of a backend (the JAX one is imported only when asked for)."""
+    if backend == "jax":
+        from scneural.models.deep_cluster._model_jax import JaxDeepCluster
+
+        return JaxDeepCluster
+    return DeepCluster
 
 
 def _library_sizes(matrix: Any) -> np.ndarray:
@@ -322,7 +336,7 @@ def _select_genes(
     return names[np.asarray(hvg["highly_variable"], dtype=bool)]
 
 
-def _check_model_genes(adata: AnnData, model: DeepCluster) -> None:
+def _check_model_genes(adata: AnnData, model: DeepClusterMixin) -> None:
     genes = pd.Index(model.adata.var_names)
     missing = genes.difference(adata.var_names)
     if len(missing):
@@ -334,7 +348,7 @@ def _check_model_genes(adata: AnnData, model: DeepCluster) -> None:
     check_unique_var_names(adata)
 
 
-def _check_model_batches(adata: AnnData, model: DeepCluster, batch_key: str) -> None:
+def _check_model_batches(adata: AnnData, model: DeepClusterMixin, batch_key: str) -> None:
     check_obs_key(adata, batch_key, "batch_key (the model was trained with it)")
     known = {str(b) for b in model.adata_manager.get_state_registry("batch").categorical_mapping}
     unknown = sorted(set(adata.obs[batch_key].astype(str)) - known)

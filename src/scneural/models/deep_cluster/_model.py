@@ -64,8 +64,12 @@ def normalization_stats(X: Any, chunk: int = _CHUNK) -> tuple[np.ndarray, np.nda
     return mean.astype(np.float32), std.astype(np.float32), median
 
 
-class DeepCluster(ScneuralModelMixin, BaseModelClass):
-    """scDeepCluster: ZINB denoising autoencoder + deep embedded clustering, on scvi-tools.
+class DeepClusterMixin:
+    """Model-level code of scDeepCluster, shared by both backends.
+
+    :class:`DeepCluster` (PyTorch) and :class:`~scneural.models.JaxDeepCluster` (JAX/flax)
+    differ in their module, training plans and ``_run``; registration, normalisation
+    statistics, the training phases and inference live here once.
 
     Training runs in two phases, both through Lightning: :meth:`pretrain` fits the
     autoencoder on the ZINB loss; :meth:`init_clusters` runs k-means on the latent space
@@ -99,7 +103,6 @@ class DeepCluster(ScneuralModelMixin, BaseModelClass):
     >>> adata.obs["deep_cluster"] = model.predict()
     """
 
-    _module_cls = DeepClusterModule
     _history_exclude = ("elbo_", "kl_global_")
 
     def __init__(
@@ -114,27 +117,27 @@ class DeepCluster(ScneuralModelMixin, BaseModelClass):
         use_batch_norm: bool = False,
     ):
         super().__init__(adata)
-        self.module = self._module_cls(
-            n_input=self.summary_stats.n_vars,
-            n_batch=self.summary_stats.n_batch,
-            n_hidden=tuple(n_hidden),
-            n_latent=n_latent,
-            n_clusters=0 if n_clusters is None else int(n_clusters),
-            noise_sd=noise_sd,
-            hidden_noise_sd=hidden_noise_sd,
-            alpha=alpha,
-            use_batch_norm=use_batch_norm,
-        )
+        self._module_kwargs = {
+            "n_input": self.summary_stats.n_vars,
+            "n_batch": self.summary_stats.n_batch,
+            "n_hidden": tuple(n_hidden),
+            "n_latent": n_latent,
+            "n_clusters": 0 if n_clusters is None else int(n_clusters),
+            "noise_sd": noise_sd,
+            "hidden_noise_sd": hidden_noise_sd,
+            "alpha": alpha,
+            "use_batch_norm": use_batch_norm,
+        }
+        self.module = self._module_cls(**self._module_kwargs)
         X = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-        mean, std, median = normalization_stats(X)
-        self.module.set_normalization(torch.from_numpy(mean), torch.from_numpy(std), median)
+        self._set_normalization(*normalization_stats(X))
         self.pretrain_history_: dict = {}
         self.cluster_history_: dict = {}
         self.label_change_: list[float] = []
         self.n_clusters_estimated_ = False
         self.is_pretrained_ = False
         self._model_summary_string = (
-            f"DeepCluster: {self.summary_stats.n_vars} genes, hidden {list(n_hidden)}, "
+            f"{type(self).__name__}: {self.summary_stats.n_vars} genes, hidden {list(n_hidden)}, "
             f"latent {n_latent}, noise {noise_sd}, clusters {n_clusters}"
         )
         self.init_params_ = self._get_init_params(locals())
@@ -173,31 +176,6 @@ class DeepCluster(ScneuralModelMixin, BaseModelClass):
         cls.register_manager(adata_manager)
 
     # ------------------------------------------------------------------ training
-    def _run(self, plan: TrainingPlan, max_epochs: int, batch_size: int, **trainer_kwargs):
-        splitter = DataSplitter(
-            self.adata_manager, train_size=1.0, batch_size=batch_size, shuffle_set_split=True
-        )
-        if trainer_kwargs.get("logger") is not None and not isinstance(
-            trainer_kwargs["logger"], list
-        ):
-            trainer_kwargs["logger"] = build_logger(trainer_kwargs["logger"])
-        trainer_kwargs.setdefault("early_stopping", False)
-        trainer_kwargs.setdefault("check_val_every_n_epoch", None)
-        # each phase keeps its own history
-        self.history_ = None
-        self.is_trained_ = False
-        # Lightning keeps the modules' mode; inference left them in eval mode (no noise)
-        self.module.train()
-        runner = TrainRunner(
-            self,
-            training_plan=plan,
-            data_splitter=splitter,
-            max_epochs=max_epochs,
-            **trainer_kwargs,
-        )
-        runner()
-        return self.history_dict()
-
     def pretrain(
         self,
         max_epochs: int | None = None,
@@ -218,17 +196,12 @@ class DeepCluster(ScneuralModelMixin, BaseModelClass):
         batch_size
             Minibatch size.
         plan_kwargs
-            More arguments of :class:`scvi.train.TrainingPlan`.
+            More arguments of the training plan.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (``accelerator``, ``devices``, ``logger``...).
         """
         max_epochs = max_epochs or default_pretrain_epochs(self.adata.n_obs, batch_size)
-        plan = TrainingPlan(
-            self.module,
-            optimizer="Custom",
-            optimizer_creator=lambda params: torch.optim.Adam(params, lr=lr, amsgrad=True),
-            **(plan_kwargs or {}),
-        )
+        plan = self._pretrain_plan(lr, plan_kwargs or {})
         self.pretrain_history_ = _rename(self._run(plan, max_epochs, batch_size, **trainer_kwargs))
         self.is_pretrained_ = True
         self.is_trained_ = False
@@ -297,7 +270,7 @@ class DeepCluster(ScneuralModelMixin, BaseModelClass):
                     "n_clusters= or a larger resolution"
                 )
         kmeans = KMeans(n_clusters=int(k), n_init=n_init, random_state=random_state).fit(latent)
-        self.module.set_cluster_centres(torch.from_numpy(kmeans.cluster_centers_))
+        self._set_cluster_centres(np.asarray(kmeans.cluster_centers_, dtype=np.float32))
         self.init_params_["non_kwargs"]["n_clusters"] = int(k)
         return kmeans.labels_
 
@@ -333,7 +306,7 @@ class DeepCluster(ScneuralModelMixin, BaseModelClass):
         batch_size
             Minibatch size.
         plan_kwargs
-            More arguments of :class:`DECTrainingPlan`.
+            More arguments of the DEC training plan.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer`.
         """
@@ -344,16 +317,14 @@ class DeepCluster(ScneuralModelMixin, BaseModelClass):
             update_interval = int(np.ceil(n_obs / batch_size))
         if initial_labels is None:
             initial_labels = self.predict()
-        plan = DECTrainingPlan(
-            self.module,
+        plan = self._dec_plan(
+            lr,
+            plan_kwargs or {},
             soft_assign_all=lambda: self.get_soft_assignment(batch_size=max(batch_size, 1024)),
             initial_labels=np.asarray(initial_labels),
             update_interval=update_interval,
             tol=tol,
             gamma=gamma,
-            optimizer="Custom",
-            optimizer_creator=lambda params: torch.optim.Adadelta(params, lr=lr, rho=0.95),
-            **(plan_kwargs or {}),
         )
         history = _rename(self._run(plan, max_epochs, batch_size, **trainer_kwargs))
         history["label_change"] = np.asarray(plan.label_change, dtype=float)
@@ -426,6 +397,93 @@ class DeepCluster(ScneuralModelMixin, BaseModelClass):
     ) -> np.ndarray:
         """Hard cluster of each cell (argmax of q)."""
         return self.get_soft_assignment(adata, indices, batch_size).argmax(axis=1)
+
+
+class DeepCluster(DeepClusterMixin, ScneuralModelMixin, BaseModelClass):
+    """scDeepCluster: ZINB denoising autoencoder + deep embedded clustering, on scvi-tools.
+
+    Training runs in two phases, both through Lightning: :meth:`pretrain` fits the
+    autoencoder on the ZINB loss; :meth:`init_clusters` runs k-means on the latent space
+    (estimating k by Leiden when not given); :meth:`train_clusters` runs the DEC phase
+    (:class:`~scneural.models.deep_cluster.DECTrainingPlan`). :meth:`train` does all three.
+
+    Parameters
+    ----------
+    adata
+        AnnData with raw counts, registered with :meth:`setup_anndata`.
+    n_clusters
+        Number of clusters; ``None`` estimates it in :meth:`init_clusters`.
+    n_hidden
+        Widths of the encoder's hidden layers (the decoder mirrors them).
+    n_latent
+        Dimension of the latent space.
+    noise_sd
+        Standard deviation of the Gaussian noise on the scaled input.
+    hidden_noise_sd
+        Standard deviation of the noise on the hidden layers (``None``: ``noise_sd``).
+    alpha
+        Degrees of freedom of the Student-t kernel.
+    use_batch_norm
+        BatchNorm in the hidden layers.
+
+    Examples
+    --------
+    >>> DeepCluster.setup_anndata(adata, layer="counts")
+    >>> model = DeepCluster(adata, n_clusters=8)
+    >>> model.train()
+    >>> adata.obs["deep_cluster"] = model.predict()
+    """
+
+    _module_cls = DeepClusterModule
+    backend = "torch"
+
+    def _set_normalization(self, mean: np.ndarray, std: np.ndarray, median: float) -> None:
+        self.module.set_normalization(torch.from_numpy(mean), torch.from_numpy(std), median)
+
+    def _set_cluster_centres(self, centres: np.ndarray) -> None:
+        self.module.set_cluster_centres(torch.from_numpy(centres))
+
+    def _pretrain_plan(self, lr: float, plan_kwargs: dict) -> TrainingPlan:
+        return TrainingPlan(
+            self.module,
+            optimizer="Custom",
+            optimizer_creator=lambda params: torch.optim.Adam(params, lr=lr, amsgrad=True),
+            **plan_kwargs,
+        )
+
+    def _dec_plan(self, lr: float, plan_kwargs: dict, **dec_kwargs) -> DECTrainingPlan:
+        return DECTrainingPlan(
+            self.module,
+            **dec_kwargs,
+            optimizer="Custom",
+            optimizer_creator=lambda params: torch.optim.Adadelta(params, lr=lr, rho=0.95),
+            **plan_kwargs,
+        )
+
+    def _run(self, plan: TrainingPlan, max_epochs: int, batch_size: int, **trainer_kwargs):
+        splitter = DataSplitter(
+            self.adata_manager, train_size=1.0, batch_size=batch_size, shuffle_set_split=True
+        )
+        if trainer_kwargs.get("logger") is not None and not isinstance(
+            trainer_kwargs["logger"], list
+        ):
+            trainer_kwargs["logger"] = build_logger(trainer_kwargs["logger"])
+        trainer_kwargs.setdefault("early_stopping", False)
+        trainer_kwargs.setdefault("check_val_every_n_epoch", None)
+        # each phase keeps its own history
+        self.history_ = None
+        self.is_trained_ = False
+        # Lightning keeps the modules' mode; inference left them in eval mode (no noise)
+        self.module.train()
+        runner = TrainRunner(
+            self,
+            training_plan=plan,
+            data_splitter=splitter,
+            max_epochs=max_epochs,
+            **trainer_kwargs,
+        )
+        runner()
+        return self.history_dict()
 
 
 def default_pretrain_epochs(n_obs: int, batch_size: int = 256) -> int:

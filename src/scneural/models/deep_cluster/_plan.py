@@ -12,7 +12,55 @@ from scvi.train import TrainingPlan
 from ._module import DeepClusterModule, target_distribution
 
 
-class DECTrainingPlan(TrainingPlan):
+class DECScheduleMixin:
+    """The DEC target schedule, shared by the torch and JAX training plans.
+
+    Every ``update_interval`` training steps the soft assignment q of all cells is
+    recomputed by ``soft_assign_all`` and the target p derived from it (``_make_target``,
+    backend-specific); training stops when fewer than ``tol`` of the hard labels changed
+    since the previous update.
+    """
+
+    def _init_schedule(
+        self,
+        soft_assign_all: Callable[[], np.ndarray],
+        initial_labels: np.ndarray,
+        update_interval: int,
+        tol: float,
+        gamma: float,
+    ) -> None:
+        self.soft_assign_all = soft_assign_all
+        self.update_interval = max(int(update_interval), 1)
+        self.tol = float(tol)
+        self.gamma = float(gamma)
+        self.labels = np.asarray(initial_labels)
+        self.label_change: list[float] = []
+        self.update_steps: list[int] = []
+        self.converged = False
+        self.target_p = None
+
+    def _update_target(self) -> bool:
+        """Refresh p from q over all cells; return whether the labels have converged."""
+        q = self.soft_assign_all()
+        self.module.train()
+        self.target_p = self._make_target(q)
+        labels = q.argmax(axis=1)
+        change = float(np.mean(labels != self.labels))
+        self.labels = labels
+        self.label_change.append(change)
+        self.update_steps.append(int(self.global_step))
+        return len(self.label_change) > 1 and change < self.tol
+
+    def on_train_batch_start(self, batch, batch_idx):
+        if self.global_step % self.update_interval == 0 or self.target_p is None:
+            if self._update_target():
+                self.converged = True
+                self.trainer.should_stop = True
+                return -1
+        return None
+
+
+class DECTrainingPlan(DECScheduleMixin, TrainingPlan):
     """Deep embedded clustering: ``KL(p || q) + gamma * ZINB`` with a periodically refreshed p.
 
     Every ``update_interval`` training steps, the soft assignment q of *all* cells is
@@ -51,15 +99,7 @@ class DECTrainingPlan(TrainingPlan):
         **kwargs,
     ):
         super().__init__(module, **kwargs)
-        self.soft_assign_all = soft_assign_all
-        self.update_interval = max(int(update_interval), 1)
-        self.tol = float(tol)
-        self.gamma = float(gamma)
-        self.labels = np.asarray(initial_labels)
-        self.label_change: list[float] = []
-        self.update_steps: list[int] = []
-        self.converged = False
-        self.target_p: torch.Tensor | None = None
+        self._init_schedule(soft_assign_all, initial_labels, update_interval, tol, gamma)
 
     def on_train_start(self) -> None:
         self.module.clustering = True
@@ -67,26 +107,9 @@ class DECTrainingPlan(TrainingPlan):
     def on_train_end(self) -> None:
         self.module.clustering = False
 
-    def _update_target(self) -> bool:
-        """Refresh p from q over all cells; return whether the labels have converged."""
-        q = self.soft_assign_all()
-        self.module.train()
+    def _make_target(self, q: np.ndarray) -> torch.Tensor:
         q_t = torch.from_numpy(np.asarray(q, dtype=np.float32)).to(self.device)
-        self.target_p = target_distribution(q_t)
-        labels = q.argmax(axis=1)
-        change = float(np.mean(labels != self.labels))
-        self.labels = labels
-        self.label_change.append(change)
-        self.update_steps.append(int(self.global_step))
-        return len(self.label_change) > 1 and change < self.tol
-
-    def on_train_batch_start(self, batch, batch_idx):
-        if self.global_step % self.update_interval == 0 or self.target_p is None:
-            if self._update_target():
-                self.converged = True
-                self.trainer.should_stop = True
-                return -1
-        return None
+        return target_distribution(q_t)
 
     def training_step(self, batch, batch_idx):
         idx = batch[REGISTRY_KEYS.INDICES_KEY].long().view(-1).to(self.target_p.device)

@@ -1,0 +1,173 @@
+"""The JAX twin of the scDeepCluster model (``backend="jax"``)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from scvi.dataloaders import DataSplitter
+from scvi.model.base import BaseModelClass
+from scvi.train import TrainRunner
+
+from scneural.models._base import build_logger
+from scneural.models._jax import JaxModelMixin
+from scneural.models._jax_base import ScneuralJaxTrainingPlan
+
+from ._model import DeepClusterMixin
+from ._module_jax import BUFFERS, JaxDeepClusterModule, deep_cluster_variables_from_torch
+from ._plan_jax import JaxDECTrainingPlan
+
+
+class JaxDeepCluster(DeepClusterMixin, JaxModelMixin, BaseModelClass):
+    """scDeepCluster on scvi-tools, JAX/flax backend.
+
+    The same model as :class:`~scneural.models.DeepCluster` (arguments, layers, losses,
+    ``setup_anndata``, ``pretrain``, ``init_clusters``, ``train_clusters``, ``train``,
+    ``predict``, ``get_soft_assignment``, ``get_latent_representation``, ``save`` and
+    ``load``), with a flax module trained by jitted steps: pretraining through
+    :class:`scvi.train.JaxTrainingPlan` (AMSGrad) and the DEC phase through
+    :class:`~scneural.models.deep_cluster._plan_jax.JaxDECTrainingPlan` (Adadelta).
+    ``scvi.settings.seed`` (set by ``random_state`` in :func:`scneural.tl.deep_cluster`)
+    seeds the parameter and noise RNG streams, so runs repeat.
+
+    Parameters
+    ----------
+    adata
+        AnnData with raw counts, registered with :meth:`setup_anndata`.
+    n_clusters
+        Number of clusters; ``None`` estimates it in :meth:`init_clusters`.
+    n_hidden
+        Widths of the encoder's hidden layers (the decoder mirrors them).
+    n_latent
+        Dimension of the latent space.
+    noise_sd
+        Standard deviation of the Gaussian noise on the scaled input.
+    hidden_noise_sd
+        Standard deviation of the noise on the hidden layers (``None``: ``noise_sd``).
+    alpha
+        Degrees of freedom of the Student-t kernel.
+    use_batch_norm
+        BatchNorm in the hidden layers.
+
+    Examples
+    --------
+    >>> JaxDeepCluster.setup_anndata(adata, layer="counts")
+    >>> model = JaxDeepCluster(adata, n_clusters=8)
+    >>> model.train()
+    >>> adata.obs["deep_cluster"] = model.predict()
+    """
+
+    _module_cls = JaxDeepClusterModule
+    _training_plan_cls = ScneuralJaxTrainingPlan
+    backend = "jax"
+
+    # ------------------------------------------------------------ backend hooks
+    def _set_normalization(self, mean: np.ndarray, std: np.ndarray, median: float) -> None:
+        # injected into the training state when the variables are first built (in _run)
+        self._buffers = {
+            "gene_mean": np.asarray(mean, dtype=np.float32),
+            "gene_std": np.asarray(std, dtype=np.float32),
+            "median_library": np.asarray(median, dtype=np.float32),
+        }
+
+    def _set_state(self, params: Any, state: Any, plan: ScneuralJaxTrainingPlan | None = None):
+        """Give the module a fresh training state (the plan's optimizer) with these variables."""
+        self.module.train_state = None
+        (plan or ScneuralJaxTrainingPlan(self.module)).set_train_state(params, state)
+
+    def _set_cluster_centres(self, centres: np.ndarray) -> None:
+        old = self.module
+        old._check_train_state_is_not_none()
+        params, state = old.params, old.state
+        k = int(centres.shape[0])
+        if k != old.n_clusters:
+            # k is a shape of the flax module: rebuild it, keeping its RNG streams
+            self._module_kwargs["n_clusters"] = k
+            self.module = self._module_cls(**self._module_kwargs)
+            self.module.seed_rng, self.module._rngs = old.seed_rng, old._rngs
+        params = {**params, "cluster_centres": jnp.asarray(centres, dtype=jnp.float32)}
+        self._set_state(params, state)
+
+    def _pretrain_plan(self, lr: float, plan_kwargs: dict) -> ScneuralJaxTrainingPlan:
+        return ScneuralJaxTrainingPlan(
+            self.module, optimizer="Custom", optimizer_creator=optax.amsgrad(lr), **plan_kwargs
+        )
+
+    def _dec_plan(self, lr: float, plan_kwargs: dict, **dec_kwargs) -> JaxDECTrainingPlan:
+        return JaxDECTrainingPlan(
+            self.module,
+            **dec_kwargs,
+            optimizer="Custom",
+            optimizer_creator=optax.adadelta(lr, rho=0.95, eps=1e-6),
+            **plan_kwargs,
+        )
+
+    def _run(
+        self, plan: ScneuralJaxTrainingPlan, max_epochs: int, batch_size: int, **trainer_kwargs
+    ) -> dict[str, np.ndarray]:
+        """Train one phase with ``plan`` (a fresh optimizer on the current variables)."""
+        import flax
+        from scvi.model._utils import parse_device_args
+
+        accelerator = trainer_kwargs.pop("accelerator", "auto")
+        devices = trainer_kwargs.pop("devices", "auto")
+        _, _, device = parse_device_args(
+            accelerator, devices, return_device="jax", validate_single_device=False
+        )
+        try:
+            self.module.to(device)
+        except RuntimeError:
+            pass
+        module = self.module
+        if module.train_state is None:
+            loader = self._make_data_loader(
+                adata=self.adata, batch_size=batch_size, shuffle=False, iter_ndarray=True
+            )
+            variables = module.init(module.rngs, next(iter(loader)))
+            state, params = flax.core.pop(variables, "params")
+            state = {**state, BUFFERS: jax.tree_util.tree_map(jnp.asarray, self._buffers)}
+        else:
+            params, state = module.params, module.state
+        self._set_state(params, state, plan)
+        splitter = DataSplitter(
+            self.adata_manager,
+            train_size=1.0,
+            batch_size=batch_size,
+            shuffle_set_split=True,
+            iter_ndarray=True,
+        )
+        if trainer_kwargs.get("logger") is not None and not isinstance(
+            trainer_kwargs["logger"], list
+        ):
+            trainer_kwargs["logger"] = build_logger(trainer_kwargs["logger"])
+        trainer_kwargs.setdefault("early_stopping", False)
+        trainer_kwargs.setdefault("check_val_every_n_epoch", None)
+        self.history_ = None
+        self.is_trained_ = False
+        module.train()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"pytorch_lightning.*")
+            runner = TrainRunner(
+                self,
+                training_plan=plan,
+                data_splitter=splitter,
+                max_epochs=max_epochs,
+                accelerator="cpu",
+                devices="auto",
+                **trainer_kwargs,
+            )
+            runner()
+        module.eval()
+        return self.history_dict()
+
+    def load_torch_weights(self, torch_model: Any) -> None:
+        """Take over the weights, buffers and centres of a torch
+        :class:`~scneural.models.DeepCluster` of the same architecture (and the same k)."""
+        self.module._check_train_state_is_not_none()
+        variables = deep_cluster_variables_from_torch(torch_model.module)
+        params = variables.pop("params")
+        self._set_state(params, {**self.module.state, **variables})

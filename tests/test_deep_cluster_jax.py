@@ -1,0 +1,309 @@
+"""The JAX scDeepCluster: equivalence with the torch one, determinism, save/load, tl.deep_cluster."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import scneural as sn
+from conftest import assert_unchanged, snapshot
+
+pytestmark = pytest.mark.jax
+
+jax = pytest.importorskip("jax")
+import jax.numpy as jnp  # noqa: E402
+
+# XLA compilation dominates these small trainings on CPU; the persistent cache lets runs
+# with the same shapes (same-seed repeat, later test sessions) reuse compiled steps
+jax.config.update(
+    "jax_compilation_cache_dir", str(Path(tempfile.gettempdir()) / "scneural-jax-cache")
+)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+from scneural.models import DeepCluster, DeepClusterModule, JaxDeepCluster  # noqa: E402
+from scneural.models.deep_cluster import target_distribution  # noqa: E402
+from scneural.models.deep_cluster._module_jax import (  # noqa: E402
+    JaxDeepClusterModule,
+    deep_cluster_variables_from_torch,
+)
+from scneural.models.deep_cluster._plan_jax import target_distribution_np  # noqa: E402
+
+FAST = {"pretrain_epochs": 30, "max_epochs": 10, "batch_size": 64}
+TRAINER = {"enable_progress_bar": False, "accelerator": "cpu"}
+
+# ------------------------------------------------------------------ module-level equivalence
+
+MODULE_ARGS = {
+    "n_input": 30,
+    "n_batch": 2,
+    "n_hidden": (16, 8),
+    "n_latent": 4,
+    "n_clusters": 3,
+}
+
+
+def _tensors(seed: int = 0, n: int = 40) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "X": rng.poisson(2.0, size=(n, MODULE_ARGS["n_input"])).astype(np.float32),
+        "batch": rng.integers(0, 2, size=(n, 1)).astype(np.float32),
+        "ind_x": np.arange(n, dtype=np.float32)[:, None],
+    }
+
+
+def _torch_module(use_batch_norm: bool) -> DeepClusterModule:
+    torch.manual_seed(0)
+    module = DeepClusterModule(**MODULE_ARGS, use_batch_norm=use_batch_norm)
+    module.set_normalization(torch.rand(30), torch.rand(30) + 0.5, 55.0)
+    module.set_cluster_centres(torch.randn(3, 4))
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.BatchNorm1d):
+                layer.running_mean.uniform_(-0.5, 0.5)
+                layer.running_var.uniform_(0.5, 2.0)
+                layer.weight.uniform_(0.5, 1.5)
+                layer.bias.uniform_(-0.2, 0.2)
+    return module
+
+
+@pytest.mark.parametrize("use_batch_norm", [False, True])
+def test_forward_loss_and_q_match_torch_in_eval_mode(use_batch_norm):
+    tensors = _tensors()
+    torch_module = _torch_module(use_batch_norm).eval()
+    t = {k: torch.from_numpy(v) for k, v in tensors.items()}
+    with torch.no_grad():
+        inference, generative, loss = torch_module(t)
+        target = target_distribution(inference["q"])
+        _, _, dec_loss = torch_module(t, loss_kwargs={"target_p": target, "gamma": 0.5})
+    flax_module = JaxDeepClusterModule(**MODULE_ARGS, use_batch_norm=use_batch_norm, training=False)
+    variables = deep_cluster_variables_from_torch(torch_module)
+    apply = jax.jit(flax_module.apply)
+    j_inf, j_gen, j_loss = apply(variables, tensors)
+    np.testing.assert_allclose(j_inf["z"], inference["z"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(j_inf["q"], inference["q"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(j_inf["size_factor"], inference["size_factor"].numpy(), rtol=1e-6)
+    px = generative["px"]
+    np.testing.assert_allclose(j_gen["mu"], px.mu.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(j_gen["theta"], px.theta.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(j_gen["zi_logits"], px.zi_logits.numpy(), atol=1e-5)
+    assert float(j_loss.loss) == pytest.approx(float(loss.loss), rel=1e-5)
+    np.testing.assert_allclose(target_distribution_np(j_inf["q"]), target.numpy(), atol=1e-6)
+    _, _, j_dec = apply(
+        variables, tensors, loss_kwargs={"target_p": jnp.asarray(target.numpy()), "gamma": 0.5}
+    )
+    assert float(j_dec.loss) == pytest.approx(float(dec_loss.loss), rel=1e-5)
+    np.testing.assert_allclose(j_dec.kl_local["kl_local"], dec_loss.kl_local["kl_local"], atol=1e-6)
+
+
+def test_dec_gradients_match_torch_without_noise():
+    """Training mode with zero noise: the DEC loss and its gradients agree."""
+    args = {**MODULE_ARGS, "noise_sd": 0.0}
+    torch.manual_seed(0)
+    torch_module = DeepClusterModule(**args)
+    torch_module.set_cluster_centres(torch.randn(3, 4))
+    tensors = _tensors(seed=1)
+    t = {k: torch.from_numpy(v) for k, v in tensors.items()}
+    with torch.no_grad():
+        target = target_distribution(torch_module.eval()(t)[0]["q"])
+    torch_module.train()
+    torch_module.clustering = True
+    _, _, loss = torch_module(t, loss_kwargs={"target_p": target, "gamma": 0.3})
+    loss.loss.backward()
+
+    flax_module = JaxDeepClusterModule(**args, training=True)
+    variables = deep_cluster_variables_from_torch(torch_module)
+
+    def loss_fn(params):
+        out = flax_module.apply(
+            {**variables, "params": params},
+            tensors,
+            rngs={"noise": jax.random.PRNGKey(0)},
+            loss_kwargs={"target_p": jnp.asarray(target.numpy()), "gamma": 0.3},
+        )
+        return out[2].loss
+
+    j_loss, grads = jax.jit(jax.value_and_grad(loss_fn))(variables["params"])
+    assert float(j_loss) == pytest.approx(loss.loss.item(), rel=1e-5)
+    np.testing.assert_allclose(
+        grads["cluster_centres"], torch_module.cluster_centres.grad.numpy(), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        grads["encoder"]["linear_0"]["kernel"],
+        torch_module.encoder.linears[0].weight.grad.numpy().T,
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        grads["mean_head"]["kernel"], torch_module.mean_head.weight.grad.numpy().T, atol=1e-5
+    )
+
+
+def test_noise_stream_drives_the_denoising_encoder():
+    tensors = _tensors()
+    flax_module = JaxDeepClusterModule(**MODULE_ARGS, training=True)
+    variables = deep_cluster_variables_from_torch(_torch_module(False))
+    apply = jax.jit(flax_module.apply)
+
+    def z(seed):
+        return np.asarray(
+            apply(variables, tensors, rngs={"noise": jax.random.PRNGKey(seed)})[0]["z"]
+        )
+
+    np.testing.assert_array_equal(z(0), z(0))
+    assert np.abs(z(0) - z(1)).max() > 0.1
+    with pytest.raises(Exception, match="noise"):
+        apply(variables, tensors)  # training mode needs the "noise" stream
+
+
+# ------------------------------------------------------------------- model and tl.deep_cluster
+
+
+def _data(seed: int = 0, n_obs: int = 256):
+    return sn.datasets.synthetic_counts(
+        n_obs=n_obs, n_vars=100, n_groups=3, markers_per_group=12, seed=seed, fold_change=6.0
+    )
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The same tl.deep_cluster call with both backends (the torch one as reference)."""
+    out = {}
+    for backend in ("torch", "jax"):
+        adata = _data()
+        model = sn.tl.deep_cluster(adata, 3, backend=backend, labels_key="group", **FAST, **TRAINER)
+        out[backend] = (adata, model)
+    return out
+
+
+def _same_structure(a, b, path="uns"):
+    if isinstance(b, dict):
+        assert isinstance(a, dict) and set(a) == set(b), path
+        for key in b:
+            _same_structure(a[key], b[key], f"{path}[{key!r}]")
+    elif isinstance(b, np.ndarray):
+        assert isinstance(a, np.ndarray) and a.dtype == b.dtype, path
+        assert a.ndim == b.ndim, path
+    else:
+        assert type(a) is type(b) or b is None or a is None, path
+
+
+def test_tl_writes_same_keys_shapes_dtypes(trained):
+    (a_t, _), (a_j, model) = trained["torch"], trained["jax"]
+    assert isinstance(model, JaxDeepCluster) and model.backend == "jax"
+    assert set(a_j.obs.columns) == set(a_t.obs.columns)
+    assert a_j.obs["deep_cluster"].dtype == a_t.obs["deep_cluster"].dtype
+    assert set(a_j.obsm.keys()) == set(a_t.obsm.keys())
+    for key in a_t.obsm.keys():
+        assert a_j.obsm[key].shape == a_t.obsm[key].shape, key
+        assert a_j.obsm[key].dtype == a_t.obsm[key].dtype, key
+    uns_j, uns_t = a_j.uns["deep_cluster"], a_t.uns["deep_cluster"]
+    assert uns_j["params"]["backend"] == "jax" and uns_t["params"]["backend"] == "torch"
+    uns_j = {**uns_j, "history": {k: set(v) for k, v in uns_j["history"].items()}}
+    uns_t = {**uns_t, "history": {k: set(v) for k, v in uns_t["history"].items()}}
+    assert uns_j["history"] == uns_t["history"]
+    _same_structure(
+        {k: v for k, v in uns_j.items() if k != "history"},
+        {k: v for k, v in uns_t.items() if k != "history"},
+    )
+    history = a_j.uns["deep_cluster"]["history"]
+    assert len(history["pretrain"]["train_loss"]) == FAST["pretrain_epochs"]
+    assert history["pretrain"]["train_loss"][-1] < history["pretrain"]["train_loss"][0]
+    assert 1 <= len(history["cluster"]["train_loss"]) <= FAST["max_epochs"]
+    soft = a_j.obsm["deep_cluster_soft"]
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(
+        soft.argmax(axis=1).astype(str), a_j.obs["deep_cluster"].astype(str).to_numpy()
+    )
+
+
+def test_recovers_known_groups_like_torch(trained):
+    for backend, (adata, _) in trained.items():
+        scores = adata.uns["deep_cluster"]["metrics"]
+        assert scores["ari"] > 0.8, backend  # random labels: ARI ~ 0
+    loss_t = trained["torch"][0].uns["deep_cluster"]["history"]["pretrain"]["train_loss"]
+    loss_j = trained["jax"][0].uns["deep_cluster"]["history"]["pretrain"]["train_loss"]
+    assert abs(loss_j[-1] - loss_t[-1]) < 0.15
+
+
+def test_same_seed_repeats_and_seed_matters(trained):
+    adata, _ = trained["jax"]
+    again = _data()
+    sn.tl.deep_cluster(again, 3, backend="jax", **FAST, **TRAINER)
+    np.testing.assert_array_equal(again.obsm["X_deep_cluster"], adata.obsm["X_deep_cluster"])
+    np.testing.assert_array_equal(again.obs["deep_cluster"], adata.obs["deep_cluster"])
+    other = _data()
+    sn.tl.deep_cluster(other, 3, backend="jax", random_state=1, **FAST, **TRAINER)
+    assert not np.allclose(other.obsm["X_deep_cluster"], adata.obsm["X_deep_cluster"])
+
+
+def test_model_reuse_on_new_cells(trained):
+    adata, model = trained["jax"]
+    query = adata[::2].copy()
+    query.obs = query.obs[["group"]]
+    sn.tl.deep_cluster(query, model=model, **TRAINER)
+    np.testing.assert_array_equal(
+        query.obs["deep_cluster"].to_numpy(), adata.obs["deep_cluster"].to_numpy()[::2]
+    )
+    params = query.uns["deep_cluster"]["params"]
+    assert params["backend"] == "jax" and params["model_reused"]
+
+
+def test_save_load_round_trip_and_torch_weights(tmp_path, trained):
+    _, model = trained["jax"]
+    model.save(tmp_path / "jax_dc")
+    loaded = JaxDeepCluster.load(tmp_path / "jax_dc", adata=model.adata)
+    assert loaded.is_trained and loaded.module.n_clusters == 3
+    np.testing.assert_array_equal(loaded.get_soft_assignment(), model.get_soft_assignment())
+    np.testing.assert_array_equal(
+        loaded.get_latent_representation(), model.get_latent_representation()
+    )
+    # the loaded copy takes over the torch model's weights and then clusters as it does
+    _, torch_model = trained["torch"]
+    assert isinstance(torch_model, DeepCluster)
+    loaded.load_torch_weights(torch_model)
+    np.testing.assert_allclose(
+        loaded.get_soft_assignment(), torch_model.get_soft_assignment(), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        loaded.get_latent_representation(), torch_model.get_latent_representation(), atol=1e-4
+    )
+
+
+def test_estimates_k_and_rebuilds_the_clustering_layer():
+    adata = _data(seed=1)
+    model = sn.tl.deep_cluster(adata, backend="jax", **{**FAST, "max_epochs": 3}, **TRAINER)
+    k = adata.uns["deep_cluster"]["n_clusters"]
+    assert adata.uns["deep_cluster"]["n_clusters_estimated"]
+    assert k >= 2 and model.module.n_clusters == k
+    assert model.module.params["cluster_centres"].shape == (k, 32)
+    assert adata.obsm["deep_cluster_soft"].shape == (adata.n_obs, k)
+
+
+def test_bad_input_leaves_adata_unchanged(trained):
+    _, torch_model = trained["torch"]
+    adata = _data(n_obs=60)
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match="backend"):
+        sn.tl.deep_cluster(adata, 3, backend="tensorflow")
+    with pytest.raises(TypeError, match="DeepCluster"):
+        sn.tl.deep_cluster(adata, backend="jax", model=torch_model.module)
+    with pytest.raises(ValueError, match="n_clusters"):
+        sn.tl.deep_cluster(adata, 1, backend="jax")
+    with pytest.raises(KeyError, match="nope"):
+        sn.tl.deep_cluster(adata, 3, backend="jax", labels_key="nope")
+    registered = adata.copy()
+    JaxDeepCluster.setup_anndata(registered)
+    with pytest.raises(ValueError, match="not been trained"):
+        sn.tl.deep_cluster(adata, model=JaxDeepCluster(registered, n_clusters=3))
+    with pytest.raises(ValueError, match="init_clusters"):
+        JaxDeepCluster(registered, n_clusters=None).train_clusters(1)
+    lognorm = adata.copy()
+    lognorm.X = lognorm.X * 0.5
+    before_lognorm = snapshot(lognorm)
+    with pytest.raises(ValueError, match="non-integer"):
+        sn.tl.deep_cluster(lognorm, 3, backend="jax")
+    assert_unchanged(lognorm, before_lognorm)
+    assert_unchanged(adata, before)
