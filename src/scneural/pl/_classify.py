@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 from anndata import AnnData
 
 from scneural import metrics
 from scneural._validation import check_obs_key
 
-from ._utils import finish, get_axes
+from ._utils import finish, get_axes, labelled_heatmap
 
 
 def confusion_matrix(
@@ -52,25 +51,13 @@ def confusion_matrix(
     frame = metrics.confusion_matrix(adata.obs[true_key], adata.obs[pred_key], normalize=normalize)
     n_rows, n_cols = frame.shape
     ax = get_axes(ax, figsize=(1.0 + 0.55 * n_cols, 1.0 + 0.5 * n_rows))
-    image = ax.imshow(frame.to_numpy(), cmap=cmap, aspect="auto", vmin=0)
-    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_xticks(np.arange(n_cols), labels=frame.columns, rotation=90)
-    ax.set_yticks(np.arange(n_rows), labels=frame.index)
-    ax.set_xlabel(f"predicted ({pred_key})")
-    ax.set_ylabel(f"true ({true_key})")
-    if annotate:
-        values = frame.to_numpy()
-        threshold = values.max() / 2 if values.size else 0
-        for i in range(n_rows):
-            for j in range(n_cols):
-                text = f"{values[i, j]:.2f}" if normalize else f"{int(values[i, j])}"
-                ax.text(
-                    j,
-                    i,
-                    text,
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if values[i, j] > threshold else "black",
-                )
+    labelled_heatmap(
+        ax,
+        frame,
+        cmap=cmap,
+        annotate=annotate,
+        fractions=normalize is not None,
+        xlabel=f"predicted ({pred_key})",
+        ylabel=f"true ({true_key})",
+    )
     return finish(ax, show)

@@ -35,3 +35,41 @@ def get_uns(adata: AnnData, key: str, tool: str) -> dict:
             f"adata.uns has no {key!r}; run sn.tl.{tool}(adata, key_added={key!r}) first"
         )
     return adata.uns[key]
+
+
+def labelled_heatmap(
+    ax: Any,
+    frame: Any,
+    *,
+    cmap: str,
+    annotate: bool,
+    fractions: bool,
+    xlabel: str,
+    ylabel: str,
+    fontsize: float = 7,
+) -> None:
+    """Draw a DataFrame as a heatmap with its row/column labels and, optionally, its values."""
+    import numpy as np
+
+    values = frame.to_numpy()
+    n_rows, n_cols = values.shape
+    image = ax.imshow(values, cmap=cmap, aspect="auto", vmin=0)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(np.arange(n_cols), labels=frame.columns, rotation=90)
+    ax.set_yticks(np.arange(n_rows), labels=frame.index)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if not annotate:
+        return
+    threshold = values.max() / 2 if values.size else 0
+    for i in range(n_rows):
+        for j in range(n_cols):
+            ax.text(
+                j,
+                i,
+                f"{values[i, j]:.2f}" if fractions else f"{int(values[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="white" if values[i, j] > threshold else "black",
+            )
