@@ -240,12 +240,13 @@ def test_raw_counts_in_x_warns(counts_adata):
         ({"labels_key": "group", "layer": "counts", "use_rep": "X_pca"}, ValueError, "not both"),
     ],
 )
-def test_bad_arguments(lognorm_adata, kwargs, error, match):
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_bad_arguments(lognorm_adata, kwargs, error, match, backend):
     adata = lognorm_adata
     adata.obsm["X_pca"] = np.zeros((adata.n_obs, 5), dtype=np.float32)
     before = snapshot(adata)
     with pytest.raises(error, match=match):
-        sn.tl.classify(adata, **kwargs, **FAST)
+        sn.tl.classify(adata, **{"backend": backend, **kwargs}, **FAST)
     assert_unchanged(adata, before)
 
 

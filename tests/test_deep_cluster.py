@@ -198,11 +198,12 @@ def test_target_distribution_sharpens():
         (lambda a: None, {"model": "x"}, TypeError, "DeepCluster"),
     ],
 )
-def test_bad_input_leaves_adata_unchanged(mutate, kwargs, error, match):
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_bad_input_leaves_adata_unchanged(mutate, kwargs, error, match, backend):
     adata = _data()
     mutate(adata)
     before = snapshot(adata)
-    kwargs = {"n_clusters": 3, **kwargs}
+    kwargs = {"n_clusters": 3, "backend": backend, **kwargs}
     with pytest.raises(error, match=match):
         sn.tl.deep_cluster(adata, **kwargs, **FAST, **TRAINER)
     assert_unchanged(adata, before)

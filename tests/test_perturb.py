@@ -212,43 +212,88 @@ def test_batch_removal_keeps_cell_names(full):
         no_batch.batch_removal()
 
 
-def _bad(adata, error, match, **kwargs):
+def _bad(adata, error, match, backend="torch", **kwargs):
     before = snapshot(adata)
-    call = {**ARGS, "predict": "t0", "max_epochs": 1, **SMALL, **kwargs}
+    call = {**ARGS, "predict": "t0", "max_epochs": 1, **SMALL, "backend": backend, **kwargs}
     with pytest.raises(error, match=match):
         sn.tl.perturb(adata, **call)
     assert_unchanged(adata, before)
 
 
-def test_bad_inputs_leave_adata_unchanged(train_data, trained):
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_bad_inputs_leave_adata_unchanged(train_data, trained, backend):
     adata = train_data
-    _bad(adata, ValueError, "control='CTRL' is not a value", control="CTRL")
-    _bad(adata, ValueError, "perturbed='STIM' is not a value", perturbed="STIM")
-    _bad(adata, ValueError, "both 'control'", perturbed="control")
-    _bad(adata, KeyError, "condition_key='stim'", condition_key="stim")
-    _bad(adata, KeyError, "cell_type_key='type'", cell_type_key="type")
-    _bad(adata, ValueError, "cell type 'Mono' is not in", predict="Mono")
+    _bad(
+        adata,
+        backend=backend,
+        error=ValueError,
+        match="control='CTRL' is not a value",
+        control="CTRL",
+    )
+    _bad(
+        adata,
+        backend=backend,
+        error=ValueError,
+        match="perturbed='STIM' is not a value",
+        perturbed="STIM",
+    )
+    _bad(adata, backend=backend, error=ValueError, match="both 'control'", perturbed="control")
+    _bad(adata, backend=backend, error=KeyError, match="condition_key='stim'", condition_key="stim")
+    _bad(adata, backend=backend, error=KeyError, match="cell_type_key='type'", cell_type_key="type")
+    _bad(
+        adata, backend=backend, error=ValueError, match="cell type 'Mono' is not in", predict="Mono"
+    )
     no_control = adata[
         ~((adata.obs["cell_type"] == "t1") & (adata.obs["condition"] == "control")).to_numpy()
     ].copy()
-    _bad(no_control, ValueError, "'t1' has no control cells", predict="t1")
-    _bad(adata, ValueError, "not in the data", restrict_arithmetic_to=["t9"])
-    _bad(adata, ValueError, "no cell type has both", restrict_arithmetic_to=["t0"])
-    _bad(adata, TypeError, "list of cell types", restrict_arithmetic_to="t1")
-    _bad(adata, TypeError, "predict must be", predict=3)
-    _bad(adata, ValueError, "lacks 5 of the", predict=adata[:4, 5:].copy())
-    _bad(adata, KeyError, "layer='lognorm'", layer="lognorm")
-    _bad(adata, TypeError, "ScGen", model="model")
-    _bad(adata, ValueError, "balance=", balance="exact")
-    _bad(adata, ValueError, "backend='tensorflow'", backend="tensorflow")
+    _bad(
+        no_control,
+        backend=backend,
+        error=ValueError,
+        match="'t1' has no control cells",
+        predict="t1",
+    )
+    _bad(
+        adata,
+        backend=backend,
+        error=ValueError,
+        match="not in the data",
+        restrict_arithmetic_to=["t9"],
+    )
+    _bad(
+        adata,
+        backend=backend,
+        error=ValueError,
+        match="no cell type has both",
+        restrict_arithmetic_to=["t0"],
+    )
+    _bad(
+        adata,
+        backend=backend,
+        error=TypeError,
+        match="list of cell types",
+        restrict_arithmetic_to="t1",
+    )
+    _bad(adata, backend=backend, error=TypeError, match="predict must be", predict=3)
+    _bad(
+        adata,
+        backend=backend,
+        error=ValueError,
+        match="lacks 5 of the",
+        predict=adata[:4, 5:].copy(),
+    )
+    _bad(adata, backend=backend, error=KeyError, match="layer='lognorm'", layer="lognorm")
+    _bad(adata, backend=backend, error=TypeError, match="ScGen", model="model")
+    _bad(adata, backend=backend, error=ValueError, match="balance=", balance="exact")
+    _bad(adata, error=ValueError, match="backend='tensorflow'", backend="tensorflow")
     broken = adata.copy()
     broken.X = broken.X.toarray() if hasattr(broken.X, "toarray") else broken.X.copy()
     broken.X[0, 0] = np.nan
-    _bad(broken, ValueError, "NaN")
+    _bad(broken, backend=backend, error=ValueError, match="NaN")
     fresh = adata.copy()
     ScGen.setup_anndata(fresh, "condition", "cell_type")
     untrained = ScGen(fresh, n_hidden=16, n_latent=4)
-    _bad(adata, ValueError, "not been trained", model=untrained)
+    _bad(adata, backend=backend, error=ValueError, match="not been trained", model=untrained)
 
 
 def test_warnings_raw_counts_and_not_held_out(full, trained):
