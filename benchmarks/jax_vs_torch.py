@@ -18,9 +18,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
+
+from _threads import limit_threads
 
 
 def _parse() -> argparse.Namespace:
@@ -34,40 +35,19 @@ def _parse() -> argparse.Namespace:
 
 ARGS = _parse()
 # thread settings must be in place before torch/JAX initialise their thread pools
-os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
-os.environ["MKL_NUM_THREADS"] = str(ARGS.threads)
-if ARGS.threads == 1:
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "")
-        + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    ).strip()
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+limit_threads(ARGS.threads)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import scanpy as sc  # noqa: E402
 import torch  # noqa: E402
-from lightning.pytorch.callbacks import Callback  # noqa: E402
+from _timing import EpochTimer  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 import scneural as sn  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
 LABELS = "seurat_annotations"
-
-
-class EpochTimer(Callback):
-    """Wall-clock seconds of every training epoch (validation excluded)."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self._start = 0.0
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.times.append(time.perf_counter() - self._start)
 
 
 def load_split() -> tuple[sc.AnnData, sc.AnnData]:
