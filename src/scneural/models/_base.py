@@ -78,3 +78,26 @@ def build_logger(logger: Any, save_dir: str = ".") -> Any:
             f"logger must be None, 'tensorboard', 'csv' or a Lightning Logger, got {logger!r}"
         )
     return [SimpleLogger(), logger]
+
+
+def early_stopping_trainer_kwargs(
+    kwargs: dict[str, Any],
+    *,
+    patience: int,
+    logger: Any = None,
+    monitor: str = "validation_loss",
+    mode: str = "min",
+) -> dict[str, Any]:
+    """Trainer arguments every scneural model trains with.
+
+    Early stopping on a validation metric checked every epoch, plus the optional extra
+    logger (see :func:`build_logger`). Values the caller already put in ``kwargs`` win.
+    """
+    kwargs = dict(kwargs)
+    kwargs.setdefault("early_stopping_monitor", monitor)
+    kwargs.setdefault("early_stopping_patience", patience)
+    kwargs.setdefault("early_stopping_mode", mode)
+    kwargs.setdefault("check_val_every_n_epoch", 1)
+    if logger is not None:
+        kwargs["logger"] = build_logger(logger)
+    return kwargs

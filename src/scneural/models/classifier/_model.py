@@ -16,7 +16,7 @@ from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, L
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from sklearn.utils.class_weight import compute_class_weight
 
-from scneural.models._base import ScneuralModelMixin, build_logger
+from scneural.models._base import ScneuralModelMixin, early_stopping_trainer_kwargs
 
 from ._module import ClassifierModule
 from ._plan import ClassifierTrainingPlan
@@ -189,16 +189,14 @@ class ClassifierMixin:
         plan = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
         if train_size is not None and train_size >= 1.0:
             early_stopping = False
-        if self._has_unlabeled_cells():
-            kwargs.setdefault("early_stopping_monitor", "validation_loss")
-            kwargs.setdefault("early_stopping_mode", "min")
-        else:
-            kwargs.setdefault("early_stopping_monitor", "accuracy_validation")
-            kwargs.setdefault("early_stopping_mode", "max")
-        kwargs.setdefault("early_stopping_patience", early_stopping_patience)
-        kwargs.setdefault("check_val_every_n_epoch", 1)
-        if logger is not None:
-            kwargs["logger"] = build_logger(logger)
+        monitor, mode = (
+            ("validation_loss", "min")
+            if self._has_unlabeled_cells()
+            else ("accuracy_validation", "max")
+        )
+        kwargs = early_stopping_trainer_kwargs(
+            kwargs, patience=early_stopping_patience, logger=logger, monitor=monitor, mode=mode
+        )
         result = super().train(
             max_epochs=max_epochs,
             batch_size=batch_size,

@@ -12,7 +12,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from scneural.models._base import ScneuralModelMixin, build_logger
+from scneural.models._base import ScneuralModelMixin, early_stopping_trainer_kwargs
 
 from ._module import PATCHES_KEY, ImageExpressionModule
 
@@ -149,12 +149,9 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
         if train_size is None or train_size >= 1.0:
             early_stopping = False
             plan["reduce_lr_on_plateau"] = False
-        kwargs.setdefault("early_stopping_monitor", "validation_loss")
-        kwargs.setdefault("early_stopping_patience", early_stopping_patience)
-        kwargs.setdefault("early_stopping_mode", "min")
-        kwargs.setdefault("check_val_every_n_epoch", 1)
-        if logger is not None:
-            kwargs["logger"] = build_logger(logger)
+        kwargs = early_stopping_trainer_kwargs(
+            kwargs, patience=early_stopping_patience, logger=logger
+        )
         return super().train(
             max_epochs=max_epochs,
             batch_size=batch_size,

@@ -16,7 +16,7 @@ from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scneural._utils import iter_row_batches
-from scneural.models._base import ScneuralModelMixin, build_logger
+from scneural.models._base import ScneuralModelMixin, early_stopping_trainer_kwargs
 
 from ._module import ScGenModule
 
@@ -165,12 +165,9 @@ class ScGenMixin:
         plan = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
         if train_size is not None and train_size >= 1.0:
             early_stopping = False
-        kwargs.setdefault("early_stopping_monitor", "validation_loss")
-        kwargs.setdefault("early_stopping_patience", early_stopping_patience)
-        kwargs.setdefault("early_stopping_mode", "min")
-        kwargs.setdefault("check_val_every_n_epoch", 1)
-        if logger is not None:
-            kwargs["logger"] = build_logger(logger)
+        kwargs = early_stopping_trainer_kwargs(
+            kwargs, patience=early_stopping_patience, logger=logger
+        )
         return super().train(
             max_epochs=max_epochs,
             batch_size=batch_size,
