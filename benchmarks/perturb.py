@@ -78,9 +78,11 @@ def mean_shift(train: ad.AnnData, control_cells: np.ndarray) -> np.ndarray:
     return control_cells + np.mean(shifts, axis=0)
 
 
-def run_peer(python: str, data: Path, out: Path, cell_type: str, threads: int) -> dict:
+def run_peer(
+    python: str, data: Path, out: Path, cell_type: str, threads: int, seed: int = 0
+) -> dict:
     command = [python, str(HERE / "peers" / "scgen_peer.py"), str(data), str(out), cell_type]
-    command += ["--threads", str(threads)]
+    command += ["--threads", str(threads), "--seed", str(seed)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"scgen peer failed:\n{done.stderr[-3000:]}")
@@ -190,7 +192,9 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
         if peer_python is not None:
-            peer = run_peer(peer_python, data_path, workdir / "peer", cell_type, args.threads)
+            peer = run_peer(
+                peer_python, data_path, workdir / "peer", cell_type, args.threads, args.seed
+            )
             rows.append({"type": cell_type, "method": "scgen 2.1.0"})
             rows[-1].update(scores(real, peer["X"], de))
             rows[-1].update({"train_seconds": peer["train_seconds"], "epochs": peer["epochs"]})
