@@ -61,6 +61,23 @@ DOC_PARAMS: dict[str, str] = {
         devices
             Lightning devices: ``"auto"``, a number of devices or a list of device ids."""
     ),
+    "heatmap": dedent(
+        """\
+        cmap
+            Matplotlib colour map.
+        annotate
+            Write each cell's value."""
+    ),
+    "ax": dedent(
+        """\
+        ax
+            Axes to draw on; a new figure by default."""
+    ),
+    "show": dedent(
+        """\
+        show
+            Show the figure; ``False`` returns the Axes."""
+    ),
     "train_kwargs": dedent(
         """\
         **train_kwargs

@@ -7,11 +7,13 @@ from typing import Any, Literal
 from anndata import AnnData
 
 from scneural import metrics
+from scneural._docs import doc_params
 from scneural._validation import check_obs_key
 
 from ._utils import finish, get_axes, labelled_heatmap
 
 
+@doc_params()
 def confusion_matrix(
     adata: AnnData,
     true_key: str,
@@ -33,14 +35,9 @@ def confusion_matrix(
         Columns of ``adata.obs`` with the true and the predicted labels.
     normalize
         ``"true"`` (rows sum to 1), ``"pred"`` (columns), ``"all"`` or ``None`` (counts).
-    cmap
-        Matplotlib colour map.
-    annotate
-        Write each cell's value.
-    ax
-        Axes to draw on; a new figure by default.
-    show
-        Show the figure; ``False`` returns the Axes.
+    {heatmap}
+    {ax}
+    {show}
 
     Returns
     -------

@@ -7,11 +7,13 @@ from typing import Any, Literal
 from anndata import AnnData
 
 from scneural import metrics
+from scneural._docs import doc_params
 from scneural._validation import check_obs_key
 
 from ._utils import finish, get_axes, labelled_heatmap
 
 
+@doc_params()
 def cluster_contingency(
     adata: AnnData,
     key: str,
@@ -40,14 +42,9 @@ def cluster_contingency(
         Column of ``adata.obs`` with the known labels.
     normalize
         ``"true"`` (rows sum to 1), ``"pred"`` (columns), ``"all"`` or ``None`` (counts).
-    cmap
-        Matplotlib colour map.
-    annotate
-        Write each cell's value.
-    ax
-        Axes to draw on; a new figure by default.
-    show
-        Show the figure; ``False`` returns the Axes.
+    {heatmap}
+    {ax}
+    {show}
 
     Returns
     -------

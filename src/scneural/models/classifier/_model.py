@@ -16,6 +16,7 @@ from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, L
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from sklearn.utils.class_weight import compute_class_weight
 
+from scneural._docs import doc_params
 from scneural.models._base import ScneuralModelMixin, early_stopping_trainer_kwargs
 
 from ._module import ClassifierModule
@@ -27,6 +28,25 @@ logger = logging.getLogger(__name__)
 UNLABELED_SENTINEL = "_scneural_unlabeled_"
 
 
+#: the constructor parameters shared by the torch and JAX models (docstrings)
+CLASSIFIER_PARAMS = """\
+adata
+    AnnData registered with :meth:`setup_anndata`.
+n_hidden
+    Widths of the hidden layers (default 512-256-128); the last is the embedding.
+dropout_rate
+    Dropout after every hidden block.
+log_normalize_input
+    Whether the registered matrix holds raw counts, to be library-size normalised and
+    log1p-transformed inside the model.
+class_weight
+    ``None`` (all classes weigh 1) or ``"balanced"`` (inverse class frequency, as
+    scikit-learn's ``class_weight="balanced"``).
+label_smoothing
+    Label smoothing of the cross-entropy."""
+
+
+@doc_params(model_params=CLASSIFIER_PARAMS)
 class ClassifierMixin:
     """Model-level code of the cell-type classifier, shared by both backends.
 
@@ -36,20 +56,7 @@ class ClassifierMixin:
 
     Parameters
     ----------
-    adata
-        AnnData registered with :meth:`setup_anndata`.
-    n_hidden
-        Widths of the hidden layers (default 512-256-128); the last is the embedding.
-    dropout_rate
-        Dropout after every hidden block.
-    log_normalize_input
-        Whether the registered matrix holds raw counts, to be library-size normalised and
-        log1p-transformed inside the model.
-    class_weight
-        ``None`` (all classes weigh 1) or ``"balanced"`` (inverse class frequency, as
-        scikit-learn's ``class_weight="balanced"``).
-    label_smoothing
-        Label smoothing of the cross-entropy.
+    {model_params}
 
     Examples
     --------
@@ -240,25 +247,13 @@ class ClassifierMixin:
         )["embedding"]
 
 
+@doc_params(model_params=CLASSIFIER_PARAMS)
 class Classifier(ClassifierMixin, ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Supervised MLP cell-type classifier on scvi-tools (PyTorch backend).
 
     Parameters
     ----------
-    adata
-        AnnData registered with :meth:`setup_anndata`.
-    n_hidden
-        Widths of the hidden layers (default 512-256-128); the last is the embedding.
-    dropout_rate
-        Dropout after every hidden block.
-    log_normalize_input
-        Whether the registered matrix holds raw counts, to be library-size normalised and
-        log1p-transformed inside the model.
-    class_weight
-        ``None`` (all classes weigh 1) or ``"balanced"`` (inverse class frequency, as
-        scikit-learn's ``class_weight="balanced"``).
-    label_smoothing
-        Label smoothing of the cross-entropy.
+    {model_params}
 
     Examples
     --------

@@ -6,13 +6,15 @@ from typing import Any
 
 from scvi.model.base import BaseModelClass
 
+from scneural._docs import doc_params
 from scneural.models._jax import JaxModelMixin, JaxTrainingMixin
 from scneural.models._jax_base import ScneuralJaxTrainingPlan
 
-from ._model import ClassifierMixin
+from ._model import CLASSIFIER_PARAMS, ClassifierMixin
 from ._module_jax import JaxClassifierModule, classifier_variables_from_torch
 
 
+@doc_params(model_params=CLASSIFIER_PARAMS)
 class JaxClassifier(ClassifierMixin, JaxModelMixin, JaxTrainingMixin, BaseModelClass):
     """Supervised MLP cell-type classifier on scvi-tools, JAX/flax backend.
 
@@ -24,19 +26,7 @@ class JaxClassifier(ClassifierMixin, JaxModelMixin, JaxTrainingMixin, BaseModelC
 
     Parameters
     ----------
-    adata
-        AnnData registered with :meth:`setup_anndata`.
-    n_hidden
-        Widths of the hidden layers (default 512-256-128); the last is the embedding.
-    dropout_rate
-        Dropout after every hidden block.
-    log_normalize_input
-        Whether the registered matrix holds raw counts, to be library-size normalised and
-        log1p-transformed inside the model.
-    class_weight
-        ``None`` (all classes weigh 1) or ``"balanced"`` (inverse class frequency).
-    label_smoothing
-        Label smoothing of the cross-entropy.
+    {model_params}
 
     Examples
     --------

@@ -17,6 +17,7 @@ from scvi.dataloaders import DataSplitter
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 
+from scneural._docs import doc_params
 from scneural.models._base import ScneuralModelMixin, build_logger
 
 from ._module import DeepClusterModule
@@ -64,6 +65,27 @@ def normalization_stats(X: Any, chunk: int = _CHUNK) -> tuple[np.ndarray, np.nda
     return mean.astype(np.float32), std.astype(np.float32), median
 
 
+#: the constructor parameters shared by the torch and JAX models (docstrings)
+DEEP_CLUSTER_PARAMS = """\
+adata
+    AnnData with raw counts, registered with :meth:`setup_anndata`.
+n_clusters
+    Number of clusters; ``None`` estimates it in :meth:`init_clusters`.
+n_hidden
+    Widths of the encoder's hidden layers (the decoder mirrors them).
+n_latent
+    Dimension of the latent space.
+noise_sd
+    Standard deviation of the Gaussian noise on the scaled input.
+hidden_noise_sd
+    Standard deviation of the noise on the hidden layers (``None``: ``noise_sd``).
+alpha
+    Degrees of freedom of the Student-t kernel.
+use_batch_norm
+    BatchNorm in the hidden layers."""
+
+
+@doc_params(model_params=DEEP_CLUSTER_PARAMS)
 class DeepClusterMixin:
     """Model-level code of scDeepCluster, shared by both backends.
 
@@ -78,22 +100,7 @@ class DeepClusterMixin:
 
     Parameters
     ----------
-    adata
-        AnnData with raw counts, registered with :meth:`setup_anndata`.
-    n_clusters
-        Number of clusters; ``None`` estimates it in :meth:`init_clusters`.
-    n_hidden
-        Widths of the encoder's hidden layers (the decoder mirrors them).
-    n_latent
-        Dimension of the latent space.
-    noise_sd
-        Standard deviation of the Gaussian noise on the scaled input.
-    hidden_noise_sd
-        Standard deviation of the noise on the hidden layers (``None``: ``noise_sd``).
-    alpha
-        Degrees of freedom of the Student-t kernel.
-    use_batch_norm
-        BatchNorm in the hidden layers.
+    {model_params}
 
     Examples
     --------
@@ -399,6 +406,7 @@ class DeepClusterMixin:
         return self.get_soft_assignment(adata, indices, batch_size).argmax(axis=1)
 
 
+@doc_params(model_params=DEEP_CLUSTER_PARAMS)
 class DeepCluster(DeepClusterMixin, ScneuralModelMixin, BaseModelClass):
     """scDeepCluster: ZINB denoising autoencoder + deep embedded clustering, on scvi-tools.
 
@@ -409,22 +417,7 @@ class DeepCluster(DeepClusterMixin, ScneuralModelMixin, BaseModelClass):
 
     Parameters
     ----------
-    adata
-        AnnData with raw counts, registered with :meth:`setup_anndata`.
-    n_clusters
-        Number of clusters; ``None`` estimates it in :meth:`init_clusters`.
-    n_hidden
-        Widths of the encoder's hidden layers (the decoder mirrors them).
-    n_latent
-        Dimension of the latent space.
-    noise_sd
-        Standard deviation of the Gaussian noise on the scaled input.
-    hidden_noise_sd
-        Standard deviation of the noise on the hidden layers (``None``: ``noise_sd``).
-    alpha
-        Degrees of freedom of the Student-t kernel.
-    use_batch_norm
-        BatchNorm in the hidden layers.
+    {model_params}
 
     Examples
     --------

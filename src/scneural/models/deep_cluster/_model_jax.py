@@ -13,15 +13,17 @@ from scvi.dataloaders import DataSplitter
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
+from scneural._docs import doc_params
 from scneural.models._base import build_logger
 from scneural.models._jax import JaxModelMixin
 from scneural.models._jax_base import ScneuralJaxTrainingPlan
 
-from ._model import DeepClusterMixin
+from ._model import DEEP_CLUSTER_PARAMS, DeepClusterMixin
 from ._module_jax import BUFFERS, JaxDeepClusterModule, deep_cluster_variables_from_torch
 from ._plan_jax import JaxDECTrainingPlan
 
 
+@doc_params(model_params=DEEP_CLUSTER_PARAMS)
 class JaxDeepCluster(DeepClusterMixin, JaxModelMixin, BaseModelClass):
     """scDeepCluster on scvi-tools, JAX/flax backend.
 
@@ -36,22 +38,7 @@ class JaxDeepCluster(DeepClusterMixin, JaxModelMixin, BaseModelClass):
 
     Parameters
     ----------
-    adata
-        AnnData with raw counts, registered with :meth:`setup_anndata`.
-    n_clusters
-        Number of clusters; ``None`` estimates it in :meth:`init_clusters`.
-    n_hidden
-        Widths of the encoder's hidden layers (the decoder mirrors them).
-    n_latent
-        Dimension of the latent space.
-    noise_sd
-        Standard deviation of the Gaussian noise on the scaled input.
-    hidden_noise_sd
-        Standard deviation of the noise on the hidden layers (``None``: ``noise_sd``).
-    alpha
-        Degrees of freedom of the Student-t kernel.
-    use_batch_norm
-        BatchNorm in the hidden layers.
+    {model_params}
 
     Examples
     --------

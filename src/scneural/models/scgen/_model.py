@@ -15,6 +15,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
+from scneural._docs import doc_params
 from scneural._utils import iter_row_batches
 from scneural.models._base import ScneuralModelMixin, early_stopping_trainer_kwargs
 
@@ -28,6 +29,23 @@ CONDITION_KEY = "condition"
 PREDICTED = "predicted"
 
 
+#: the constructor parameters shared by the torch and JAX models (docstrings)
+SCGEN_PARAMS = """\
+adata
+    AnnData registered with :meth:`setup_anndata` (log-normalised expression).
+n_hidden
+    Width of every hidden layer of encoder and decoder.
+n_latent
+    Dimension of the latent space.
+n_layers
+    Hidden layers of encoder and decoder.
+dropout_rate
+    Dropout after every hidden block.
+kl_weight
+    Weight of the KL divergence against the squared-error reconstruction."""
+
+
+@doc_params(model_params=SCGEN_PARAMS)
 class ScGenMixin:
     """Model-level code of scGen, shared by both backends.
 
@@ -38,18 +56,7 @@ class ScGenMixin:
 
     Parameters
     ----------
-    adata
-        AnnData registered with :meth:`setup_anndata` (log-normalised expression).
-    n_hidden
-        Width of every hidden layer of encoder and decoder.
-    n_latent
-        Dimension of the latent space.
-    n_layers
-        Hidden layers of encoder and decoder.
-    dropout_rate
-        Dropout after every hidden block.
-    kl_weight
-        Weight of the KL divergence against the squared-error reconstruction.
+    {model_params}
 
     Examples
     --------
@@ -400,6 +407,7 @@ class ScGenMixin:
         return result
 
 
+@doc_params(model_params=SCGEN_PARAMS)
 class ScGen(ScGenMixin, ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """scGen (Lotfollahi et al. 2019): predict a perturbation response by latent arithmetic.
 
@@ -412,18 +420,7 @@ class ScGen(ScGenMixin, ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModel
 
     Parameters
     ----------
-    adata
-        AnnData registered with :meth:`setup_anndata` (log-normalised expression).
-    n_hidden
-        Width of every hidden layer of encoder and decoder.
-    n_latent
-        Dimension of the latent space.
-    n_layers
-        Hidden layers of encoder and decoder.
-    dropout_rate
-        Dropout after every hidden block.
-    kl_weight
-        Weight of the KL divergence against the squared-error reconstruction.
+    {model_params}
 
     Examples
     --------

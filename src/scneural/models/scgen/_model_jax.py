@@ -10,14 +10,16 @@ import numpy as np
 from scvi import REGISTRY_KEYS
 from scvi.model.base import BaseModelClass
 
+from scneural._docs import doc_params
 from scneural._utils import iter_row_batches
 from scneural.models._jax import JaxModelMixin, JaxTrainingMixin
 from scneural.models._jax_base import ScneuralJaxTrainingPlan
 
-from ._model import ScGenMixin
+from ._model import SCGEN_PARAMS, ScGenMixin
 from ._module_jax import JaxScGenModule, scgen_variables_from_torch
 
 
+@doc_params(model_params=SCGEN_PARAMS)
 class JaxScGen(ScGenMixin, JaxModelMixin, JaxTrainingMixin, BaseModelClass):
     """scGen (Lotfollahi et al. 2019) on scvi-tools, JAX/flax backend.
 
@@ -29,18 +31,7 @@ class JaxScGen(ScGenMixin, JaxModelMixin, JaxTrainingMixin, BaseModelClass):
 
     Parameters
     ----------
-    adata
-        AnnData registered with :meth:`setup_anndata` (log-normalised expression).
-    n_hidden
-        Width of every hidden layer of encoder and decoder.
-    n_latent
-        Dimension of the latent space.
-    n_layers
-        Hidden layers of encoder and decoder.
-    dropout_rate
-        Dropout after every hidden block.
-    kl_weight
-        Weight of the KL divergence against the squared-error reconstruction.
+    {model_params}
 
     Examples
     --------
