@@ -87,17 +87,21 @@ def early_stopping_trainer_kwargs(
     logger: Any = None,
     monitor: str = "validation_loss",
     mode: str = "min",
+    train_size: float | None = 0.9,
 ) -> dict[str, Any]:
     """Trainer arguments every scneural model trains with.
 
     Early stopping on a validation metric checked every epoch, plus the optional extra
     logger (see :func:`build_logger`). Values the caller already put in ``kwargs`` win.
+    With ``train_size >= 1`` there is no validation set, so nothing is validated.
     """
     kwargs = dict(kwargs)
+    if logger is not None:
+        kwargs["logger"] = build_logger(logger)
+    if train_size is not None and train_size >= 1.0:
+        return kwargs
     kwargs.setdefault("early_stopping_monitor", monitor)
     kwargs.setdefault("early_stopping_patience", patience)
     kwargs.setdefault("early_stopping_mode", mode)
     kwargs.setdefault("check_val_every_n_epoch", 1)
-    if logger is not None:
-        kwargs["logger"] = build_logger(logger)
     return kwargs

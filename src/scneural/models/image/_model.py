@@ -150,7 +150,7 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             early_stopping = False
             plan["reduce_lr_on_plateau"] = False
         kwargs = early_stopping_trainer_kwargs(
-            kwargs, patience=early_stopping_patience, logger=logger
+            kwargs, patience=early_stopping_patience, logger=logger, train_size=train_size
         )
         return super().train(
             max_epochs=max_epochs,

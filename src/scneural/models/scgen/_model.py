@@ -173,7 +173,7 @@ class ScGenMixin:
         if train_size is not None and train_size >= 1.0:
             early_stopping = False
         kwargs = early_stopping_trainer_kwargs(
-            kwargs, patience=early_stopping_patience, logger=logger
+            kwargs, patience=early_stopping_patience, logger=logger, train_size=train_size
         )
         return super().train(
             max_epochs=max_epochs,
