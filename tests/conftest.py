@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +20,38 @@ import torch
 torch.set_num_threads(1)
 
 import scneural as sn  # noqa: E402
+
+
+def _jax_available() -> bool:
+    """Whether the optional JAX extra (jax, flax, optax) is installed."""
+    try:
+        from scneural.models._jax import require_jax
+
+        require_jax()
+    except ImportError:
+        return False
+    return True
+
+
+HAS_JAX = _jax_available()
+if HAS_JAX:
+    import jax
+
+    # XLA compilation dominates the small JAX trainings of the tests on CPU; the persistent
+    # cache lets runs with the same shapes (same-seed repeats, later sessions) reuse it
+    jax.config.update(
+        "jax_compilation_cache_dir", str(Path(tempfile.gettempdir()) / "scneural-jax-cache")
+    )
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+@pytest.fixture(scope="module", params=["torch", pytest.param("jax", marks=pytest.mark.jax)])
+def backend(request) -> str:
+    """Each backend of the tl tools in turn (module scope: a module's trained fixtures are
+    built once per backend); the JAX one skips when the JAX extra is not installed."""
+    if request.param == "jax" and not HAS_JAX:
+        pytest.skip('the JAX extra is not installed (pip install "scneural[jax]")')
+    return request.param
 
 
 def _shared_data_dir() -> Path | None:

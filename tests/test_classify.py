@@ -15,18 +15,25 @@ from conftest import assert_unchanged, load_real, snapshot
 
 FAST = {"max_epochs": 15, "enable_progress_bar": False}
 
+# every tl test runs once per backend (the `backend` fixture of conftest.py, torch and jax)
+MODEL_CLASS = {"torch": "Classifier", "jax": "JaxClassifier"}
+
+
+def _model_class(backend):
+    return getattr(sn.models, MODEL_CLASS[backend])
+
 
 @pytest.fixture(scope="module")
-def trained():
-    """A classifier trained once on log-normalised synthetic data, with its AnnData."""
+def trained(backend):
+    """A classifier trained once per backend on log-normalised synthetic data, with its AnnData."""
     adata = sn.datasets.synthetic_counts(n_obs=600, n_vars=200, n_groups=3, seed=1)
     sc.pp.normalize_total(adata, target_sum=1e4)
     sc.pp.log1p(adata)
-    model = sn.tl.classify(adata, "group", **FAST)
+    model = sn.tl.classify(adata, "group", backend=backend, **FAST)
     return adata, model
 
 
-def test_writes_keys_shapes_dtypes(trained):
+def test_writes_keys_shapes_dtypes(trained, backend):
     adata, model = trained
     classes = ["g0", "g1", "g2"]
     label = adata.obs["classify_label"]
@@ -46,12 +53,12 @@ def test_writes_keys_shapes_dtypes(trained):
     uns = adata.uns["classify"]
     assert list(uns["classes"]) == classes
     assert uns["params"]["labels_key"] == "group"
-    assert uns["params"]["backend"] == "torch"
+    assert uns["params"]["backend"] == backend == model.backend
     assert len(uns["history"]["train_loss"]) >= 1
     assert len(uns["history"]["validation_loss"]) == len(uns["history"]["train_loss"])
     assert not any(k.startswith("kl_") for k in uns["history"])
     assert 0 < uns["validation"]["n_cells"] < adata.n_obs
-    assert isinstance(model, sn.models.Classifier)
+    assert type(model) is _model_class(backend)
 
 
 def test_beats_majority_baseline(trained):
@@ -69,18 +76,18 @@ def test_embedding_separates_groups(trained):
     assert silhouette_score(adata.obsm["X_classify"], adata.obs["group"]) > 0.2
 
 
-def test_counts_layer_is_normalised_inside(counts_adata):
+def test_counts_layer_is_normalised_inside(counts_adata, backend):
     adata = counts_adata
-    model = sn.tl.classify(adata, "group", layer="counts", **FAST)
+    model = sn.tl.classify(adata, "group", layer="counts", backend=backend, **FAST)
     assert model.module.log_normalize_input
     assert adata.uns["classify"]["params"]["layer"] == "counts"
     assert sn.metrics.accuracy(adata.obs["group"], adata.obs["classify_label"]) > 0.9
 
 
-def test_use_rep(lognorm_adata):
+def test_use_rep(lognorm_adata, backend):
     adata = lognorm_adata
     sc.pp.pca(adata, n_comps=20)
-    model = sn.tl.classify(adata, "group", use_rep="X_pca", key_added="pc", **FAST)
+    model = sn.tl.classify(adata, "group", use_rep="X_pca", key_added="pc", backend=backend, **FAST)
     assert model.adata.n_vars == 20
     assert adata.uns["pc"]["params"]["use_rep"] == "X_pca"
     assert sn.metrics.accuracy(adata.obs["group"], adata.obs["pc_label"]) > 0.9
@@ -90,7 +97,7 @@ def test_use_rep(lognorm_adata):
     assert query.obsm["pc_proba"].shape == (50, 3)
 
 
-def test_transfer_aligns_genes(trained):
+def test_transfer_aligns_genes(trained, backend):
     ref, model = trained
     query = ref[:80].copy()
     del query.obs["classify_label"]
@@ -102,6 +109,7 @@ def test_transfer_aligns_genes(trained):
         sn.tl.classify(query, "group", model=model)
     assert query.obsm["classify_proba"].shape == (80, 3)
     assert query.uns["classify"]["params"]["model_reused"]
+    assert query.uns["classify"]["params"]["backend"] == backend
     assert query.uns["classify"]["metrics"]["accuracy"] > 0.85
     # aligned query with all genes gives exactly the reference predictions
     same = ref[:80].copy()
@@ -111,13 +119,13 @@ def test_transfer_aligns_genes(trained):
     )
 
 
-def test_semi_supervised_unlabeled(lognorm_adata):
+def test_semi_supervised_unlabeled(lognorm_adata, backend):
     adata = lognorm_adata
     labels = adata.obs["group"].astype(str).to_numpy().copy()
     hidden = np.arange(adata.n_obs) % 3 == 0
     labels[hidden] = "Unknown"
     adata.obs["partial"] = labels
-    sn.tl.classify(adata, "partial", unlabeled_category="Unknown", **FAST)
+    sn.tl.classify(adata, "partial", unlabeled_category="Unknown", backend=backend, **FAST)
     assert "Unknown" not in adata.obs["classify_label"].cat.categories
     hidden_acc = sn.metrics.accuracy(
         adata.obs["group"][hidden], adata.obs["classify_label"][hidden]
@@ -125,13 +133,13 @@ def test_semi_supervised_unlabeled(lognorm_adata):
     assert hidden_acc > 0.85
 
 
-def test_nan_labels_are_predicted_with_warning(lognorm_adata):
+def test_nan_labels_are_predicted_with_warning(lognorm_adata, backend):
     adata = lognorm_adata
     labels = adata.obs["group"].astype(object).copy()
     labels.iloc[:30] = np.nan
     adata.obs["with_nan"] = labels
     with pytest.warns(UserWarning, match="30 cells have a missing"):
-        sn.tl.classify(adata, "with_nan", **FAST)
+        sn.tl.classify(adata, "with_nan", backend=backend, **FAST)
     assert adata.obs["classify_label"].notna().all()
 
 
@@ -146,20 +154,22 @@ def test_min_confidence_marks_unknown(trained):
     assert (label[~low] != "Unknown").all()
 
 
-def test_class_weight_balanced(lognorm_adata):
+def test_class_weight_balanced(lognorm_adata, backend):
     adata = lognorm_adata
     keep = (adata.obs["group"] != "g2") | (np.arange(adata.n_obs) % 8 == 0)
     adata = adata[keep.to_numpy()].copy()
-    model = sn.tl.classify(adata, "group", class_weight="balanced", **FAST)
-    weights = model.module.class_weights.numpy()
+    model = sn.tl.classify(adata, "group", class_weight="balanced", backend=backend, **FAST)
+    weights = np.asarray(model.module.class_weights)
     counts = adata.obs["group"].value_counts()[list(model.classes_)].to_numpy()
     np.testing.assert_allclose(weights, len(adata) / (3 * counts), rtol=1e-5)
     assert adata.uns["classify"]["params"]["class_weight"] == "balanced"
 
 
-def test_batch_key(counts_adata):
+def test_batch_key(backend):
     adata = sn.datasets.synthetic_counts(n_obs=400, n_vars=150, n_batches=2, seed=3)
-    model = sn.tl.classify(adata, "group", layer="counts", batch_key="batch", **FAST)
+    model = sn.tl.classify(
+        adata, "group", layer="counts", batch_key="batch", backend=backend, **FAST
+    )
     assert model.module.n_batch == 2
     query = adata[:50].copy()
     sn.tl.classify(query, model=model)
@@ -168,20 +178,21 @@ def test_batch_key(counts_adata):
         sn.tl.classify(query, model=model, key_added="other")
 
 
-def test_same_seed_same_result(lognorm_adata):
+def test_same_seed_same_result(lognorm_adata, backend):
     a, b = lognorm_adata.copy(), lognorm_adata.copy()
-    sn.tl.classify(a, "group", random_state=7, **FAST)
-    sn.tl.classify(b, "group", random_state=7, **FAST)
+    sn.tl.classify(a, "group", random_state=7, backend=backend, **FAST)
+    sn.tl.classify(b, "group", random_state=7, backend=backend, **FAST)
     np.testing.assert_allclose(
         a.obsm["classify_proba"].to_numpy(), b.obsm["classify_proba"].to_numpy(), atol=1e-6
     )
     assert (a.obs["classify_label"] == b.obs["classify_label"]).all()
 
 
-def test_save_load_round_trip(trained, tmp_path):
+def test_save_load_round_trip(trained, backend, tmp_path):
     adata, model = trained
     model.save(tmp_path / "clf", save_anndata=True)
-    loaded = sn.models.Classifier.load(tmp_path / "clf")
+    loaded = _model_class(backend).load(tmp_path / "clf")
+    assert type(loaded) is type(model) and loaded.is_trained
     assert loaded.input_source_ == model.input_source_
     assert list(loaded.classes_) == list(model.classes_)
     query = adata[:60].copy()
@@ -192,7 +203,7 @@ def test_save_load_round_trip(trained, tmp_path):
         atol=1e-5,
     )
     # the user's own AnnData can be passed at load time as well
-    again = sn.models.Classifier.load(
+    again = _model_class(backend).load(
         tmp_path / "clf", adata=adata[:, model.adata.var_names].copy()
     )
     assert again.is_trained
@@ -211,16 +222,25 @@ def test_h5ad_round_trip_and_replot(trained, tmp_path):
     assert "classify" in copy.uns and "X_classify" in copy.obsm
 
 
-def test_logger_csv(lognorm_adata, tmp_path, monkeypatch):
+def test_logger_csv(lognorm_adata, backend, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    sn.tl.classify(lognorm_adata, "group", max_epochs=2, enable_progress_bar=False, logger="csv")
+    sn.tl.classify(
+        lognorm_adata,
+        "group",
+        backend=backend,
+        max_epochs=2,
+        enable_progress_bar=False,
+        logger="csv",
+    )
     assert list(tmp_path.glob("lightning_logs/*/metrics.csv"))
     assert len(lognorm_adata.uns["classify"]["history"]["train_loss"]) == 2
 
 
-def test_raw_counts_in_x_warns(counts_adata):
+def test_raw_counts_in_x_warns(counts_adata, backend):
     with pytest.warns(UserWarning, match="looks like raw counts"):
-        sn.tl.classify(counts_adata, "group", max_epochs=1, enable_progress_bar=False)
+        sn.tl.classify(
+            counts_adata, "group", backend=backend, max_epochs=1, enable_progress_bar=False
+        )
 
 
 # ---------------------------------------------------------------- bad input
@@ -240,7 +260,6 @@ def test_raw_counts_in_x_warns(counts_adata):
         ({"labels_key": "group", "layer": "counts", "use_rep": "X_pca"}, ValueError, "not both"),
     ],
 )
-@pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_bad_arguments(lognorm_adata, kwargs, error, match, backend):
     adata = lognorm_adata
     adata.obsm["X_pca"] = np.zeros((adata.n_obs, 5), dtype=np.float32)
@@ -250,58 +269,58 @@ def test_bad_arguments(lognorm_adata, kwargs, error, match, backend):
     assert_unchanged(adata, before)
 
 
-def test_all_nan_labels(lognorm_adata):
+def test_all_nan_labels(lognorm_adata, backend):
     adata = lognorm_adata
     adata.obs["empty"] = pd.Series(np.nan, index=adata.obs_names, dtype=object)
     before = snapshot(adata)
     with pytest.raises(ValueError, match="only missing"):
-        sn.tl.classify(adata, "empty", **FAST)
+        sn.tl.classify(adata, "empty", backend=backend, **FAST)
     assert_unchanged(adata, before)
 
 
-def test_class_with_one_cell(lognorm_adata):
+def test_class_with_one_cell(lognorm_adata, backend):
     adata = lognorm_adata
     labels = adata.obs["group"].astype(str).to_numpy().copy()
     labels[0] = "lonely"
     adata.obs["lab"] = labels
     before = snapshot(adata)
     with pytest.raises(ValueError, match=r"\['lonely'\] have fewer than 2 cells"):
-        sn.tl.classify(adata, "lab", **FAST)
+        sn.tl.classify(adata, "lab", backend=backend, **FAST)
     assert_unchanged(adata, before)
 
 
-def test_single_class(lognorm_adata):
+def test_single_class(lognorm_adata, backend):
     adata = lognorm_adata
     adata.obs["one"] = "a"
     with pytest.raises(ValueError, match="single class"):
-        sn.tl.classify(adata, "one", **FAST)
+        sn.tl.classify(adata, "one", backend=backend, **FAST)
 
 
-def test_non_finite_values(lognorm_adata):
+def test_non_finite_values(lognorm_adata, backend):
     adata = lognorm_adata
     adata.X = adata.X.toarray()
     adata.X[3, 4] = np.nan
     before = snapshot(adata)
     with pytest.raises(ValueError, match="NaN or infinite"):
-        sn.tl.classify(adata, "group", **FAST)
+        sn.tl.classify(adata, "group", backend=backend, **FAST)
     assert_unchanged(adata, before)
 
 
 @pytest.mark.parametrize(("value", "match"), [(-1.0, "negative"), (0.5, "non-integer")])
-def test_counts_layer_must_hold_counts(counts_adata, value, match):
+def test_counts_layer_must_hold_counts(counts_adata, backend, value, match):
     adata = counts_adata
     layer = adata.layers["counts"].toarray()
     layer[0, 0] = value
     adata.layers["counts"] = layer
     before = snapshot(adata)
     with pytest.raises(ValueError, match=match):
-        sn.tl.classify(adata, "group", layer="counts", **FAST)
+        sn.tl.classify(adata, "group", layer="counts", backend=backend, **FAST)
     assert_unchanged(adata, before)
 
 
-def test_empty_anndata():
+def test_empty_anndata(backend):
     with pytest.raises(ValueError, match="adata is empty"):
-        sn.tl.classify(ad.AnnData(np.zeros((0, 5), dtype=np.float32)), "group")
+        sn.tl.classify(ad.AnnData(np.zeros((0, 5), dtype=np.float32)), "group", backend=backend)
 
 
 def test_query_without_shared_genes(trained):
@@ -325,9 +344,21 @@ def test_model_trained_on_other_representation(trained):
     assert_unchanged(query, before)
 
 
-def test_untrained_or_foreign_model(lognorm_adata):
+def test_untrained_or_foreign_model(lognorm_adata, backend):
+    before = snapshot(lognorm_adata)
     with pytest.raises(TypeError, match="scneural Classifier"):
-        sn.tl.classify(lognorm_adata, model="not a model")
+        sn.tl.classify(lognorm_adata, backend=backend, model="not a model")
+    with pytest.raises(TypeError, match="Classifier"):  # a module is not a model
+        sn.tl.classify(lognorm_adata, backend=backend, model=_untrained(backend).module)
+    with pytest.raises(ValueError, match="not been trained"):
+        sn.tl.classify(lognorm_adata, model=_untrained(backend))
+    assert_unchanged(lognorm_adata, before)
+
+
+def _untrained(backend):
+    registered = sn.datasets.synthetic_counts(n_obs=60, n_vars=20, n_groups=3, seed=0)
+    _model_class(backend).setup_anndata(registered, labels_key="group")
+    return _model_class(backend)(registered, n_hidden=(8,))
 
 
 def test_failed_write_leaves_adata_unchanged(trained, monkeypatch):
@@ -348,8 +379,8 @@ def test_failed_write_leaves_adata_unchanged(trained, monkeypatch):
     assert_unchanged(query, before)
 
 
-def test_user_adata_gets_no_scvi_keys(lognorm_adata):
-    sn.tl.classify(lognorm_adata, "group", max_epochs=1, enable_progress_bar=False)
+def test_user_adata_gets_no_scvi_keys(lognorm_adata, backend):
+    sn.tl.classify(lognorm_adata, "group", backend=backend, max_epochs=1, enable_progress_bar=False)
     assert not any(k.startswith("_scvi") for k in lognorm_adata.uns)
 
 

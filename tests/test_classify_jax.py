@@ -1,13 +1,14 @@
-"""The JAX classifier: equivalence with the torch one, determinism, save/load, tl.classify."""
+"""The JAX classifier against the torch one: modules, RNG streams, weights, tl.classify output.
+
+The behavioural tests of ``tl.classify`` (keys, accuracy, determinism, model= reuse,
+save/load, bad input) run for both backends in ``test_classify.py``.
+"""
 
 from __future__ import annotations
 
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import scanpy as sc
 import torch
@@ -30,15 +31,8 @@ def test_missing_jax_raises_install_hint(lognorm_adata, monkeypatch):
     assert_unchanged(lognorm_adata, before)
 
 
-jax = pytest.importorskip("jax")
+jax = pytest.importorskip("jax")  # conftest.py sets its persistent compilation cache
 import jax.numpy as jnp  # noqa: E402
-
-# XLA compilation dominates these small trainings on CPU; the persistent cache lets runs
-# with the same shapes (same-seed repeat, later test sessions) reuse compiled steps
-jax.config.update(
-    "jax_compilation_cache_dir", str(Path(tempfile.gettempdir()) / "scneural-jax-cache")
-)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 from scneural.models import Classifier, ClassifierModule, JaxClassifier  # noqa: E402
 from scneural.models.classifier._module_jax import (  # noqa: E402
@@ -202,7 +196,8 @@ def trained(data):
     return out
 
 
-def test_tl_writes_same_keys_shapes_dtypes(trained):
+def test_tl_writes_what_torch_writes(trained):
+    """Both backends write the same keys, types, shapes and dtypes, and train alike."""
     (a_t, _), (a_j, model) = trained["torch"], trained["jax"]
     assert isinstance(model, JaxClassifier)
     assert set(a_j.obs.columns) == set(a_t.obs.columns)
@@ -213,35 +208,15 @@ def test_tl_writes_same_keys_shapes_dtypes(trained):
         j, t = a_j.obsm[key], a_t.obsm[key]
         assert type(j) is type(t) and j.shape == t.shape
         assert np.asarray(j).dtype == np.asarray(t).dtype, key
-    assert list(a_j.obsm["classify_proba"].columns) == ["g0", "g1", "g2"]
     uns_j, uns_t = a_j.uns["classify"], a_t.uns["classify"]
     assert set(uns_j) == set(uns_t)
     assert set(uns_j["params"]) == set(uns_t["params"])
     assert set(uns_j["history"]) == set(uns_t["history"])
-    assert uns_j["params"]["backend"] == "jax" and uns_t["params"]["backend"] == "torch"
-    assert len(uns_j["history"]["train_loss"]) == len(uns_j["history"]["validation_loss"]) >= 1
-    np.testing.assert_allclose(a_j.obsm["classify_proba"].sum(axis=1), 1.0, atol=1e-5)
-
-
-def test_accuracy_above_chance_like_torch(trained):
-    for backend, (adata, _) in trained.items():
-        accuracy = sn.metrics.accuracy(adata.obs["group"], adata.obs["classify_label"])
-        majority = adata.obs["group"].value_counts(normalize=True).max()
-        assert accuracy > 0.9 > majority + 0.3, backend
-        assert adata.uns["classify"]["validation"]["accuracy"] > 0.85, backend
-    loss_t = trained["torch"][0].uns["classify"]["history"]["train_loss"]
-    loss_j = trained["jax"][0].uns["classify"]["history"]["train_loss"]
+    assert set(uns_j["validation"]) == set(uns_t["validation"])
+    loss_t = uns_t["history"]["train_loss"]
+    loss_j = uns_j["history"]["train_loss"]
     assert loss_j[-1] < 0.5 * loss_j[0]
     assert abs(loss_j[-1] - loss_t[-1]) < 0.25
-
-
-def test_same_seed_repeats(data, trained):
-    adata, _ = trained["jax"]
-    again = data.copy()
-    sn.tl.classify(again, "group", backend="jax", **FAST)
-    np.testing.assert_array_equal(
-        again.obsm["classify_proba"].to_numpy(), adata.obsm["classify_proba"].to_numpy()
-    )
 
 
 def test_random_state_seeds_the_flax_rng_streams(data):
@@ -263,30 +238,11 @@ def test_random_state_seeds_the_flax_rng_streams(data):
         assert not np.array_equal(keys[0][0][name], keys[1][0][name])
 
 
-def test_model_reuse_on_query(data, trained):
-    adata, model = trained["jax"]
-    query = data[::3].copy()
-    query.obs = query.obs[["group"]]
-    sn.tl.classify(query, "group", model=model)
-    np.testing.assert_array_equal(
-        query.obs["classify_label"].to_numpy(), adata.obs["classify_label"].to_numpy()[::3]
-    )
-    params = query.uns["classify"]["params"]
-    assert params["backend"] == "jax" and params["model_reused"]
-    assert query.uns["classify"]["metrics"]["accuracy"] > 0.9
-
-
-def test_save_load_round_trip_and_torch_weights(tmp_path, trained):
+def test_loaded_model_takes_torch_weights(tmp_path, trained):
+    """A loaded JAX classifier given the torch model's weights predicts as the torch one."""
     _, model = trained["jax"]
     model.save(tmp_path / "jax_clf")
     loaded = JaxClassifier.load(tmp_path / "jax_clf", adata=model.adata)
-    assert loaded.is_trained and list(loaded.classes_) == list(model.classes_)
-    assert loaded.input_source_ == model.input_source_
-    pd.testing.assert_frame_equal(loaded.predict(soft=True), model.predict(soft=True))
-    np.testing.assert_array_equal(
-        loaded.get_latent_representation(), model.get_latent_representation()
-    )
-    # the loaded copy takes over the torch model's weights and then predicts as it does
     _, torch_model = trained["torch"]
     assert isinstance(torch_model, Classifier)
     loaded.load_torch_weights(torch_model)
@@ -296,21 +252,7 @@ def test_save_load_round_trip_and_torch_weights(tmp_path, trained):
     np.testing.assert_allclose(
         loaded.get_latent_representation(), torch_model.get_latent_representation(), atol=1e-4
     )
-
-
-def test_bad_input_leaves_adata_unchanged(data, trained):
-    _, torch_model = trained["torch"]
-    adata = data.copy()
-    before = snapshot(adata)
-    with pytest.raises(ValueError, match="backend"):
-        sn.tl.classify(adata, "group", backend="tensorflow")
-    with pytest.raises(KeyError, match="nope"):
-        sn.tl.classify(adata, "nope", backend="jax")
-    with pytest.raises(TypeError, match="Classifier"):
-        sn.tl.classify(adata, backend="jax", model=torch_model.module)
-    registered = data.copy()
-    JaxClassifier.setup_anndata(registered, labels_key="group")
-    untrained = JaxClassifier(registered)
-    with pytest.raises(ValueError, match="not been trained"):
-        sn.tl.classify(adata, model=untrained)
-    assert_unchanged(adata, before)
+    # the JAX model's own weights were not touched
+    assert not np.allclose(
+        model.predict(soft=True).to_numpy(), loaded.predict(soft=True).to_numpy(), atol=1e-5
+    )
