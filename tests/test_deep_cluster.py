@@ -11,7 +11,6 @@ from scipy import sparse
 
 import scneural as sn
 from conftest import assert_unchanged, load_real, snapshot
-from scneural.models import DeepCluster
 from scneural.models.deep_cluster import normalization_stats, target_distribution
 
 FAST = {"pretrain_epochs": 30, "max_epochs": 10, "batch_size": 64}
@@ -29,16 +28,56 @@ def _run(adata, n_clusters=3, **kwargs):
     return sn.tl.deep_cluster(adata, n_clusters, **{**FAST, **TRAINER, **kwargs})
 
 
+# every tl test runs once per backend (the `backend` fixture of conftest.py, torch and jax)
+MODEL_CLASS = {"torch": "DeepCluster", "jax": "JaxDeepCluster"}
+
+
+def _model_class(backend):
+    return getattr(sn.models, MODEL_CLASS[backend])
+
+
+def _weights(model) -> list[np.ndarray]:
+    """Copies of all the trained variables of a model of either backend."""
+    if model.backend == "torch":
+        return [t.detach().cpu().numpy().copy() for t in model.module.state_dict().values()]
+    import jax
+
+    variables = {"params": model.module.params, "state": model.module.state}
+    return [np.array(leaf) for leaf in jax.tree_util.tree_leaves(variables)]
+
+
+def _centres(model) -> np.ndarray:
+    """The cluster centres (k x n_latent) of a model of either backend."""
+    if model.backend == "torch":
+        return model.module.cluster_centres.detach().cpu().numpy()
+    return np.asarray(model.module.params["cluster_centres"])
+
+
+def _n_inputs_of_first_layers(model) -> tuple[int, int]:
+    """Input widths of the first encoder and decoder layers (genes or latent, + batches)."""
+    if model.backend == "torch":
+        module = model.module
+        return (
+            module.encoder.linears[0].weight.shape[1],
+            module.decoder.linears[0].weight.shape[1],
+        )
+    params = model.module.params
+    return (
+        params["encoder"]["linear_0"]["kernel"].shape[0],
+        params["decoder"]["linear_0"]["kernel"].shape[0],
+    )
+
+
 @pytest.fixture(scope="module")
-def trained():
+def trained(backend):
     adata = _data()
-    model = _run(adata, labels_key="group")
+    model = _run(adata, labels_key="group", backend=backend)
     return adata, model
 
 
-def test_writes_keys_shapes_dtypes(trained):
+def test_writes_keys_shapes_dtypes(trained, backend):
     adata, model = trained
-    assert isinstance(model, DeepCluster)
+    assert type(model) is _model_class(backend)
     labels = adata.obs["deep_cluster"]
     assert isinstance(labels.dtype, pd.CategoricalDtype)
     assert list(labels.cat.categories) == ["0", "1", "2"]
@@ -50,7 +89,8 @@ def test_writes_keys_shapes_dtypes(trained):
     np.testing.assert_array_equal(soft.argmax(axis=1).astype(str), labels.astype(str).to_numpy())
     uns = adata.uns["deep_cluster"]
     assert uns["n_clusters"] == 3 and uns["n_clusters_estimated"] is False
-    assert uns["params"]["random_state"] == 0 and uns["params"]["backend"] == "torch"
+    assert uns["params"]["random_state"] == 0
+    assert uns["params"]["backend"] == backend == model.backend
     history = uns["history"]
     assert set(history) == {"pretrain", "cluster"}
     assert len(history["pretrain"]["train_loss"]) == FAST["pretrain_epochs"]
@@ -71,26 +111,33 @@ def test_recovers_known_groups(trained):
     assert scores["ari"] > random_ari + 0.6
 
 
-def test_deterministic_with_seed(trained):
+def test_deterministic_with_seed(trained, backend):
     adata, _ = trained
     again = _data()
-    _run(again, labels_key="group")
+    _run(again, labels_key="group", backend=backend)
     np.testing.assert_array_equal(again.obs["deep_cluster"], adata.obs["deep_cluster"])
     np.testing.assert_allclose(again.obsm["X_deep_cluster"], adata.obsm["X_deep_cluster"])
+    # and the seed matters
+    other = _data()
+    _run(other, random_state=1, backend=backend)
+    assert not np.allclose(other.obsm["X_deep_cluster"], adata.obsm["X_deep_cluster"])
 
 
-def test_model_reuse_assigns_new_cells(trained):
+def test_model_reuse_assigns_new_cells(trained, backend):
     adata, model = trained
     new = _data(seed=1, n_obs=200)
     new.var_names = adata.var_names
     new = new[:, ::-1].copy()  # genes in another order are aligned by name
-    before_params = [p.detach().clone() for p in model.module.parameters()]
+    before_weights = _weights(model)
     returned = sn.tl.deep_cluster(new, model=model, labels_key="group")
     assert returned is model
-    for p, q in zip(before_params, model.module.parameters()):
-        torch.testing.assert_close(p, q.detach())
+    after_weights = _weights(model)
+    assert len(after_weights) == len(before_weights) > 0
+    for before, after in zip(before_weights, after_weights):
+        np.testing.assert_array_equal(before, after)
     uns = new.uns["deep_cluster"]
     assert uns["params"]["model_reused"] is True and uns["n_clusters"] == 3
+    assert uns["params"]["backend"] == backend
     # same markers in both data sets, so the learned clusters transfer
     assert uns["metrics"]["ari"] > 0.8
     # the training cells get their own labels back
@@ -99,11 +146,15 @@ def test_model_reuse_assigns_new_cells(trained):
     np.testing.assert_array_equal(same.obs["again"], adata.obs["deep_cluster"])
 
 
-def test_save_load_round_trip(trained, tmp_path):
+def test_save_load_round_trip(trained, backend, tmp_path):
     adata, model = trained
     model.save(tmp_path / "dc", overwrite=True)
-    loaded = DeepCluster.load(tmp_path / "dc", adata=model.adata)
+    loaded = _model_class(backend).load(tmp_path / "dc", adata=model.adata)
+    assert type(loaded) is type(model) and loaded.is_trained
     assert loaded.module.n_clusters == 3
+    np.testing.assert_allclose(
+        loaded.get_latent_representation(), model.get_latent_representation(), atol=1e-6
+    )
     np.testing.assert_allclose(loaded.get_soft_assignment(), model.get_soft_assignment(), atol=1e-6)
     copy = adata.copy()
     sn.tl.deep_cluster(copy, model=loaded, key_added="loaded")
@@ -111,24 +162,28 @@ def test_save_load_round_trip(trained, tmp_path):
     assert set(copy.uns["loaded"]["history"]) == {"pretrain", "cluster"}
 
 
-def test_estimates_k_when_not_given():
+def test_estimates_k_when_not_given(backend):
     adata = _data(seed=2)
-    model = sn.tl.deep_cluster(adata, None, **FAST, **TRAINER)
+    model = sn.tl.deep_cluster(adata, None, backend=backend, **FAST, **TRAINER)
     uns = adata.uns["deep_cluster"]
     assert uns["n_clusters_estimated"] is True
     assert uns["params"]["n_clusters"] == "None"
     assert 2 <= uns["n_clusters"] <= 8
     assert model.module.n_clusters == uns["n_clusters"]
+    # the clustering layer is built for the estimated k
+    assert _centres(model).shape == (uns["n_clusters"], 32)
+    assert adata.obsm["deep_cluster_soft"].shape == (adata.n_obs, uns["n_clusters"])
     assert adata.obs["deep_cluster"].nunique() <= uns["n_clusters"]
     assert sn.metrics.adjusted_rand_index(adata.obs["group"], adata.obs["deep_cluster"]) > 0.4
 
 
-def test_batch_key_and_layer():
+def test_batch_key_and_layer(backend):
     adata = _data(seed=3, n_batches=2, batch_effect=2.0)
     adata.X = sparse.csr_matrix(adata.shape, dtype=np.float32)  # counts only in the layer
-    model = _run(adata, layer="counts", batch_key="batch", labels_key="group")
+    model = _run(adata, layer="counts", batch_key="batch", labels_key="group", backend=backend)
     assert model.module.n_batch == 2
-    assert model.module.encoder.n_cat == 2 and model.module.decoder.n_cat == 2
+    # encoder and decoder both see the one-hot batch
+    assert _n_inputs_of_first_layers(model) == (adata.n_vars + 2, 32 + 2)
     assert adata.uns["deep_cluster"]["params"]["batch_key"] == "batch"
     assert adata.uns["deep_cluster"]["metrics"]["ari"] > 0.7
     # clusters do not follow batches
@@ -141,13 +196,13 @@ def test_batch_key_and_layer():
     assert_unchanged(other, before)
 
 
-def test_zero_count_cells_dropped_and_gene_selection():
+def test_zero_count_cells_dropped_and_gene_selection(backend):
     adata = _data(seed=4)
     X = adata.X.tolil()
     X[:5] = 0
     adata.X = X.tocsr()
     with pytest.warns(UserWarning, match="5 cells have zero counts"):
-        _run(adata, n_top_genes=50, max_epochs=3)
+        _run(adata, n_top_genes=50, max_epochs=3, backend=backend)
     assert adata.obs["deep_cluster"].isna().sum() == 5
     assert np.isnan(adata.obsm["X_deep_cluster"][:5]).all()
     assert adata.obs["deep_cluster"][5:].notna().all()
@@ -198,7 +253,6 @@ def test_target_distribution_sharpens():
         (lambda a: None, {"model": "x"}, TypeError, "DeepCluster"),
     ],
 )
-@pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_bad_input_leaves_adata_unchanged(mutate, kwargs, error, match, backend):
     adata = _data()
     mutate(adata)
@@ -206,6 +260,21 @@ def test_bad_input_leaves_adata_unchanged(mutate, kwargs, error, match, backend)
     kwargs = {"n_clusters": 3, "backend": backend, **kwargs}
     with pytest.raises(error, match=match):
         sn.tl.deep_cluster(adata, **kwargs, **FAST, **TRAINER)
+    assert_unchanged(adata, before)
+
+
+def test_untrained_model_or_module_as_model(trained, backend):
+    _, model = trained
+    adata = _data(n_obs=60)
+    before = snapshot(adata)
+    with pytest.raises(TypeError, match="DeepCluster"):
+        sn.tl.deep_cluster(adata, backend=backend, model=model.module)
+    registered = adata.copy()
+    _model_class(backend).setup_anndata(registered)
+    with pytest.raises(ValueError, match="not been trained"):
+        sn.tl.deep_cluster(adata, model=_model_class(backend)(registered, n_clusters=3))
+    with pytest.raises(ValueError, match="init_clusters"):
+        _model_class(backend)(registered, n_clusters=None).train_clusters(1)
     assert_unchanged(adata, before)
 
 
