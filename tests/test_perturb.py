@@ -12,7 +12,7 @@ import torch
 
 import scneural as sn
 from conftest import assert_unchanged, load_real, snapshot
-from scneural.models import ScGen, ScGenModule
+from scneural.models import ScGenModule
 
 SMALL = {"n_hidden": 128, "n_latent": 16, "accelerator": "cpu", "enable_progress_bar": False}
 ARGS = {
@@ -41,11 +41,28 @@ def _held_out(adata, cell_type="t0"):
     ).to_numpy()
 
 
+# every tl test runs once per backend (the `backend` fixture of conftest.py, torch and jax)
+MODEL_CLASS = {"torch": "ScGen", "jax": "JaxScGen"}
+
+
+def _model_class(backend):
+    return getattr(sn.models, MODEL_CLASS[backend])
+
+
 @pytest.fixture(scope="module")
-def trained(full):
+def trained(full, backend):
+    # at 50 epochs the R² gain over "control unchanged" still varies from 0.08 to 0.32
+    # between seeds 0-4, for both backends; at 100 it is 0.24-0.40 (0.32/0.37 at seed 0)
     train = full[~_held_out(full)].copy()
     pred, model = sn.tl.perturb(
-        train, predict="t0", max_epochs=50, batch_size=32, return_model=True, **ARGS, **SMALL
+        train,
+        predict="t0",
+        backend=backend,
+        max_epochs=100,
+        batch_size=32,
+        return_model=True,
+        **ARGS,
+        **SMALL,
     )
     return train, pred, model
 
@@ -86,8 +103,9 @@ def test_loss_does_not_depend_on_batch_size():
     )
 
 
-def test_predicted_anndata_shapes_and_names(trained, full):
-    train, pred, _ = trained
+def test_predicted_anndata_shapes_and_names(trained, full, backend):
+    train, pred, model = trained
+    assert type(model) is _model_class(backend)
     control = train[(train.obs["cell_type"] == "t0") & (train.obs["condition"] == "control")]
     assert pred.n_obs == control.n_obs
     assert list(pred.var_names) == list(train.var_names)
@@ -104,6 +122,7 @@ def test_predicted_anndata_shapes_and_names(trained, full):
     assert uns["delta"].shape == (16,)
     assert sorted(uns["delta_cell_types"]) == ["t1", "t2", "t3"]
     assert uns["params"]["predict"] == "t0" and uns["params"]["kl_weight"] == 5e-5
+    assert uns["params"]["backend"] == backend == model.backend
     assert len(uns["history"]["train_loss"]) >= 1
     assert "X_perturb" not in full.obsm
 
@@ -134,24 +153,31 @@ def test_results_survive_h5ad(trained, tmp_path):
     assert len(ax) >= 1
 
 
-def test_determinism_with_seed(train_data):
+def test_determinism_with_seed(train_data, backend):
     runs = []
-    for _ in range(2):
+    for seed in (3, 3, 4):
         adata = train_data.copy()
-        pred = sn.tl.perturb(adata, predict="t0", max_epochs=3, random_state=3, **ARGS, **SMALL)
+        pred = sn.tl.perturb(
+            adata, predict="t0", backend=backend, max_epochs=3, random_state=seed, **ARGS, **SMALL
+        )
         runs.append((pred.X, adata.obsm["X_perturb"]))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    # and the seed matters
+    assert not np.allclose(runs[0][1], runs[2][1])
 
 
-def test_model_reuse_and_save_load(trained, tmp_path):
+def test_model_reuse_and_save_load(trained, backend, tmp_path):
     train, pred, model = trained
     again = train.copy()
     pred_reused = sn.tl.perturb(again, predict="t0", model=model, **ARGS)
     np.testing.assert_allclose(pred_reused.X, pred.X, rtol=1e-5, atol=1e-5)
     assert again.uns["perturb"]["params"]["model_reused"] is True
+    assert again.uns["perturb"]["params"]["backend"] == backend
     model.save(tmp_path / "scgen", save_anndata=True)
-    loaded = ScGen.load(tmp_path / "scgen", accelerator="cpu")
+    loaded = _model_class(backend).load(tmp_path / "scgen", accelerator="cpu")
+    assert type(loaded) is type(model) and loaded.is_trained
+    assert loaded.input_source_ == model.input_source_
     third = train.copy()
     pred_loaded = sn.tl.perturb(third, predict="t0", model=loaded, **ARGS)
     np.testing.assert_allclose(pred_loaded.X, pred.X, rtol=1e-5, atol=1e-5)
@@ -189,13 +215,14 @@ def test_balance_modes_are_seeded(trained):
     assert np.linalg.norm(first - exact) < 0.5 * np.linalg.norm(exact)
 
 
-def test_batch_removal_keeps_cell_names(full):
+def test_batch_removal_keeps_cell_names(full, backend):
+    model_cls = _model_class(backend)
     adata = full.copy()
     rng = np.random.default_rng(12345)  # not the data's seed: batches independent of types
     adata.obs["batch"] = pd.Categorical(rng.choice(["a", "b"], size=adata.n_obs))
     adata = adata[rng.permutation(adata.n_obs)].copy()
-    ScGen.setup_anndata(adata, "condition", "cell_type", batch_key="batch")
-    model = ScGen(adata, n_hidden=32, n_latent=4)
+    model_cls.setup_anndata(adata, "condition", "cell_type", batch_key="batch")
+    model = model_cls(adata, n_hidden=32, n_latent=4)
     model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False)
     corrected = model.batch_removal()
     assert list(corrected.obs_names) == list(adata.obs_names)
@@ -206,8 +233,8 @@ def test_batch_removal_keeps_cell_names(full):
         in_type = (adata.obs["cell_type"] == cell_type).to_numpy()
         means = [latent[in_type & (adata.obs["batch"] == b).to_numpy()].mean(axis=0) for b in "ab"]
         np.testing.assert_allclose(means[0], means[1], atol=1e-4)
-    ScGen.setup_anndata(adata, "condition", "cell_type")
-    no_batch = ScGen(adata, n_hidden=16, n_latent=4)
+    model_cls.setup_anndata(adata, "condition", "cell_type")
+    no_batch = model_cls(adata, n_hidden=16, n_latent=4)
     with pytest.raises(ValueError, match="batch_key"):
         no_batch.batch_removal()
 
@@ -220,7 +247,6 @@ def _bad(adata, error, match, backend="torch", **kwargs):
     assert_unchanged(adata, before)
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_bad_inputs_leave_adata_unchanged(train_data, trained, backend):
     adata = train_data
     _bad(
@@ -284,6 +310,8 @@ def test_bad_inputs_leave_adata_unchanged(train_data, trained, backend):
     )
     _bad(adata, backend=backend, error=KeyError, match="layer='lognorm'", layer="lognorm")
     _bad(adata, backend=backend, error=TypeError, match="ScGen", model="model")
+    _, _, model = trained
+    _bad(adata, backend=backend, error=TypeError, match=type(model).__name__, model=model.module)
     _bad(adata, backend=backend, error=ValueError, match="balance=", balance="exact")
     _bad(adata, error=ValueError, match="backend='tensorflow'", backend="tensorflow")
     broken = adata.copy()
@@ -291,8 +319,8 @@ def test_bad_inputs_leave_adata_unchanged(train_data, trained, backend):
     broken.X[0, 0] = np.nan
     _bad(broken, backend=backend, error=ValueError, match="NaN")
     fresh = adata.copy()
-    ScGen.setup_anndata(fresh, "condition", "cell_type")
-    untrained = ScGen(fresh, n_hidden=16, n_latent=4)
+    _model_class(backend).setup_anndata(fresh, "condition", "cell_type")
+    untrained = _model_class(backend)(fresh, n_hidden=16, n_latent=4)
     _bad(adata, backend=backend, error=ValueError, match="not been trained", model=untrained)
 
 
