@@ -129,3 +129,20 @@ def test_validation_backed_matrix(tmp_path):
     adata.write_h5ad(tmp_path / "b.h5ad")
     backed = ad.read_h5ad(tmp_path / "b.h5ad", backed="r")
     assert v.is_count_matrix(backed.X)
+
+
+def test_set_seed_keeps_xla_flags_stable(monkeypatch):
+    """Seeding again does not grow XLA_FLAGS (part of JAX's compilation cache key)."""
+    import os
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_thunk_runtime=true")
+    set_seed(0)
+    flags = os.environ["XLA_FLAGS"].split()
+    assert flags == ["--xla_cpu_use_thunk_runtime=true", "--xla_gpu_deterministic_ops=true"]
+    for seed in (1, 2, 0):
+        set_seed(seed)
+    assert os.environ["XLA_FLAGS"].split() == flags
+    monkeypatch.delenv("XLA_FLAGS")
+    set_seed(0)
+    set_seed(1)
+    assert os.environ["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=true"

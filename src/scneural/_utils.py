@@ -16,9 +16,20 @@ _MISSING = object()
 
 def set_seed(random_state: int) -> None:
     """Seed numpy, torch, Python's ``random`` and scvi-tools' JAX key with one number."""
+    import os
+
     import scvi
 
+    flags = os.environ.get("XLA_FLAGS")
     scvi.settings.seed = int(random_state)
+    # scvi-tools appends "--xla_gpu_deterministic_ops=true" to XLA_FLAGS at every seeding;
+    # JAX hashes XLA_FLAGS into its persistent compilation cache keys, so the growing
+    # string made every later compilation miss that cache. Keep the flag once.
+    if flags is not None and _XLA_DETERMINISTIC in flags.split():
+        os.environ["XLA_FLAGS"] = flags
+
+
+_XLA_DETERMINISTIC = "--xla_gpu_deterministic_ops=true"
 
 
 def to_h5ad_safe(value: Any) -> Any:
