@@ -385,7 +385,7 @@ def test_user_adata_gets_no_scvi_keys(lognorm_adata, backend):
 
 
 @pytest.mark.data
-def test_pbmc3k_transfer_real_data():
+def test_pbmc3k_transfer_real_data(backend):
     adata = load_real("pbmc3k_annotated")
     adata = adata[adata.obs["seurat_annotations"].notna()].copy()
     sc.pp.normalize_total(adata, target_sum=1e4)
@@ -397,7 +397,9 @@ def test_pbmc3k_transfer_real_data():
     ref, query = adata[~test].copy(), adata[test].copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = sn.tl.classify(ref, "seurat_annotations", max_epochs=30, enable_progress_bar=False)
+        model = sn.tl.classify(
+            ref, "seurat_annotations", backend=backend, max_epochs=30, enable_progress_bar=False
+        )
         sn.tl.classify(query, "seurat_annotations", model=model)
     # majority class is ~28%; a working classifier is far above it
     assert query.uns["classify"]["metrics"]["accuracy"] > 0.8

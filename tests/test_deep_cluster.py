@@ -310,7 +310,7 @@ def test_h5ad_round_trip(trained, tmp_path):
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_pbmc_beats_pca_kmeans():
+def test_pbmc_beats_pca_kmeans(backend):
     adata = load_real("pbmc_10x_scdeepcluster_top2000")
-    sn.tl.deep_cluster(adata, 8, labels_key="Y", **TRAINER)
+    sn.tl.deep_cluster(adata, 8, labels_key="Y", backend=backend, **TRAINER)
     assert adata.uns["deep_cluster"]["metrics"]["ari"] > 0.7

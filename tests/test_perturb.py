@@ -364,7 +364,7 @@ def test_reg_plots(trained, full):
 
 
 @pytest.mark.data
-def test_kang_cd14_mono_beats_control():
+def test_kang_cd14_mono_beats_control(backend):
     adata = _lognorm(load_real("kang_ifnb_sub"))
     sc.pp.highly_variable_genes(adata, n_top_genes=500, flavor="seurat")
     adata = adata[:, adata.var["highly_variable"]].copy()
@@ -379,6 +379,7 @@ def test_kang_cd14_mono_beats_control():
         perturbed="STIM",
         cell_type_key="seurat_annotations",
         predict="CD14 Mono",
+        backend=backend,
         max_epochs=15,
         n_hidden=128,
         n_latent=20,
