@@ -25,7 +25,7 @@ def demo_deep_cluster(output: Path, max_epochs: int | None) -> None:
         adata,
         n_clusters,
         labels_key=labels_key,
-        pretrain_epochs=40,  # a short schedule for the demo; the default trains ~1000 steps
+        pretrain_epochs=40,  # a short schedule for the demo; the default trains ~2,500 steps
         max_epochs=max_epochs or 30,
         enable_progress_bar=False,
     )

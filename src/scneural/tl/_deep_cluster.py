@@ -106,7 +106,7 @@ def deep_cluster(
     update_interval
         Training steps between two updates of the target distribution (``None``: one epoch).
     pretrain_epochs
-        Pretraining epochs (``None``: about 1,000 steps, 20 to 300 epochs).
+        Pretraining epochs (``None``: about 2,500 steps, 20 to 300 epochs).
     resolution
         Leiden resolution used to estimate k when ``n_clusters=None``.
     {random_state}
