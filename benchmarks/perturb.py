@@ -120,6 +120,25 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def summarize(runs: list[pd.DataFrame]) -> str:
+    """Markdown table of mean (sd) over runs (seeds) per held-out type and method (median
+    training time)."""
+    frame = pd.concat(runs, ignore_index=True)
+    metrics = ["r2_all", "r2_top100", "r2_var_all", "train_seconds"]
+    grouped = frame.groupby(["type", "method"], sort=False)[metrics]
+    mean, sd = grouped.mean(), grouped.std(ddof=0)
+    # times: the median, robust to a run slowed by other work on a shared machine
+    mean["train_seconds"] = grouped["train_seconds"].median()
+    table = pd.DataFrame(index=mean.index)
+    table["runs"] = grouped.size()
+    for metric in metrics:
+        table[metric] = [
+            "" if np.isnan(m) else f"{m:.3f} ({d:.3f})" if metric != "train_seconds" else f"{m:.0f}"
+            for m, d in zip(mean[metric], sd[metric])
+        ]
+    return markdown(table.reset_index())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--types", nargs="+", default=TYPES)
@@ -131,7 +150,17 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--kwargs", default="{}", help="JSON of extra sn.tl.perturb arguments")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument(
+        "--summarize",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="only print mean (sd) over the --json files of several seeds",
+    )
     args = parser.parse_args()
+    if args.summarize:
+        print(summarize([pd.read_json(path) for path in args.summarize]))
+        return
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     sc.settings.verbosity = 0
