@@ -89,6 +89,7 @@ def run_one(ref, query, backend: str, seed: int) -> dict:
         "epochs": len(timer.times),
         "first_epoch_s": timer.times[0],
         "s_per_epoch": float(np.median(later)),
+        "cpu_s_per_epoch": float(np.median(timer.cpu_times[1:] or timer.cpu_times)),
         "train_s": train_s,
         "predict_s": predict_s,
     }
@@ -128,6 +129,7 @@ def main() -> None:
         epochs=("epochs", "mean"),
         first_epoch_s=("first_epoch_s", "mean"),
         s_per_epoch=("s_per_epoch", "mean"),
+        cpu_s_per_epoch=("cpu_s_per_epoch", "mean"),
         train_s=("train_s", "mean"),
         predict_s=("predict_s", "mean"),
     )

@@ -71,6 +71,7 @@ def run_one(adata, backend: str, seed: int) -> dict:
     total = time.perf_counter() - start
     scores = adata.uns["deep_cluster"]["metrics"]
     steady = [t for phase in timer.phases for t in phase[1:]]
+    steady_cpu = [t for phase in timer.cpu_phases for t in phase[1:]]
     return {
         "backend": backend,
         "seed": seed,
@@ -80,6 +81,7 @@ def run_one(adata, backend: str, seed: int) -> dict:
         "dec_epochs": len(timer.phases[1]) if len(timer.phases) > 1 else 0,
         "first_epochs_s": float(sum(phase[0] for phase in timer.phases if phase)),
         "s_per_epoch": float(np.median(steady)) if steady else float("nan"),
+        "cpu_s_per_epoch": float(np.median(steady_cpu)) if steady_cpu else float("nan"),
         "total_s": total,
     }
 

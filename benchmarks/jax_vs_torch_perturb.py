@@ -97,6 +97,7 @@ def main() -> None:
                     "epochs": len(timer.times),
                     "first_epoch_s": timer.times[0],
                     "s_per_epoch": float(np.median(later)),
+                    "cpu_s_per_epoch": float(np.median(timer.cpu_times[1:] or timer.cpu_times)),
                     "train_s": train.uns["perturb"]["train_seconds"],
                     "total_s": total,
                 }
@@ -112,12 +113,14 @@ def main() -> None:
         epochs=("epochs", "mean"),
         first_epoch_s=("first_epoch_s", "mean"),
         s_per_epoch=("s_per_epoch", "mean"),
+        cpu_s_per_epoch=("cpu_s_per_epoch", "mean"),
         train_s=("train_s", "mean"),
     )
     print()
     print(markdown(summary.reset_index()))
     print()
     columns = ["backend", "seed", "r2_all", "r2_top100", "epochs", "first_epoch_s", "s_per_epoch"]
+    columns.append("cpu_s_per_epoch")
     print(markdown(frame.reindex(columns=columns)))
 
 
