@@ -180,6 +180,7 @@ def run_celltypist(train, test, key, batch_key, seed, *, threads: int):
         out = Path(tmp) / "out.json"
         cmd = [str(python), str(HERE / "peers" / "celltypist_peer.py")]
         cmd += [str(paths["train"]), str(paths["test"]), key, str(out), "--n-jobs", str(threads)]
+        cmd += ["--seed", str(seed)]
         subprocess.run(cmd, check=True, env=os.environ.copy(), capture_output=True)
         result = json.loads(out.read_text())
     predicted = pd.Series(result["predicted"], index=result["obs_names"]).loc[test.obs_names]

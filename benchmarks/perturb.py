@@ -125,8 +125,8 @@ def summarize(runs: list[pd.DataFrame]) -> str:
     training time)."""
     frame = pd.concat(runs, ignore_index=True)
     metrics = ["r2_all", "r2_top100", "r2_var_all", "train_seconds"]
-    grouped = frame.groupby(["type", "method"], sort=False)[metrics]
-    mean, sd = grouped.mean(), grouped.std(ddof=0)
+    grouped = frame.groupby(["type", "method"], sort=False)
+    mean, sd = grouped[metrics].mean(), grouped[metrics].std(ddof=0)
     # times: the median, robust to a run slowed by other work on a shared machine
     mean["train_seconds"] = grouped["train_seconds"].median()
     table = pd.DataFrame(index=mean.index)

@@ -39,11 +39,20 @@ def venv_python(venv: Path = VENV) -> Path:
     return python
 
 
-def run(train_path: str, test_path: str, labels_key: str, out_path: str, n_jobs: int) -> None:
-    """Train and annotate; write predictions and timings as JSON."""
+def run(
+    train_path: str, test_path: str, labels_key: str, out_path: str, n_jobs: int, seed: int
+) -> None:
+    """Train and annotate; write predictions and timings as JSON.
+
+    CellTypist's feature selection trains scikit-learn's SGD classifier without a
+    ``random_state``, which draws from numpy's global generator: seeding that makes a run
+    repeatable (unseeded, pbmc3k macro-F1 ranged 0.91-0.96 between runs).
+    """
     import anndata as ad
     import celltypist
+    import numpy as np
 
+    np.random.seed(seed)  # noqa: NPY002 (the global generator is what CellTypist draws from)
     train = ad.read_h5ad(train_path)
     test = ad.read_h5ad(test_path)
     start, cpu = time.perf_counter(), time.process_time()
@@ -65,6 +74,7 @@ def run(train_path: str, test_path: str, labels_key: str, out_path: str, n_jobs:
                 "train_cpu_s": train_cpu_s,
                 "predict_cpu_s": predict_cpu_s,
                 "n_jobs": n_jobs,
+                "seed": seed,
                 "version": celltypist.__version__,
             }
         )
@@ -79,13 +89,14 @@ def main() -> None:
     parser.add_argument("labels_key", nargs="?")
     parser.add_argument("out", nargs="?")
     parser.add_argument("--n-jobs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="seed of numpy's global generator")
     args = parser.parse_args()
     if args.setup:
         print(venv_python())
         return
     if None in (args.train, args.test, args.labels_key, args.out):
         parser.error("train, test, labels_key and out are required without --setup")
-    run(args.train, args.test, args.labels_key, args.out, args.n_jobs)
+    run(args.train, args.test, args.labels_key, args.out, args.n_jobs, args.seed)
 
 
 if __name__ == "__main__":
