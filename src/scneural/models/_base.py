@@ -83,6 +83,7 @@ def build_logger(logger: Any, save_dir: str = ".") -> Any:
 def early_stopping_trainer_kwargs(
     kwargs: dict[str, Any],
     *,
+    early_stopping: bool,
     patience: int,
     logger: Any = None,
     monitor: str = "validation_loss",
@@ -91,15 +92,18 @@ def early_stopping_trainer_kwargs(
 ) -> dict[str, Any]:
     """Trainer arguments every scneural model trains with.
 
-    Early stopping on a validation metric checked every epoch, plus the optional extra
+    ``early_stopping`` on a validation metric checked every epoch, plus the optional extra
     logger (see :func:`build_logger`). Values the caller already put in ``kwargs`` win.
-    With ``train_size >= 1`` there is no validation set, so nothing is validated.
+    With ``train_size >= 1`` there is no validation set, so nothing is validated and early
+    stopping is off.
     """
     kwargs = dict(kwargs)
     if logger is not None:
         kwargs["logger"] = build_logger(logger)
     if train_size is not None and train_size >= 1.0:
+        kwargs["early_stopping"] = False
         return kwargs
+    kwargs["early_stopping"] = early_stopping
     kwargs.setdefault("early_stopping_monitor", monitor)
     kwargs.setdefault("early_stopping_patience", patience)
     kwargs.setdefault("early_stopping_mode", mode)

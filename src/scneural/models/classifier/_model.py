@@ -198,8 +198,6 @@ class ClassifierMixin:
             trainer (``accelerator``, ``devices``, ``logger``, ...).
         """
         plan = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
-        if train_size is not None and train_size >= 1.0:
-            early_stopping = False
         monitor, mode = (
             ("validation_loss", "min")
             if self._has_unlabeled_cells()
@@ -207,21 +205,20 @@ class ClassifierMixin:
         )
         kwargs = early_stopping_trainer_kwargs(
             kwargs,
+            early_stopping=early_stopping,
             patience=early_stopping_patience,
             logger=logger,
             train_size=train_size,
             monitor=monitor,
             mode=mode,
         )
-        result = super().train(
+        return super().train(
             max_epochs=max_epochs,
             batch_size=batch_size,
-            early_stopping=early_stopping,
             train_size=train_size,
             plan_kwargs=plan,
             **kwargs,
         )
-        return result
 
     def _has_unlabeled_cells(self) -> bool:
         """Whether any registered cell carries the unlabelled category."""

@@ -146,16 +146,19 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             "lr_scheduler_metric": "validation_loss",
             **(plan_kwargs or {}),
         }
-        if train_size is None or train_size >= 1.0:
-            early_stopping = False
+        validates = train_size is not None and train_size < 1.0
+        if not validates:
             plan["reduce_lr_on_plateau"] = False
         kwargs = early_stopping_trainer_kwargs(
-            kwargs, patience=early_stopping_patience, logger=logger, train_size=train_size
+            kwargs,
+            early_stopping=early_stopping and validates,
+            patience=early_stopping_patience,
+            logger=logger,
+            train_size=train_size,
         )
         return super().train(
             max_epochs=max_epochs,
             batch_size=batch_size,
-            early_stopping=early_stopping,
             train_size=train_size,
             plan_kwargs=plan,
             **kwargs,

@@ -170,15 +170,16 @@ class ScGenMixin:
             trainer (``accelerator``, ``devices``, ...).
         """
         plan = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
-        if train_size is not None and train_size >= 1.0:
-            early_stopping = False
         kwargs = early_stopping_trainer_kwargs(
-            kwargs, patience=early_stopping_patience, logger=logger, train_size=train_size
+            kwargs,
+            early_stopping=early_stopping,
+            patience=early_stopping_patience,
+            logger=logger,
+            train_size=train_size,
         )
         return super().train(
             max_epochs=max_epochs,
             batch_size=batch_size,
-            early_stopping=early_stopping,
             train_size=train_size,
             plan_kwargs=plan,
             **kwargs,
