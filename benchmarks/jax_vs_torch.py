@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import scanpy as sc  # noqa: E402
 import torch  # noqa: E402
+from _report import markdown  # noqa: E402
 from _timing import EpochTimer  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
@@ -93,18 +94,6 @@ def run_one(ref, query, backend: str, seed: int) -> dict:
         "train_s": train_s,
         "predict_s": predict_s,
     }
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    """A pipe table (pandas' to_markdown needs tabulate, not a dependency here)."""
-
-    def cell(value) -> str:
-        return f"{value:.3f}" if isinstance(value, float | np.floating) else str(value)
-
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "---|" * frame.shape[1]
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
 
 
 def main() -> None:

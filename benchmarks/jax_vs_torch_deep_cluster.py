@@ -40,6 +40,7 @@ limit_threads(ARGS.threads)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from _report import markdown  # noqa: E402
 from _timing import EpochTimer  # noqa: E402
 
 import scneural as sn  # noqa: E402
@@ -84,18 +85,6 @@ def run_one(adata, backend: str, seed: int) -> dict:
         "cpu_s_per_epoch": float(np.median(steady_cpu)) if steady_cpu else float("nan"),
         "total_s": total,
     }
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    """A pipe table (pandas' to_markdown needs tabulate, not a dependency here)."""
-
-    def cell(value) -> str:
-        return f"{value:.3f}" if isinstance(value, float | np.floating) else str(value)
-
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "---|" * frame.shape[1]
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
 
 
 def main() -> None:

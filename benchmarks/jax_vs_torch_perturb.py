@@ -44,8 +44,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import scanpy as sc  # noqa: E402
 import torch  # noqa: E402
+from _report import markdown  # noqa: E402
 from _timing import EpochTimer  # noqa: E402
-from perturb import CELL_TYPE, CONDITION, CONTROL, STIM, markdown, preprocess, scores  # noqa: E402
+from perturb import CELL_TYPE, CONDITION, CONTROL, STIM, preprocess, scores  # noqa: E402
 
 import scneural as sn  # noqa: E402
 

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 import torch
+from _report import markdown
 
 import scneural as sn
 
@@ -103,21 +104,6 @@ def scores(real: ad.AnnData, predicted: np.ndarray, de: list[str]) -> dict:
         "r2_var_all": r["r2_var_all"],
         "r2_var_top100": r["r2_var_de"],
     }
-
-
-def markdown(table: pd.DataFrame) -> str:
-    """A markdown table (floats with 3 decimals, missing values blank)."""
-
-    def cell(value) -> str:
-        if value is pd.NA:
-            return ""
-        if isinstance(value, float):
-            return "" if np.isnan(value) else f"{value:.3f}"
-        return str(value)
-
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(False)]
-    return "\n".join(lines)
 
 
 def summarize(runs: list[pd.DataFrame]) -> str:
