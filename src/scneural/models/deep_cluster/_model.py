@@ -396,6 +396,20 @@ class DeepClusterMixin:
             raise ValueError("the clustering layer is not initialised; train the model first")
         return self._batched_inference(adata, ["q"], indices=indices, batch_size=batch_size)["q"]
 
+    def _phase_trainer_kwargs(self, trainer_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Trainer arguments of one training phase (all cells, no validation, no early
+        stopping); resets the history, as each phase keeps its own."""
+        trainer_kwargs = dict(trainer_kwargs)
+        if trainer_kwargs.get("logger") is not None and not isinstance(
+            trainer_kwargs["logger"], list
+        ):
+            trainer_kwargs["logger"] = build_logger(trainer_kwargs["logger"])
+        trainer_kwargs.setdefault("early_stopping", False)
+        trainer_kwargs.setdefault("check_val_every_n_epoch", None)
+        self.history_ = None
+        self.is_trained_ = False
+        return trainer_kwargs
+
     def predict(
         self,
         adata: AnnData | None = None,
@@ -457,15 +471,7 @@ class DeepCluster(DeepClusterMixin, ScneuralModelMixin, BaseModelClass):
         splitter = DataSplitter(
             self.adata_manager, train_size=1.0, batch_size=batch_size, shuffle_set_split=True
         )
-        if trainer_kwargs.get("logger") is not None and not isinstance(
-            trainer_kwargs["logger"], list
-        ):
-            trainer_kwargs["logger"] = build_logger(trainer_kwargs["logger"])
-        trainer_kwargs.setdefault("early_stopping", False)
-        trainer_kwargs.setdefault("check_val_every_n_epoch", None)
-        # each phase keeps its own history
-        self.history_ = None
-        self.is_trained_ = False
+        trainer_kwargs = self._phase_trainer_kwargs(trainer_kwargs)
         # Lightning keeps the modules' mode; inference left them in eval mode (no noise)
         self.module.train()
         runner = TrainRunner(

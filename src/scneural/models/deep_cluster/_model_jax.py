@@ -14,7 +14,6 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from scneural._docs import doc_params
-from scneural.models._base import build_logger
 from scneural.models._jax import JaxModelMixin
 from scneural.models._jax_base import ScneuralJaxTrainingPlan
 
@@ -127,14 +126,7 @@ class JaxDeepCluster(DeepClusterMixin, JaxModelMixin, BaseModelClass):
             shuffle_set_split=True,
             iter_ndarray=True,
         )
-        if trainer_kwargs.get("logger") is not None and not isinstance(
-            trainer_kwargs["logger"], list
-        ):
-            trainer_kwargs["logger"] = build_logger(trainer_kwargs["logger"])
-        trainer_kwargs.setdefault("early_stopping", False)
-        trainer_kwargs.setdefault("check_val_every_n_epoch", None)
-        self.history_ = None
-        self.is_trained_ = False
+        trainer_kwargs = self._phase_trainer_kwargs(trainer_kwargs)
         module.train()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module=r"pytorch_lightning.*")
