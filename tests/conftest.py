@@ -122,3 +122,15 @@ def assert_unchanged(adata, before: dict) -> None:
     x_now = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
     x_then = before["X"].toarray() if hasattr(before["X"], "toarray") else np.asarray(before["X"])
     np.testing.assert_array_equal(x_now, x_then)
+
+
+def randomize_batch_norm(module: torch.nn.Module) -> None:
+    """Give every BatchNorm1d of a torch module non-trivial running statistics and affine
+    parameters, so tests that copy weights across backends check that these are copied."""
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.BatchNorm1d):
+                layer.running_mean.uniform_(-0.5, 0.5)
+                layer.running_var.uniform_(0.5, 2.0)
+                layer.weight.uniform_(0.5, 1.5)
+                layer.bias.uniform_(-0.2, 0.2)

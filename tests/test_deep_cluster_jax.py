@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import scneural as sn
+from conftest import randomize_batch_norm
 
 pytestmark = pytest.mark.jax
 
@@ -53,13 +54,7 @@ def _torch_module(use_batch_norm: bool) -> DeepClusterModule:
     module = DeepClusterModule(**MODULE_ARGS, use_batch_norm=use_batch_norm)
     module.set_normalization(torch.rand(30), torch.rand(30) + 0.5, 55.0)
     module.set_cluster_centres(torch.randn(3, 4))
-    with torch.no_grad():
-        for layer in module.modules():
-            if isinstance(layer, torch.nn.BatchNorm1d):
-                layer.running_mean.uniform_(-0.5, 0.5)
-                layer.running_var.uniform_(0.5, 2.0)
-                layer.weight.uniform_(0.5, 1.5)
-                layer.bias.uniform_(-0.2, 0.2)
+    randomize_batch_norm(module)
     return module
 
 

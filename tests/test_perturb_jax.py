@@ -15,7 +15,7 @@ import scanpy as sc
 import torch
 
 import scneural as sn
-from conftest import assert_unchanged, snapshot
+from conftest import assert_unchanged, randomize_batch_norm, snapshot
 
 pytestmark = pytest.mark.jax
 
@@ -67,14 +67,7 @@ MODULE_ARGS = {"n_input": 30, "n_hidden": 24, "n_latent": 6, "n_layers": 2, "kl_
 def _torch_module(dropout_rate: float) -> ScGenModule:
     torch.manual_seed(0)
     module = ScGenModule(**MODULE_ARGS, dropout_rate=dropout_rate)
-    # non-trivial running statistics and affine BatchNorm parameters, so copying them matters
-    with torch.no_grad():
-        for layer in module.modules():
-            if isinstance(layer, torch.nn.BatchNorm1d):
-                layer.running_mean.uniform_(-0.5, 0.5)
-                layer.running_var.uniform_(0.5, 2.0)
-                layer.weight.uniform_(0.5, 1.5)
-                layer.bias.uniform_(-0.2, 0.2)
+    randomize_batch_norm(module)
     return module
 
 
