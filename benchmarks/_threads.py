@@ -6,6 +6,7 @@ heavy.
 
 from __future__ import annotations
 
+import argparse
 import os
 
 
@@ -19,3 +20,12 @@ def limit_threads(n: int) -> None:
             + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
         ).strip()
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def backend_comparison_parser(doc: str, seeds: list[int]) -> argparse.ArgumentParser:
+    """Arguments every torch-vs-JAX script takes: ``--threads``, ``--seeds``, ``--backends``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and XLA")
+    parser.add_argument("--seeds", type=int, nargs="+", default=seeds)
+    parser.add_argument("--backends", nargs="+", default=["torch", "jax"])
+    return parser

@@ -21,15 +21,12 @@ import argparse
 import sys
 import time
 
-from _threads import limit_threads
+from _threads import backend_comparison_parser, limit_threads
 
 
 def _parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and XLA")
+    parser = backend_comparison_parser(__doc__, seeds=[0, 1, 2])
     parser.add_argument("--max-epochs", type=int, default=30)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--backends", nargs="+", default=["torch", "jax"])
     return parser.parse_args()
 
 

@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from _threads import limit_threads
+from _threads import backend_comparison_parser, limit_threads
 
 
 def _parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = backend_comparison_parser(__doc__, seeds=[0])
     parser.add_argument("--dataset", default="pbmc_10x_scdeepcluster_top2000")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and XLA")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--backends", nargs="+", default=["torch", "jax"])
     parser.add_argument("--pretrain-epochs", type=int, default=None)
     parser.add_argument("--max-epochs", type=int, default=None)
     return parser.parse_args()
