@@ -191,11 +191,11 @@ def table(rows: list[dict]) -> str:
         )
         out.append("|---|---|---|---|---|---|---|---|")
         for method, g in group.groupby("method", sort=False):
-            cpu = g["cpu_seconds"].mean() if "cpu_seconds" in g else float("nan")
+            cpu = g["cpu_seconds"].mean() if "cpu_seconds" in g else None
             out.append(
                 f"| {method} | {','.join(map(str, sorted(g.seed)))} | {g.ari.mean():.3f} ({g.ari.std(ddof=0):.3f}) | {g.nmi.mean():.3f} "
                 f"| {g.accuracy.mean():.3f} | {g.seconds.mean():.0f} | "
-                f"{'' if cpu != cpu else f'{cpu:.0f}'} | {g.peak_rss_mb.max():.0f} |"
+                f"{'' if pd.isna(cpu) else f'{cpu:.0f}'} | {g.peak_rss_mb.max():.0f} |"
             )
     return "\n".join(out)
 
