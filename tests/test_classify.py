@@ -243,6 +243,29 @@ def test_raw_counts_in_x_warns(counts_adata, backend):
         )
 
 
+def test_batch_size_sets_the_training_minibatch(lognorm_adata, backend, monkeypatch):
+    """``batch_size=`` reaches the model's ``train`` (prediction keeps large minibatches)."""
+    from scneural.tl._classify import _model_class
+
+    model_cls = _model_class(backend)
+    seen = {}
+    original = model_cls.train
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_cls, "train", spy)
+    adata = lognorm_adata
+    sn.tl.classify(adata, "group", backend=backend, batch_size=32, **{**FAST, "max_epochs": 2})
+    assert seen["batch_size"] == 32
+    assert adata.uns["classify"]["params"]["batch_size"] == 32
+    seen.clear()
+    sn.tl.classify(adata, "group", backend=backend, **{**FAST, "max_epochs": 2})
+    assert "batch_size" not in seen  # the model's default
+    assert adata.uns["classify"]["params"]["batch_size"] == "None"  # h5ad-safe None
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -258,6 +281,7 @@ def test_raw_counts_in_x_warns(counts_adata, backend):
         ({"labels_key": "group", "batch_key": "nope"}, KeyError, "batch_key='nope'"),
         ({"labels_key": "group", "class_weight": "auto"}, ValueError, "class_weight"),
         ({"labels_key": "group", "layer": "counts", "use_rep": "X_pca"}, ValueError, "not both"),
+        ({"labels_key": "group", "batch_size": 0}, ValueError, "batch_size must be an integer"),
     ],
 )
 def test_bad_arguments(lognorm_adata, kwargs, error, match, backend):

@@ -250,6 +250,7 @@ def test_target_distribution_sharpens():
         (lambda a: None, {"labels_key": "nope"}, KeyError, "labels_key='nope'"),
         (lambda a: None, {"backend": "tensorflow"}, ValueError, "backend"),
         (lambda a: None, {"tol": 2.0}, ValueError, "tol"),
+        (lambda a: None, {"batch_size": 0}, ValueError, "batch_size must be an integer"),
         (lambda a: None, {"model": "x"}, TypeError, "DeepCluster"),
     ],
 )
@@ -257,9 +258,9 @@ def test_bad_input_leaves_adata_unchanged(mutate, kwargs, error, match, backend)
     adata = _data()
     mutate(adata)
     before = snapshot(adata)
-    kwargs = {"n_clusters": 3, "backend": backend, **kwargs}
+    kwargs = {"n_clusters": 3, "backend": backend, **FAST, **kwargs}
     with pytest.raises(error, match=match):
-        sn.tl.deep_cluster(adata, **kwargs, **FAST, **TRAINER)
+        sn.tl.deep_cluster(adata, **kwargs, **TRAINER)
     assert_unchanged(adata, before)
 
 

@@ -239,6 +239,28 @@ def test_batch_removal_keeps_cell_names(full, backend):
         no_batch.batch_removal()
 
 
+def test_batch_size_sets_the_training_minibatch(train_data, backend, monkeypatch):
+    """``batch_size=`` reaches the model's ``train`` (encoding/decoding keep large minibatches)."""
+    from scneural.tl._perturb import _model_class
+
+    model_cls = _model_class(backend)
+    seen = {}
+    original = model_cls.train
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_cls, "train", spy)
+    call = {**ARGS, "predict": "t0", "max_epochs": 1, **SMALL, "backend": backend}
+    pred = sn.tl.perturb(train_data, batch_size=16, **call)
+    assert seen["batch_size"] == 16
+    assert train_data.uns["perturb"]["params"]["batch_size"] == 16
+    assert pred.n_obs == int(
+        ((train_data.obs["cell_type"] == "t0") & (train_data.obs["condition"] == "control")).sum()
+    )
+
+
 def _bad(adata, error, match, backend="torch", **kwargs):
     before = snapshot(adata)
     call = {**ARGS, "predict": "t0", "max_epochs": 1, **SMALL, "backend": backend, **kwargs}
@@ -313,6 +335,7 @@ def test_bad_inputs_leave_adata_unchanged(train_data, trained, backend):
     _, _, model = trained
     _bad(adata, backend=backend, error=TypeError, match=type(model).__name__, model=model.module)
     _bad(adata, backend=backend, error=ValueError, match="balance=", balance="exact")
+    _bad(adata, backend=backend, error=ValueError, match="batch_size must be", batch_size=0)
     _bad(adata, error=ValueError, match="backend='tensorflow'", backend="tensorflow")
     broken = adata.copy()
     broken.X = broken.X.toarray() if hasattr(broken.X, "toarray") else broken.X.copy()

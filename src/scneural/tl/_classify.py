@@ -19,6 +19,7 @@ from scneural._validation import (
     check_finite,
     check_labels,
     check_obs_key,
+    check_positive_int,
     looks_like_counts,
 )
 from scneural.models import Classifier
@@ -27,6 +28,7 @@ from scneural.models.classifier._model import UNLABELED_SENTINEL, ClassifierMixi
 from ._common import (
     align_features,
     check_backend,
+    inference_batch_size,
     make_proxy,
     model_feature_names,
     resolve_source,
@@ -56,7 +58,7 @@ def classify(
     max_epochs: int | None = None,
     accelerator: str = "auto",
     devices: int | str | Sequence[int] = "auto",
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     **train_kwargs: Any,
 ) -> Classifier:
     """Annotate cell types with a supervised MLP classifier.
@@ -101,7 +103,8 @@ def classify(
     {accelerator}
     {devices}
     batch_size
-        Minibatch size for prediction.
+        Cells per training minibatch (``None``: the model's default, 128). Prediction uses
+        minibatches of at least 1,024 cells.
     {train_kwargs}
 
     Returns
@@ -132,6 +135,8 @@ def classify(
     check_backend(backend, "classify", available=("torch", "jax"))
     if min_confidence is not None and not 0.0 <= float(min_confidence) <= 1.0:
         raise ValueError(f"min_confidence must be between 0 and 1, got {min_confidence!r}")
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
     if model is not None and not isinstance(model, ClassifierMixin):
         raise TypeError(
             f"model= must be a scneural Classifier (or JaxClassifier), got {type(model).__name__}"
@@ -184,16 +189,19 @@ def classify(
                 devices=devices,
                 max_epochs=max_epochs,
                 train_kwargs=train_kwargs,
+                batch_size=batch_size,
             )
         )
-        model.validation_metrics_ = _validation_metrics(model, labelled, batch_size)
+        model.validation_metrics_ = _validation_metrics(
+            model, labelled, inference_batch_size(batch_size)
+        )
         reused = False
     else:
         proxy = _query_proxy(adata, source, model)
         reused = True
 
-    proba = model.predict(proxy, soft=True, batch_size=batch_size)
-    embedding = model.get_latent_representation(proxy, batch_size=batch_size)
+    proba = model.predict(proxy, soft=True, batch_size=inference_batch_size(batch_size))
+    embedding = model.get_latent_representation(proxy, batch_size=inference_batch_size(batch_size))
     classes = [str(c) for c in model.classes_]
     confidence = proba.to_numpy().max(axis=1).astype(np.float32)
     predicted = np.asarray(classes, dtype=object)[proba.to_numpy().argmax(axis=1)]
@@ -216,6 +224,7 @@ def classify(
             "dropout_rate": model.init_params_["non_kwargs"].get("dropout_rate"),
             "random_state": random_state,
             "max_epochs": max_epochs,
+            "batch_size": batch_size,
             "backend": model.backend,
             "model_reused": reused,
             "train_kwargs": {k: str(v) for k, v in train_kwargs.items()},

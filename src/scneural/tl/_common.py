@@ -183,14 +183,34 @@ def check_backend(backend: str, tool: str, available: Sequence[str] = BACKENDS) 
     return backend
 
 
+#: fewest cells per minibatch when a tool only encodes or predicts (no gradients kept)
+INFERENCE_BATCH_SIZE = 1024
+
+
+def inference_batch_size(batch_size: int | None) -> int:
+    """Minibatch size of inference: the training one, but at least ``INFERENCE_BATCH_SIZE``."""
+    return max(batch_size or 0, INFERENCE_BATCH_SIZE)
+
+
 def trainer_kwargs(
-    *, accelerator: str, devices: Any, max_epochs: int | None, train_kwargs: dict
+    *,
+    accelerator: str,
+    devices: Any,
+    max_epochs: int | None,
+    train_kwargs: dict,
+    batch_size: int | None = None,
 ) -> dict:
-    """Arguments for a model's ``train`` from a tool's common arguments."""
+    """Arguments for a model's ``train`` from a tool's common arguments.
+
+    ``max_epochs`` and ``batch_size`` are passed only when given, so ``None`` keeps the
+    model's own defaults.
+    """
     kwargs = dict(train_kwargs)
     kwargs.setdefault("accelerator", accelerator)
     kwargs.setdefault("devices", devices)
     if max_epochs is not None:
         kwargs["max_epochs"] = max_epochs
+    if batch_size is not None:
+        kwargs["batch_size"] = batch_size
     kwargs.setdefault("enable_progress_bar", True)
     return kwargs

@@ -25,7 +25,7 @@ from scneural._validation import (
 from scneural.models import DeepCluster
 from scneural.models.deep_cluster._model import INDICES_COLUMN, DeepClusterMixin
 
-from ._common import check_backend, make_proxy, resolve_source
+from ._common import check_backend, inference_batch_size, make_proxy, resolve_source
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ def deep_cluster(
         check_positive_int(n_clusters, "n_clusters", minimum=2)
     if n_top_genes is not None:
         check_positive_int(n_top_genes, "n_top_genes", minimum=2)
+    check_positive_int(batch_size, "batch_size")
     if not 0.0 <= float(tol) < 1.0:
         raise ValueError(f"tol must be in [0, 1), got {tol!r}")
     if float(noise_sd) < 0:
@@ -234,8 +235,8 @@ def deep_cluster(
         proxy.obs[INDICES_COLUMN] = np.arange(proxy.n_obs)
         reused = True
 
-    soft = model.get_soft_assignment(proxy, batch_size=max(batch_size, 1024))
-    latent = model.get_latent_representation(proxy, batch_size=max(batch_size, 1024))
+    soft = model.get_soft_assignment(proxy, batch_size=inference_batch_size(batch_size))
+    latent = model.get_latent_representation(proxy, batch_size=inference_batch_size(batch_size))
     k = soft.shape[1]
     labels = np.full(adata.n_obs, -1)
     labels[keep] = soft.argmax(axis=1)

@@ -17,6 +17,7 @@ from scneural._validation import (
     check_adata,
     check_finite,
     check_obs_key,
+    check_positive_int,
     check_unique_var_names,
     looks_like_counts,
 )
@@ -32,6 +33,7 @@ from ._common import (
     InputSource,
     align_features,
     check_backend,
+    inference_batch_size,
     make_proxy,
     model_feature_names,
     resolve_source,
@@ -63,7 +65,7 @@ def perturb(
     max_epochs: int | None = None,
     accelerator: str = "auto",
     devices: int | str | Sequence[int] = "auto",
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     return_model: bool = False,
     **train_kwargs: Any,
 ) -> AnnData | tuple[AnnData, ScGenMixin]:
@@ -116,7 +118,8 @@ def perturb(
     {accelerator}
     {devices}
     batch_size
-        Minibatch size for encoding and decoding.
+        Cells per training minibatch (``None``: the model's default, 64). Encoding and
+        decoding use minibatches of at least 1,024 cells.
     return_model
         Also return the trained (or reused) :class:`~scneural.models.ScGen` (or
         :class:`~scneural.models.JaxScGen` with ``backend="jax"``).
@@ -156,6 +159,8 @@ def perturb(
         raise ValueError("model= has not been trained; call model.train() or pass model=None")
     if balance not in ("resample", "mean"):
         raise ValueError(f"balance={balance!r} is not supported; choose 'resample' or 'mean'")
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
     check_obs_key(adata, condition_key, "condition_key")
     check_obs_key(adata, cell_type_key, "cell_type_key")
     check_unique_var_names(adata)
@@ -220,6 +225,7 @@ def perturb(
                 devices=devices,
                 max_epochs=max_epochs,
                 train_kwargs=train_kwargs,
+                batch_size=batch_size,
             )
         )
         train_seconds = time.perf_counter() - start
@@ -228,7 +234,8 @@ def perturb(
         proxy = _query_proxy(adata, source, model, conditions, types)
         reused = True
 
-    latent = model.get_latent_representation(proxy, batch_size=batch_size)
+    inference_batch = inference_batch_size(batch_size)
+    latent = model.get_latent_representation(proxy, batch_size=inference_batch)
     delta, delta_types = model.latent_delta(
         control,
         perturbed,
@@ -241,7 +248,7 @@ def perturb(
     if isinstance(predict, AnnData):
         source_obs = predict.obs
         z_control = model.encode_matrix(
-            _control_matrix(predict, model, source), batch_size=batch_size
+            _control_matrix(predict, model, source), batch_size=inference_batch
         )
     else:
         mask = control_mask(adata.obs, condition_key, cell_type_key, control, predict)
@@ -250,7 +257,7 @@ def perturb(
     z_predicted = (z_control + delta[None, :]).astype(np.float32)
     genes = model_feature_names(model)
     predicted = predicted_anndata(
-        model.decode(z_predicted, batch_size=batch_size),
+        model.decode(z_predicted, batch_size=inference_batch),
         source_obs,
         adata.var.copy() if adata.var_names.equals(genes) else adata.var.reindex(genes),
         condition_key,
@@ -273,6 +280,7 @@ def perturb(
         },
         "random_state": random_state,
         "max_epochs": max_epochs,
+        "batch_size": batch_size,
         "backend": model.backend,
         "model_reused": reused,
         "train_kwargs": {k: str(v) for k, v in train_kwargs.items()},
