@@ -6,7 +6,7 @@ import numpy as np
 import scanpy as sc
 
 import scneural as sn
-from scneural.models import Classifier, ScGen
+from scneural.models import Classifier, ImageExpressionModel, ScGen
 
 
 def _lognorm(seed: int = 0):
@@ -46,3 +46,30 @@ def test_scgen_train_size_one_trains_without_validation():
     assert len(model.validation_indices) == 0
     assert len(model.history["train_loss"]) == 3
     assert "validation_loss" not in model.history
+
+
+def _image_model(n_obs: int = 40, size: int = 8):
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 255, size=(n_obs, size * size * 3), dtype=np.uint8)
+    adata = sc.AnnData(rng.normal(size=(n_obs, 3)).astype(np.float32), obsm={"p": patches})
+    ImageExpressionModel.setup_anndata(adata, patches_key="p")
+    return ImageExpressionModel(adata, n_channels=(4,), n_latent=8)
+
+
+def test_image_model_train_size_none_validates_like_scvi():
+    """train_size=None is scvi-tools' default split, and that validation set is used."""
+    model = _image_model()
+    model.train(max_epochs=2, train_size=None, batch_size=16, enable_progress_bar=False)
+    assert len(model.validation_indices) > 0
+    assert "validation_loss" in model.history
+    # early stopping and the learning-rate schedule watch that validation loss
+    assert any(type(cb).__name__.endswith("EarlyStopping") for cb in model.trainer.callbacks)
+    assert model.trainer.lightning_module.reduce_lr_on_plateau
+
+
+def test_image_model_train_size_one_has_no_validation():
+    model = _image_model()
+    model.train(max_epochs=2, train_size=1.0, batch_size=16, enable_progress_bar=False)
+    assert len(model.validation_indices) == 0
+    assert "validation_loss" not in model.history
+    assert not any(type(cb).__name__.endswith("EarlyStopping") for cb in model.trainer.callbacks)

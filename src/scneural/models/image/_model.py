@@ -129,7 +129,8 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
         early_stopping, early_stopping_patience
             Stop when the validation loss has not improved for this many epochs.
         train_size
-            Fraction of spots trained on; the rest is the validation set.
+            Fraction of spots trained on; the rest is the validation set (``None``:
+            scvi-tools' default split; ``1.0``: no validation, no early stopping).
         logger
             Also log to ``"tensorboard"``, ``"csv"`` or a Lightning logger.
         plan_kwargs
@@ -146,7 +147,7 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             "lr_scheduler_metric": "validation_loss",
             **(plan_kwargs or {}),
         }
-        validates = train_size is not None and train_size < 1.0
+        validates = train_size is None or train_size < 1.0
         if not validates:
             plan["reduce_lr_on_plateau"] = False
         kwargs = early_stopping_trainer_kwargs(
