@@ -91,7 +91,6 @@ def test_writes_keys_shapes_dtypes(trained, backend):
     assert uns["n_clusters"] == 3 and uns["n_clusters_estimated"] is False
     assert uns["params"]["random_state"] == 0
     assert uns["params"]["backend"] == backend == model.backend
-    assert uns["params"]["std_floor"] == "median"
     history = uns["history"]
     assert set(history) == {"pretrain", "cluster"}
     assert len(history["pretrain"]["train_loss"]) == FAST["pretrain_epochs"]
@@ -231,23 +230,6 @@ def test_preprocessing_matches_scanpy_protocol():
     np.testing.assert_allclose(dense_stats[0], mean, rtol=1e-5)
 
 
-def test_std_floor_stops_rare_genes_dominating_the_input():
-    """With std_floor="median", a gene seen in one cell is scaled by the median gene's std."""
-    adata = _data(seed=6)
-    X = adata.X.toarray()
-    X[:, 0] = 0
-    X[3, 0] = 5  # detected in a single cell: tiny std, a huge z-score there
-    mean, plain, _ = normalization_stats(X)
-    _, floored, _ = normalization_stats(X, std_floor="median")
-    assert floored[0] == pytest.approx(np.median(plain)) and plain[0] < 0.5 * floored[0]
-    high = plain >= np.median(plain)
-    np.testing.assert_array_equal(floored[high], plain[high])  # the rest keep their own
-    spike = np.log1p(X[3, 0] / (X[3].sum() / np.median(X.sum(axis=1)))) - mean[0]
-    assert spike / floored[0] < 0.5 * spike / plain[0]  # the spike's z-score is damped
-    with pytest.raises(ValueError, match="std_floor"):
-        normalization_stats(X, std_floor="mean")
-
-
 def test_target_distribution_sharpens():
     q = torch.tensor([[0.6, 0.4], [0.5, 0.5], [0.2, 0.8]])
     p = target_distribution(q)
@@ -269,7 +251,6 @@ def test_target_distribution_sharpens():
         (lambda a: None, {"backend": "tensorflow"}, ValueError, "backend"),
         (lambda a: None, {"tol": 2.0}, ValueError, "tol"),
         (lambda a: None, {"batch_size": 0}, ValueError, "batch_size must be an integer"),
-        (lambda a: None, {"std_floor": "mean"}, ValueError, "std_floor='mean'"),
         (lambda a: None, {"model": "x"}, TypeError, "DeepCluster"),
     ],
 )

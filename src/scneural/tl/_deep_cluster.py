@@ -17,7 +17,6 @@ from scneural._docs import doc_params
 from scneural._utils import set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
     check_adata,
-    check_choice,
     check_counts,
     check_obs_key,
     check_positive_int,
@@ -48,7 +47,6 @@ def deep_cluster(
     n_latent: int = 32,
     n_hidden: Sequence[int] = (256, 64),
     noise_sd: float = 2.5,
-    std_floor: Literal["median"] | None = "median",
     gamma: float = 1.0,
     tol: float = 1e-3,
     update_interval: int | None = None,
@@ -101,11 +99,6 @@ def deep_cluster(
         Widths of the encoder's hidden layers (the decoder mirrors them).
     noise_sd
         Standard deviation of the Gaussian noise on the scaled input and hidden layers.
-    std_floor
-        ``"median"`` scales genes whose standard deviation is below the median gene's by
-        that median, so genes detected in very few cells do not dominate the encoder input
-        (it raised the mean ARI on the sparse worm neurons, see ``docs/benchmarks.md``);
-        ``None`` scales every gene by its own standard deviation, as the authors do.
     gamma
         Weight of the ZINB loss in the DEC phase.
     tol
@@ -166,7 +159,6 @@ def deep_cluster(
     check_positive_int(batch_size, "batch_size")
     if not 0.0 <= float(tol) < 1.0:
         raise ValueError(f"tol must be in [0, 1), got {tol!r}")
-    check_choice(std_floor, "std_floor", ["median", None])
     if float(noise_sd) < 0:
         raise ValueError(f"noise_sd must be >= 0, got {noise_sd!r}")
     if labels_key is not None:
@@ -224,12 +216,7 @@ def deep_cluster(
         model_cls = _model_class(backend)
         model_cls.setup_anndata(proxy, layer=source.layer, batch_key=batch_key)
         model = model_cls(
-            proxy,
-            n_clusters=n_clusters,
-            n_hidden=n_hidden,
-            n_latent=n_latent,
-            noise_sd=noise_sd,
-            std_floor=std_floor,
+            proxy, n_clusters=n_clusters, n_hidden=n_hidden, n_latent=n_latent, noise_sd=noise_sd
         )
         model.input_source_ = source.to_dict()
         model.train(
@@ -270,7 +257,6 @@ def deep_cluster(
             "n_latent": init.get("n_latent"),
             "n_hidden": list(init.get("n_hidden", n_hidden)),
             "noise_sd": init.get("noise_sd"),
-            "std_floor": init.get("std_floor"),
             "gamma": gamma,
             "tol": tol,
             "update_interval": update_interval,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,16 +29,12 @@ INDICES_COLUMN = "_indices"
 _CHUNK = 4096
 
 
-def normalization_stats(
-    X: Any, chunk: int = _CHUNK, *, std_floor: Literal["median"] | None = None
-) -> tuple[np.ndarray, np.ndarray, float]:
+def normalization_stats(X: Any, chunk: int = _CHUNK) -> tuple[np.ndarray, np.ndarray, float]:
     """Per-gene mean and standard deviation of ``log1p(counts / size_factor)`` and the median
     library size, computed in row chunks (a sparse ``X`` is never densified).
 
     The size factor of a cell is its library size over the median library size (scanpy's
-    ``normalize_per_cell`` as used by scDeepCluster). ``std_floor="median"`` raises every
-    standard deviation below the median gene's to that median, so scaling does not blow up
-    genes seen in a handful of cells (``None``: plain per-gene scaling, as the authors).
+    ``normalize_per_cell`` as used by scDeepCluster).
     """
     n_obs, n_vars = X.shape
     library = np.empty(n_obs, dtype=np.float64)
@@ -66,10 +62,6 @@ def normalization_stats(
     var = np.clip(total_sq / n_obs - mean**2, 0.0, None) * n_obs / max(n_obs - 1, 1)
     std = np.sqrt(var)
     std[std < 1e-8] = 1.0
-    if std_floor == "median":
-        std = np.maximum(std, np.median(std))
-    elif std_floor is not None:
-        raise ValueError(f"std_floor must be 'median' or None, got {std_floor!r}")
     return mean.astype(np.float32), std.astype(np.float32), median
 
 
@@ -90,12 +82,7 @@ hidden_noise_sd
 alpha
     Degrees of freedom of the Student-t kernel.
 use_batch_norm
-    BatchNorm in the hidden layers.
-std_floor
-    ``"median"``: genes whose standard deviation (of log-normalised counts) is below the
-    median gene's are scaled by that median instead of their own, so genes detected in
-    very few cells do not dominate the encoder input; ``None``: plain per-gene scaling
-    (the authors')."""
+    BatchNorm in the hidden layers."""
 
 
 @doc_params(model_params=DEEP_CLUSTER_PARAMS)
@@ -135,7 +122,6 @@ class DeepClusterMixin:
         hidden_noise_sd: float | None = None,
         alpha: float = 1.0,
         use_batch_norm: bool = False,
-        std_floor: Literal["median"] | None = "median",
     ):
         super().__init__(adata)
         self._module_kwargs = {
@@ -151,7 +137,7 @@ class DeepClusterMixin:
         }
         self.module = self._module_cls(**self._module_kwargs)
         X = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-        self._set_normalization(*normalization_stats(X, std_floor=std_floor))
+        self._set_normalization(*normalization_stats(X))
         self.pretrain_history_: dict = {}
         self.cluster_history_: dict = {}
         self.label_change_: list[float] = []
