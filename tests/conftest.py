@@ -134,3 +134,16 @@ def randomize_batch_norm(module: torch.nn.Module) -> None:
                 layer.running_var.uniform_(0.5, 2.0)
                 layer.weight.uniform_(0.5, 1.5)
                 layer.bias.uniform_(-0.2, 0.2)
+
+
+def record_train_kwargs(monkeypatch, model_cls) -> dict:
+    """Make ``model_cls.train`` record the keyword arguments it gets (and still train)."""
+    seen: dict = {}
+    original = model_cls.train
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_cls, "train", spy)
+    return seen

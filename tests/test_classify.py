@@ -11,7 +11,7 @@ import pytest
 import scanpy as sc
 
 import scneural as sn
-from conftest import assert_unchanged, load_real, snapshot
+from conftest import assert_unchanged, load_real, record_train_kwargs, snapshot
 
 FAST = {"max_epochs": 15, "enable_progress_bar": False}
 
@@ -247,15 +247,7 @@ def test_batch_size_sets_the_training_minibatch(lognorm_adata, backend, monkeypa
     """``batch_size=`` reaches the model's ``train`` (prediction keeps large minibatches)."""
     from scneural.tl._classify import _model_class
 
-    model_cls = _model_class(backend)
-    seen = {}
-    original = model_cls.train
-
-    def spy(self, *args, **kwargs):
-        seen.update(kwargs)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(model_cls, "train", spy)
+    seen = record_train_kwargs(monkeypatch, _model_class(backend))
     adata = lognorm_adata
     sn.tl.classify(adata, "group", backend=backend, batch_size=32, **{**FAST, "max_epochs": 2})
     assert seen["batch_size"] == 32

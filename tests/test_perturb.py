@@ -11,7 +11,7 @@ import scanpy as sc
 import torch
 
 import scneural as sn
-from conftest import assert_unchanged, load_real, snapshot
+from conftest import assert_unchanged, load_real, record_train_kwargs, snapshot
 from scneural.models import ScGenModule
 
 SMALL = {"n_hidden": 128, "n_latent": 16, "accelerator": "cpu", "enable_progress_bar": False}
@@ -243,15 +243,7 @@ def test_batch_size_sets_the_training_minibatch(train_data, backend, monkeypatch
     """``batch_size=`` reaches the model's ``train`` (encoding/decoding keep large minibatches)."""
     from scneural.tl._perturb import _model_class
 
-    model_cls = _model_class(backend)
-    seen = {}
-    original = model_cls.train
-
-    def spy(self, *args, **kwargs):
-        seen.update(kwargs)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(model_cls, "train", spy)
+    seen = record_train_kwargs(monkeypatch, _model_class(backend))
     call = {**ARGS, "predict": "t0", "max_epochs": 1, **SMALL, "backend": backend}
     pred = sn.tl.perturb(train_data, batch_size=16, **call)
     assert seen["batch_size"] == 16
