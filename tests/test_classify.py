@@ -245,8 +245,6 @@ def test_raw_counts_in_x_warns(counts_adata, backend):
 
 def test_batch_size_sets_the_training_minibatch(lognorm_adata, backend, monkeypatch):
     """``batch_size=`` reaches the model's ``train`` (prediction keeps large minibatches)."""
-    from scneural.tl._classify import _model_class
-
     seen = record_train_kwargs(monkeypatch, _model_class(backend))
     adata = lognorm_adata
     sn.tl.classify(adata, "group", backend=backend, batch_size=32, **{**FAST, "max_epochs": 2})

@@ -59,7 +59,6 @@ def trained(full, backend):
         predict="t0",
         backend=backend,
         max_epochs=100,
-        batch_size=32,
         return_model=True,
         **ARGS,
         **SMALL,
@@ -241,8 +240,6 @@ def test_batch_removal_keeps_cell_names(full, backend):
 
 def test_batch_size_sets_the_training_minibatch(train_data, backend, monkeypatch):
     """``batch_size=`` reaches the model's ``train`` (encoding/decoding keep large minibatches)."""
-    from scneural.tl._perturb import _model_class
-
     seen = record_train_kwargs(monkeypatch, _model_class(backend))
     call = {**ARGS, "predict": "t0", "max_epochs": 1, **SMALL, "backend": backend}
     pred = sn.tl.perturb(train_data, batch_size=16, **call)
