@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -12,12 +13,11 @@ from anndata import AnnData
 from scipy import sparse
 
 _MISSING = object()
+_XLA_DETERMINISTIC = "--xla_gpu_deterministic_ops=true"
 
 
 def set_seed(random_state: int) -> None:
     """Seed numpy, torch, Python's ``random`` and scvi-tools' JAX key with one number."""
-    import os
-
     import scvi
 
     flags = os.environ.get("XLA_FLAGS")
@@ -27,9 +27,6 @@ def set_seed(random_state: int) -> None:
     # string made every later compilation miss that cache. Keep the flag once.
     if flags is not None and _XLA_DETERMINISTIC in flags.split():
         os.environ["XLA_FLAGS"] = flags
-
-
-_XLA_DETERMINISTIC = "--xla_gpu_deterministic_ops=true"
 
 
 def to_h5ad_safe(value: Any) -> Any:

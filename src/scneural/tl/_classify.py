@@ -137,6 +137,7 @@ def classify(
         raise ValueError(f"min_confidence must be between 0 and 1, got {min_confidence!r}")
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size")
+    inference_batch = inference_batch_size(batch_size)
     if model is not None and not isinstance(model, ClassifierMixin):
         raise TypeError(
             f"model= must be a scneural Classifier (or JaxClassifier), got {type(model).__name__}"
@@ -192,16 +193,14 @@ def classify(
                 batch_size=batch_size,
             )
         )
-        model.validation_metrics_ = _validation_metrics(
-            model, labelled, inference_batch_size(batch_size)
-        )
+        model.validation_metrics_ = _validation_metrics(model, labelled, inference_batch)
         reused = False
     else:
         proxy = _query_proxy(adata, source, model)
         reused = True
 
-    proba = model.predict(proxy, soft=True, batch_size=inference_batch_size(batch_size))
-    embedding = model.get_latent_representation(proxy, batch_size=inference_batch_size(batch_size))
+    proba = model.predict(proxy, soft=True, batch_size=inference_batch)
+    embedding = model.get_latent_representation(proxy, batch_size=inference_batch)
     classes = [str(c) for c in model.classes_]
     confidence = proba.to_numpy().max(axis=1).astype(np.float32)
     predicted = np.asarray(classes, dtype=object)[proba.to_numpy().argmax(axis=1)]

@@ -235,8 +235,9 @@ def deep_cluster(
         proxy.obs[INDICES_COLUMN] = np.arange(proxy.n_obs)
         reused = True
 
-    soft = model.get_soft_assignment(proxy, batch_size=inference_batch_size(batch_size))
-    latent = model.get_latent_representation(proxy, batch_size=inference_batch_size(batch_size))
+    inference_batch = inference_batch_size(batch_size)
+    soft = model.get_soft_assignment(proxy, batch_size=inference_batch)
+    latent = model.get_latent_representation(proxy, batch_size=inference_batch)
     k = soft.shape[1]
     labels = np.full(adata.n_obs, -1)
     labels[keep] = soft.argmax(axis=1)

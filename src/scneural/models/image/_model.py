@@ -152,7 +152,7 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             plan["reduce_lr_on_plateau"] = False
         kwargs = early_stopping_trainer_kwargs(
             kwargs,
-            early_stopping=early_stopping and validates,
+            early_stopping=early_stopping,
             patience=early_stopping_patience,
             logger=logger,
             train_size=train_size,
