@@ -12,6 +12,7 @@ from scipy import sparse
 import scneural as sn
 from conftest import assert_unchanged, load_real, snapshot
 from scneural.models.deep_cluster import normalization_stats, target_distribution
+from scneural.models.deep_cluster._init import kmeans_init
 
 FAST = {"pretrain_epochs": 30, "max_epochs": 10, "batch_size": 64}
 TRAINER = {"enable_progress_bar": False, "accelerator": "cpu"}
@@ -98,6 +99,7 @@ def test_writes_keys_shapes_dtypes(trained, backend):
     assert {"kl_loss_train", "zinb_loss_train", "label_change"} <= set(history["cluster"])
     assert len(uns["label_change"]) >= 1 and np.all(uns["label_change"] <= 1)
     assert uns["n_cells_dropped"] == 0 and len(uns["genes"]) == adata.n_vars
+    assert uns["params"]["init"] == "euclidean"
     # the pretraining loss goes down
     assert history["pretrain"]["train_loss"][-1] < history["pretrain"]["train_loss"][0]
 
@@ -230,6 +232,53 @@ def test_preprocessing_matches_scanpy_protocol():
     np.testing.assert_allclose(dense_stats[0], mean, rtol=1e-5)
 
 
+def _directions_with_spread_lengths(seed: int = 0):
+    """Three groups that differ in the direction of their codes, with lengths varying 30x."""
+    rng = np.random.default_rng(seed)
+    directions = np.eye(3, 8) * 4 + 1.0
+    groups = rng.integers(0, 3, 600)
+    lengths = np.exp(rng.uniform(np.log(0.2), np.log(6.0), 600))[:, None]
+    codes = directions[groups] * lengths + rng.normal(scale=0.05, size=(600, 8))
+    return codes, groups
+
+
+def test_kmeans_init_geometry():
+    codes, groups = _directions_with_spread_lengths()
+    ari = sn.metrics.adjusted_rand_index
+    euclidean_centres, euclidean = kmeans_init(codes, 3, geometry="euclidean")
+    centres, cosine = kmeans_init(codes, 3, geometry="cosine")
+    assert centres.shape == euclidean_centres.shape == (3, 8)
+    assert centres.dtype == euclidean_centres.dtype == np.float32
+    # cosine k-means finds groups that differ by direction, Euclidean k-means does not
+    assert ari(groups, cosine) > 0.95 and ari(groups, euclidean) < 0.6
+    # centres are each cluster's mean raw code (the space of the Student-t kernel)
+    for c in range(3):
+        np.testing.assert_allclose(centres[c], codes[cosine == c].mean(axis=0), rtol=1e-5)
+    with pytest.raises(ValueError, match="init must be one of"):
+        kmeans_init(codes, 3, geometry="spherical")
+
+
+def test_init_geometry_reaches_the_model():
+    adata = _data(n_obs=120)
+    sn.models.DeepCluster.setup_anndata(adata)
+    model = sn.models.DeepCluster(adata, n_clusters=3)
+    model.pretrain(2, batch_size=64, **TRAINER)
+    labels = model.init_clusters(3, init="cosine", random_state=0)
+    latent = model.get_latent_representation()
+    for c in range(3):
+        np.testing.assert_allclose(_centres(model)[c], latent[labels == c].mean(axis=0), rtol=1e-4)
+    assert labels.shape == (model.adata.n_obs,) and _centres(model).shape == (3, 32)
+    with pytest.raises(ValueError, match="init must be one of"):
+        model.init_clusters(3, init="spherical")
+
+
+def test_tl_cosine_init_recorded_and_clusters():
+    adata = _data()
+    _run(adata, labels_key="group", init="cosine")
+    assert adata.uns["deep_cluster"]["params"]["init"] == "cosine"
+    assert adata.uns["deep_cluster"]["metrics"]["ari"] > 0.8
+
+
 def test_target_distribution_sharpens():
     q = torch.tensor([[0.6, 0.4], [0.5, 0.5], [0.2, 0.8]])
     p = target_distribution(q)
@@ -250,6 +299,7 @@ def test_target_distribution_sharpens():
         (lambda a: None, {"labels_key": "nope"}, KeyError, "labels_key='nope'"),
         (lambda a: None, {"backend": "tensorflow"}, ValueError, "backend"),
         (lambda a: None, {"tol": 2.0}, ValueError, "tol"),
+        (lambda a: None, {"init": "spherical"}, ValueError, "init must be one of"),
         (lambda a: None, {"batch_size": 0}, ValueError, "batch_size must be an integer"),
         (lambda a: None, {"model": "x"}, TypeError, "DeepCluster"),
     ],

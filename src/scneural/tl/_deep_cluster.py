@@ -23,6 +23,7 @@ from scneural._validation import (
     check_unique_var_names,
 )
 from scneural.models import DeepCluster
+from scneural.models.deep_cluster._init import GEOMETRIES
 from scneural.models.deep_cluster._model import INDICES_COLUMN, DeepClusterMixin
 
 from ._common import check_backend, inference_batch_size, make_proxy, resolve_source
@@ -51,6 +52,7 @@ def deep_cluster(
     tol: float = 1e-3,
     update_interval: int | None = None,
     pretrain_epochs: int | None = None,
+    init: Literal["euclidean", "cosine"] = "euclidean",
     resolution: float = 0.8,
     random_state: int = 0,
     max_epochs: int | None = None,
@@ -66,7 +68,7 @@ def deep_cluster(
     input (log1p of size-normalised counts, scaled per gene) and the ZINB loss on the raw
     counts (size factor in the mean) are computed inside the model, minibatch by minibatch,
     so a sparse matrix is never densified. Training: pretraining of the autoencoder on the
-    ZINB loss, k-means (``n_init=20``) on the latent space, then the DEC phase
+    ZINB loss, k-means (``n_init=20``) on the latent space (``init``), then the DEC phase
     (``KL(p || q) + gamma * ZINB``, target p refreshed every ``update_interval`` steps over
     all cells) until fewer than ``tol`` of the labels change.
 
@@ -107,6 +109,11 @@ def deep_cluster(
         Training steps between two updates of the target distribution (``None``: one epoch).
     pretrain_epochs
         Pretraining epochs (``None``: about 2,500 steps, 20 to 300 epochs).
+    init
+        Geometry of the k-means that places the initial cluster centres: ``"euclidean"``
+        (the authors') or ``"cosine"`` (latent codes scaled to unit length, so cells group
+        by the direction of their code, not its length). Cosine helped on the very sparse
+        worm neurons and hurt on PBMC (``docs/benchmarks.md``).
     resolution
         Leiden resolution used to estimate k when ``n_clusters=None``.
     {random_state}
@@ -161,6 +168,10 @@ def deep_cluster(
         raise ValueError(f"tol must be in [0, 1), got {tol!r}")
     if float(noise_sd) < 0:
         raise ValueError(f"noise_sd must be >= 0, got {noise_sd!r}")
+    if init not in GEOMETRIES:
+        raise ValueError(
+            f"init must be one of {GEOMETRIES} (the geometry of the initial k-means), got {init!r}"
+        )
     if labels_key is not None:
         check_obs_key(adata, labels_key, "labels_key")
     source = resolve_source(adata, layer=layer, use_rep=None, model=model)
@@ -222,6 +233,7 @@ def deep_cluster(
         model.train(
             max_epochs=100 if max_epochs is None else max_epochs,
             pretrain_epochs=pretrain_epochs,
+            init=init,
             resolution=resolution,
             update_interval=update_interval,
             tol=tol,
@@ -248,20 +260,21 @@ def deep_cluster(
     soft_full = np.full((adata.n_obs, k), np.nan, dtype=np.float32)
     soft_full[keep] = soft
 
-    init = model.init_params_["non_kwargs"]
+    model_params = model.init_params_["non_kwargs"]
     uns: dict[str, Any] = {
         "params": {
             "n_clusters": n_clusters,
             "layer": source.layer,
             "batch_key": batch_key,
             "n_top_genes": n_top_genes,
-            "n_latent": init.get("n_latent"),
-            "n_hidden": list(init.get("n_hidden", n_hidden)),
-            "noise_sd": init.get("noise_sd"),
+            "n_latent": model_params.get("n_latent"),
+            "n_hidden": list(model_params.get("n_hidden", n_hidden)),
+            "noise_sd": model_params.get("noise_sd"),
             "gamma": gamma,
             "tol": tol,
             "update_interval": update_interval,
             "pretrain_epochs": pretrain_epochs,
+            "init": init,
             "resolution": resolution,
             "random_state": random_state,
             "max_epochs": max_epochs,

@@ -20,6 +20,7 @@ from scvi.train import TrainingPlan, TrainRunner
 from scneural._docs import doc_params
 from scneural.models._base import ScneuralModelMixin, build_logger
 
+from ._init import GEOMETRIES, Geometry, kmeans_init
 from ._module import DeepClusterModule
 from ._plan import DECTrainingPlan
 
@@ -251,6 +252,7 @@ class DeepClusterMixin:
         self,
         n_clusters: int | None = None,
         *,
+        init: Geometry = "euclidean",
         n_init: int = 20,
         resolution: float = 0.8,
         n_neighbors: int = 20,
@@ -259,11 +261,13 @@ class DeepClusterMixin:
         """Initialise the cluster centres by k-means on the pretrained latent space.
 
         ``n_clusters=None`` uses the model's k, or estimates it with
-        :meth:`estimate_n_clusters` (recorded in ``n_clusters_estimated_``). Returns the
-        k-means labels.
+        :meth:`estimate_n_clusters` (recorded in ``n_clusters_estimated_``). ``init`` is the
+        geometry of k-means: ``"euclidean"`` (the authors') or ``"cosine"`` (codes scaled to
+        unit length; see :func:`~scneural.models.deep_cluster._init.kmeans_init`). Returns
+        the k-means labels.
         """
-        from sklearn.cluster import KMeans
-
+        if init not in GEOMETRIES:
+            raise ValueError(f"init must be one of {GEOMETRIES}, got {init!r}")
         latent = self.get_latent_representation()
         k = n_clusters or (self.module.n_clusters or None)
         if k is None:
@@ -276,10 +280,12 @@ class DeepClusterMixin:
                     f"Leiden at resolution {resolution} found a single cluster; pass "
                     "n_clusters= or a larger resolution"
                 )
-        kmeans = KMeans(n_clusters=int(k), n_init=n_init, random_state=random_state).fit(latent)
-        self._set_cluster_centres(np.asarray(kmeans.cluster_centers_, dtype=np.float32))
+        centres, labels = kmeans_init(
+            latent, int(k), geometry=init, n_init=n_init, random_state=random_state
+        )
+        self._set_cluster_centres(centres)
         self.init_params_["non_kwargs"]["n_clusters"] = int(k)
-        return kmeans.labels_
+        return labels
 
     def train_clusters(
         self,
@@ -346,6 +352,7 @@ class DeepClusterMixin:
         *,
         pretrain_epochs: int | None = None,
         n_clusters: int | None = None,
+        init: Geometry = "euclidean",
         n_init: int = 20,
         resolution: float = 0.8,
         update_interval: int | None = None,
@@ -363,7 +370,7 @@ class DeepClusterMixin:
         if not self.is_pretrained_:
             self.pretrain(pretrain_epochs, batch_size=batch_size, **trainer_kwargs)
         labels = self.init_clusters(
-            n_clusters, n_init=n_init, resolution=resolution, random_state=random_state
+            n_clusters, init=init, n_init=n_init, resolution=resolution, random_state=random_state
         )
         self.train_clusters(
             max_epochs,
