@@ -12,7 +12,9 @@ predicted vs real stimulated T cells over all genes and over the top-100 DE gene
 - ``scgen 2.1.0``: the scGen package from PyPI in its own venv (built by
   ``benchmarks/peers/setup_scgen_venv.sh``), trained as its authors recommend, run through
   ``benchmarks/peers/scgen_peer.py`` with data exchanged as h5ad files;
-- ``scneural``: ``sn.tl.perturb``.
+- ``scneural``: ``sn.tl.perturb``;
+- ``scneural residual=True``: the same trained model, predicting the control cells'
+  expression plus the decoded change ``decode(z + delta) - decode(z)``.
 
 Usage::
 
@@ -205,6 +207,21 @@ def main() -> None:
                 "epochs": len(model.history["train_loss"]),
             }
         )
+        print(rows[-1], flush=True)
+        # the same model, the decoded change added to the control cells (residual=True)
+        residual = sn.tl.perturb(
+            train.copy(),
+            condition_key=CONDITION,
+            control=CONTROL,
+            perturbed=STIM,
+            cell_type_key=CELL_TYPE,
+            predict=cell_type,
+            model=model,
+            residual=True,
+            random_state=args.seed,
+        )
+        rows.append({"type": cell_type, "method": "scneural residual=True"})
+        rows[-1].update(scores(real, residual.X, de))
         print(rows[-1], flush=True)
         if peer_python is not None:
             peer = run_peer(

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+from scvi import REGISTRY_KEYS
 
 from scneural._docs import doc_params
 from scneural._utils import set_seed, to_h5ad_safe, write_results
@@ -56,6 +57,7 @@ def perturb(
     model: ScGenMixin | None = None,
     restrict_arithmetic_to: Sequence[str] | None = None,
     balance: Literal["resample", "mean"] = "resample",
+    residual: bool = False,
     n_hidden: int = 800,
     n_latent: int = 100,
     n_layers: int = 2,
@@ -74,7 +76,8 @@ def perturb(
     Trains scGen's VAE on log-normalised expression of control and perturbed cells (or
     reuses ``model=``), computes the cell-type balanced latent shift
     ``delta = mean z(perturbed) - mean z(control)`` over the types seen in both
-    conditions and decodes ``z(control cells) + delta`` for the cells to predict.
+    conditions and decodes ``z(control cells) + delta`` for the cells to predict
+    (``residual=True`` adds the decoded change to the control cells' expression instead).
 
     For a held-out prediction, remove the perturbed cells of the target type from
     ``adata`` before calling (a warning says so when they are present).
@@ -105,6 +108,13 @@ def perturb(
     balance
         ``"resample"`` (scGen's balancing: as many cells of each type as the largest has,
         drawn with ``random_state``) or ``"mean"`` (exact average of per-type means).
+    residual
+        ``False`` (scGen): the prediction is ``decode(z + delta)``. ``True``: the control
+        cells' expression plus the decoded change, ``decode(z + delta) - decode(z)``, so
+        each predicted cell keeps its control cell's deviation from the model's
+        reconstruction. On the Kang benchmark this keeps the per-gene variances far closer
+        to the real ones (R² of variances about 0.6 instead of 0.35) and the means as
+        close or closer (``docs/benchmarks.md``).
     n_hidden, n_latent, n_layers
         Width of the hidden layers, latent dimension and hidden layers of encoder and
         decoder (scGen: 800, 100, 2).
@@ -159,6 +169,8 @@ def perturb(
         raise ValueError("model= has not been trained; call model.train() or pass model=None")
     if balance not in ("resample", "mean"):
         raise ValueError(f"balance={balance!r} is not supported; choose 'resample' or 'mean'")
+    if not isinstance(residual, bool | np.bool_):
+        raise TypeError(f"residual must be True or False, got {residual!r}")
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size")
     check_obs_key(adata, condition_key, "condition_key")
@@ -247,17 +259,22 @@ def perturb(
     )
     if isinstance(predict, AnnData):
         source_obs = predict.obs
-        z_control = model.encode_matrix(
-            _control_matrix(predict, model, source), batch_size=inference_batch
-        )
+        control_matrix = _control_matrix(predict, model, source)
+        z_control = model.encode_matrix(control_matrix, batch_size=inference_batch)
     else:
         mask = control_mask(adata.obs, condition_key, cell_type_key, control, predict)
         source_obs = adata.obs.loc[mask]
         z_control = latent[mask]
-    z_predicted = (z_control + delta[None, :]).astype(np.float32)
+        control_matrix = model.get_from_registry(proxy, REGISTRY_KEYS.X_KEY)[np.flatnonzero(mask)]
+    expression, z_predicted = model.shift_and_decode(
+        z_control,
+        delta,
+        control_expression=control_matrix if residual else None,
+        batch_size=inference_batch,
+    )
     genes = model_feature_names(model)
     predicted = predicted_anndata(
-        model.decode(z_predicted, batch_size=inference_batch),
+        expression,
         source_obs,
         adata.var.copy() if adata.var_names.equals(genes) else adata.var.reindex(genes),
         condition_key,
@@ -274,6 +291,7 @@ def perturb(
         if restrict_arithmetic_to is None
         else [str(t) for t in restrict_arithmetic_to],
         "balance": balance,
+        "residual": bool(residual),
         **{
             name: model.init_params_["non_kwargs"].get(name)
             for name in ("n_hidden", "n_latent", "n_layers", "dropout_rate", "kl_weight")

@@ -281,6 +281,40 @@ class ScGenMixin:
                 means[cond] = latent[idx].mean(axis=0)
         return (means[perturbed] - means[control]).astype(np.float32), shared
 
+    def shift_and_decode(
+        self,
+        z_control: np.ndarray,
+        delta: np.ndarray,
+        *,
+        control_expression: Any | None = None,
+        batch_size: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Expression of control cells moved by ``delta`` in latent space.
+
+        Without ``control_expression`` this is scGen's ``decode(z_control + delta)``. With
+        it (the control cells' own expression, cells x the model's genes), the prediction
+        is ``control_expression + decode(z_control + delta) - decode(z_control)``: the
+        decoder supplies only the change, and each cell keeps its deviation from the
+        model's reconstruction (the ``residual`` option of :meth:`predict`).
+
+        Returns
+        -------
+        The predicted expression (float32) and the shifted codes ``z_control + delta``.
+        """
+        batch = batch_size or 1024
+        z_predicted = (z_control + delta[None, :]).astype(np.float32)
+        expression = self.decode(z_predicted, batch_size=batch)
+        if control_expression is not None:
+            if control_expression.shape != expression.shape:
+                raise ValueError(
+                    f"control_expression has shape {control_expression.shape}, expected "
+                    f"{expression.shape} (the control cells x the model's genes)"
+                )
+            control = np.concatenate(list(iter_row_batches(control_expression, batch)), axis=0)
+            reconstruction = self.decode(np.asarray(z_control, dtype=np.float32), batch_size=batch)
+            expression = control + (expression - reconstruction)
+        return expression.astype(np.float32), z_predicted
+
     def predict(
         self,
         control: str,
@@ -292,6 +326,7 @@ class ScGenMixin:
         adata: AnnData | None = None,
         restrict_arithmetic_to: Sequence[str] | None = None,
         balance: Literal["resample", "mean"] = "resample",
+        residual: bool = False,
         random_state: int = 0,
         batch_size: int | None = None,
     ) -> tuple[AnnData, np.ndarray]:
@@ -315,6 +350,10 @@ class ScGenMixin:
             Compute the delta from these cell types only.
         balance
             ``"resample"`` (scGen, seeded) or ``"mean"``: see :meth:`latent_delta`.
+        residual
+            ``False`` (scGen): predict ``decode(z + delta)``. ``True``: add the decoded
+            change ``decode(z + delta) - decode(z)`` to the control cells' own expression
+            (see :meth:`shift_and_decode`).
         random_state
             Seed of the balancing.
         batch_size
@@ -345,6 +384,7 @@ class ScGenMixin:
             mask = control_mask(adata.obs, condition_key, cell_type_key, control, cell_type)
             z_control = latent[mask]
             obs = adata.obs.loc[mask].copy()
+            matrix = self.get_from_registry(adata, REGISTRY_KEYS.X_KEY)[np.flatnonzero(mask)]
         else:
             genes = pd.Index(self.adata.var_names)
             missing = genes.difference(control_cells.var_names)
@@ -358,9 +398,14 @@ class ScGenMixin:
             matrix = cells.layers[control_layer] if control_layer is not None else cells.X
             z_control = self.encode_matrix(matrix, batch_size=batch_size or 1024)
             obs = control_cells.obs.copy()
-        z_predicted = (z_control + delta[None, :]).astype(np.float32)
+        expression, z_predicted = self.shift_and_decode(
+            z_control,
+            delta,
+            control_expression=matrix if residual else None,
+            batch_size=batch_size,
+        )
         predicted = predicted_anndata(
-            self.decode(z_predicted, batch_size=batch_size or 1024),
+            expression,
             obs,
             pd.DataFrame(index=pd.Index(self.adata.var_names).copy()),
             condition_key,
