@@ -11,8 +11,7 @@ from scipy import sparse
 
 import scneural as sn
 from conftest import assert_unchanged, load_real, snapshot
-from scneural.models.deep_cluster import normalization_stats, target_distribution
-from scneural.models.deep_cluster._init import kmeans_init
+from scneural.models.deep_cluster import kmeans_init, normalization_stats, target_distribution
 
 FAST = {"pretrain_epochs": 30, "max_epochs": 10, "batch_size": 64}
 TRAINER = {"enable_progress_bar": False, "accelerator": "cpu"}
@@ -262,6 +261,10 @@ def test_init_geometry_reaches_the_model():
     adata = _data(n_obs=120)
     sn.models.DeepCluster.setup_anndata(adata)
     model = sn.models.DeepCluster(adata, n_clusters=3)
+    # a bad init is caught before the pretraining, not after it
+    with pytest.raises(ValueError, match="init must be one of"):
+        model.train(init="spherical", pretrain_epochs=2, **TRAINER)
+    assert not model.is_pretrained_
     model.pretrain(2, batch_size=64, **TRAINER)
     labels = model.init_clusters(3, init="cosine", random_state=0)
     latent = model.get_latent_representation()

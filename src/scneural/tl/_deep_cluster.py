@@ -23,7 +23,7 @@ from scneural._validation import (
     check_unique_var_names,
 )
 from scneural.models import DeepCluster
-from scneural.models.deep_cluster._init import GEOMETRIES
+from scneural.models.deep_cluster import check_geometry
 from scneural.models.deep_cluster._model import INDICES_COLUMN, DeepClusterMixin
 
 from ._common import check_backend, inference_batch_size, make_proxy, resolve_source
@@ -168,10 +168,7 @@ def deep_cluster(
         raise ValueError(f"tol must be in [0, 1), got {tol!r}")
     if float(noise_sd) < 0:
         raise ValueError(f"noise_sd must be >= 0, got {noise_sd!r}")
-    if init not in GEOMETRIES:
-        raise ValueError(
-            f"init must be one of {GEOMETRIES} (the geometry of the initial k-means), got {init!r}"
-        )
+    check_geometry(init)
     if labels_key is not None:
         check_obs_key(adata, labels_key, "labels_key")
     source = resolve_source(adata, layer=layer, use_rep=None, model=model)

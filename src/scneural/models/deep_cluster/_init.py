@@ -10,6 +10,14 @@ Geometry = Literal["euclidean", "cosine"]
 GEOMETRIES = ("euclidean", "cosine")
 
 
+def check_geometry(init: str) -> None:
+    """Raise a ``ValueError`` naming the ``init`` argument unless it is a known geometry."""
+    if init not in GEOMETRIES:
+        raise ValueError(
+            f"init must be one of {GEOMETRIES} (the geometry of the initial k-means), got {init!r}"
+        )
+
+
 def kmeans_init(
     latent: np.ndarray,
     n_clusters: int,
@@ -37,8 +45,7 @@ def kmeans_init(
     """
     from sklearn.cluster import KMeans
 
-    if geometry not in GEOMETRIES:
-        raise ValueError(f"init must be one of {GEOMETRIES}, got {geometry!r}")
+    check_geometry(geometry)
     latent = np.asarray(latent)
     kmeans = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state)
     if geometry == "euclidean":

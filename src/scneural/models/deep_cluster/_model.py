@@ -20,7 +20,7 @@ from scvi.train import TrainingPlan, TrainRunner
 from scneural._docs import doc_params
 from scneural.models._base import ScneuralModelMixin, build_logger
 
-from ._init import GEOMETRIES, Geometry, kmeans_init
+from ._init import Geometry, check_geometry, kmeans_init
 from ._module import DeepClusterModule
 from ._plan import DECTrainingPlan
 
@@ -266,8 +266,7 @@ class DeepClusterMixin:
         unit length; see :func:`~scneural.models.deep_cluster._init.kmeans_init`). Returns
         the k-means labels.
         """
-        if init not in GEOMETRIES:
-            raise ValueError(f"init must be one of {GEOMETRIES}, got {init!r}")
+        check_geometry(init)
         latent = self.get_latent_representation()
         k = n_clusters or (self.module.n_clusters or None)
         if k is None:
@@ -367,6 +366,7 @@ class DeepClusterMixin:
         ``max_epochs`` bounds the DEC phase; ``pretrain_epochs`` the pretraining. Other
         arguments as in :meth:`pretrain`, :meth:`init_clusters` and :meth:`train_clusters`.
         """
+        check_geometry(init)
         if not self.is_pretrained_:
             self.pretrain(pretrain_epochs, batch_size=batch_size, **trainer_kwargs)
         labels = self.init_clusters(
