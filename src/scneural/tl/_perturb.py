@@ -265,7 +265,11 @@ def perturb(
         mask = control_mask(adata.obs, condition_key, cell_type_key, control, predict)
         source_obs = adata.obs.loc[mask]
         z_control = latent[mask]
-        control_matrix = model.get_from_registry(proxy, REGISTRY_KEYS.X_KEY)[np.flatnonzero(mask)]
+        control_matrix = (
+            model.get_from_registry(proxy, REGISTRY_KEYS.X_KEY)[np.flatnonzero(mask)]
+            if residual
+            else None
+        )
     expression, z_predicted = model.shift_and_decode(
         z_control,
         delta,

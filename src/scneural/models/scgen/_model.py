@@ -384,7 +384,11 @@ class ScGenMixin:
             mask = control_mask(adata.obs, condition_key, cell_type_key, control, cell_type)
             z_control = latent[mask]
             obs = adata.obs.loc[mask].copy()
-            matrix = self.get_from_registry(adata, REGISTRY_KEYS.X_KEY)[np.flatnonzero(mask)]
+            matrix = (
+                self.get_from_registry(adata, REGISTRY_KEYS.X_KEY)[np.flatnonzero(mask)]
+                if residual
+                else None
+            )
         else:
             genes = pd.Index(self.adata.var_names)
             missing = genes.difference(control_cells.var_names)
