@@ -166,6 +166,8 @@ def main() -> None:
         )
         peer_python = str(Path(args.peer_venv) / "bin" / "python")
     extra = json.loads(args.kwargs)
+    # --kwargs may name max_epochs too (it then overrides --max-epochs)
+    max_epochs = extra.pop("max_epochs", args.max_epochs)
     types = adata.obs[CELL_TYPE].astype(str).to_numpy()
     conditions = adata.obs[CONDITION].astype(str).to_numpy()
     rows = []
@@ -191,7 +193,7 @@ def main() -> None:
             cell_type_key=CELL_TYPE,
             predict=cell_type,
             random_state=args.seed,
-            max_epochs=args.max_epochs,
+            max_epochs=max_epochs,
             accelerator="cpu",
             enable_progress_bar=False,
             return_model=True,
@@ -239,7 +241,7 @@ def main() -> None:
     print()
     print(
         f"kang_ifnb_sub, 2000 HVGs, seed {args.seed}, {args.threads} torch thread(s); "
-        f"sn.tl.perturb extra arguments: {extra or 'none'}, max_epochs={args.max_epochs}"
+        f"sn.tl.perturb extra arguments: {extra or 'none'}, max_epochs={max_epochs}"
     )
     print(markdown(table))
     if args.json:
