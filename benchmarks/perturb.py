@@ -184,20 +184,23 @@ def main() -> None:
         rows.append({"type": cell_type, "method": "control + balanced mean shift"})
         rows[-1].update(scores(real, mean_shift(train, adata.X[control]), de))
 
+        call = {
+            "condition_key": CONDITION,
+            "control": CONTROL,
+            "perturbed": STIM,
+            "cell_type_key": CELL_TYPE,
+            "predict": cell_type,
+            "random_state": args.seed,
+            **extra,
+        }
         start = time.perf_counter()
         pred, model = sn.tl.perturb(
             train,
-            condition_key=CONDITION,
-            control=CONTROL,
-            perturbed=STIM,
-            cell_type_key=CELL_TYPE,
-            predict=cell_type,
-            random_state=args.seed,
             max_epochs=max_epochs,
             accelerator="cpu",
             enable_progress_bar=False,
             return_model=True,
-            **extra,
+            **call,
         )
         total = time.perf_counter() - start
         rows.append({"type": cell_type, "method": "scneural"})
@@ -211,17 +214,7 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
         # the same model, the decoded change added to the control cells (residual=True)
-        residual = sn.tl.perturb(
-            train.copy(),
-            condition_key=CONDITION,
-            control=CONTROL,
-            perturbed=STIM,
-            cell_type_key=CELL_TYPE,
-            predict=cell_type,
-            model=model,
-            residual=True,
-            random_state=args.seed,
-        )
+        residual = sn.tl.perturb(train.copy(), model=model, **{**call, "residual": True})
         rows.append({"type": cell_type, "method": "scneural residual=True"})
         rows[-1].update(scores(real, residual.X, de))
         print(rows[-1], flush=True)
