@@ -83,7 +83,9 @@ hidden_noise_sd
 alpha
     Degrees of freedom of the Student-t kernel.
 use_batch_norm
-    BatchNorm in the hidden layers."""
+    BatchNorm in the hidden layers (off in the paper). Not recommended with noise: its
+    running statistics are collected on noisy activations while inference is noise-free;
+    on worm and PBMC it scored far lower (``docs/benchmarks.md``)."""
 
 
 @doc_params(model_params=DEEP_CLUSTER_PARAMS)
