@@ -80,6 +80,12 @@ def build_logger(logger: Any, save_dir: str = ".") -> Any:
     return [SimpleLogger(), logger]
 
 
+def has_validation_set(train_size: float | None) -> bool:
+    """Whether scvi-tools holds cells out for validation: ``None`` keeps its default split,
+    ``train_size >= 1`` trains on every cell."""
+    return train_size is None or train_size < 1.0
+
+
 def early_stopping_trainer_kwargs(
     kwargs: dict[str, Any],
     *,
@@ -100,7 +106,7 @@ def early_stopping_trainer_kwargs(
     kwargs = dict(kwargs)
     if logger is not None:
         kwargs["logger"] = build_logger(logger)
-    if train_size is not None and train_size >= 1.0:
+    if not has_validation_set(train_size):
         kwargs["early_stopping"] = False
         return kwargs
     kwargs["early_stopping"] = early_stopping

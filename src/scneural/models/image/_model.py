@@ -12,7 +12,11 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from scneural.models._base import ScneuralModelMixin, early_stopping_trainer_kwargs
+from scneural.models._base import (
+    ScneuralModelMixin,
+    early_stopping_trainer_kwargs,
+    has_validation_set,
+)
 
 from ._module import PATCHES_KEY, ImageExpressionModule
 
@@ -147,8 +151,7 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             "lr_scheduler_metric": "validation_loss",
             **(plan_kwargs or {}),
         }
-        validates = train_size is None or train_size < 1.0
-        if not validates:
+        if not has_validation_set(train_size):
             plan["reduce_lr_on_plateau"] = False
         kwargs = early_stopping_trainer_kwargs(
             kwargs,
