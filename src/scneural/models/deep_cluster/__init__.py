@@ -1,6 +1,6 @@
 from typing import Any
 
-from ._init import check_geometry, kmeans_init
+from ._kmeans import check_geometry, kmeans_init
 from ._model import DeepCluster, DeepClusterMixin, default_pretrain_epochs, normalization_stats
 from ._module import DeepClusterModule, student_t_assignment, target_distribution
 from ._plan import DECScheduleMixin, DECTrainingPlan

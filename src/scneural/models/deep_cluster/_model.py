@@ -20,7 +20,7 @@ from scvi.train import TrainingPlan, TrainRunner
 from scneural._docs import doc_params
 from scneural.models._base import ScneuralModelMixin, build_logger
 
-from ._init import Geometry, check_geometry, kmeans_init
+from ._kmeans import Geometry, check_geometry, kmeans_init
 from ._module import DeepClusterModule
 from ._plan import DECTrainingPlan
 
@@ -265,7 +265,7 @@ class DeepClusterMixin:
         ``n_clusters=None`` uses the model's k, or estimates it with
         :meth:`estimate_n_clusters` (recorded in ``n_clusters_estimated_``). ``init`` is the
         geometry of k-means: ``"euclidean"`` (the authors') or ``"cosine"`` (codes scaled to
-        unit length; see :func:`~scneural.models.deep_cluster._init.kmeans_init`). Returns
+        unit length; see :func:`~scneural.models.deep_cluster.kmeans_init`). Returns
         the k-means labels.
         """
         check_geometry(init)
