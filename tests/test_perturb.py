@@ -111,7 +111,7 @@ def test_loss_does_not_depend_on_batch_size():
 def test_predicted_anndata_shapes_and_names(trained, full, backend):
     train, pred, model = trained
     assert type(model) is _model_class(backend)
-    control = train[(train.obs["cell_type"] == "t0") & (train.obs["condition"] == "control")]
+    control = train[_control(train)]
     assert pred.n_obs == control.n_obs
     assert list(pred.var_names) == list(train.var_names)
     pd.testing.assert_frame_equal(pred.var, train.var)
@@ -135,9 +135,7 @@ def test_predicted_anndata_shapes_and_names(trained, full, backend):
 def test_prediction_beats_control_unchanged(trained, full):
     _, pred, _ = trained
     real = full[_held_out(full)]
-    control = full[
-        ((full.obs["cell_type"] == "t0") & (full.obs["condition"] == "control")).to_numpy()
-    ]
+    control = full[_control(full)]
     truth = np.asarray(real.X.mean(axis=0)).ravel()
     err_pred = np.abs(np.asarray(pred.X.mean(axis=0)).ravel() - truth)
     err_ctrl = np.abs(np.asarray(control.X.mean(axis=0)).ravel() - truth)
@@ -191,9 +189,7 @@ def test_model_reuse_and_save_load(trained, backend, tmp_path):
 
 def test_predict_control_cells_directly_and_restrict(trained, full):
     train, pred, model = trained
-    control = full[
-        ((full.obs["cell_type"] == "t0") & (full.obs["condition"] == "control")).to_numpy()
-    ]
+    control = full[_control(full)]
     # genes in another order: aligned to the model's
     shuffled = control[:, control.var_names[::-1]].copy()
     adata = train.copy()
@@ -286,9 +282,7 @@ def test_batch_size_sets_the_training_minibatch(train_data, backend, monkeypatch
     pred = sn.tl.perturb(train_data, batch_size=16, **call)
     assert seen["batch_size"] == 16
     assert train_data.uns["perturb"]["params"]["batch_size"] == 16
-    assert pred.n_obs == int(
-        ((train_data.obs["cell_type"] == "t0") & (train_data.obs["condition"] == "control")).sum()
-    )
+    assert pred.n_obs == int(_control(train_data).sum())
 
 
 def _bad(adata, error, match, backend="torch", **kwargs):
@@ -321,9 +315,7 @@ def test_bad_inputs_leave_adata_unchanged(train_data, trained, backend):
     _bad(
         adata, backend=backend, error=ValueError, match="cell type 'Mono' is not in", predict="Mono"
     )
-    no_control = adata[
-        ~((adata.obs["cell_type"] == "t1") & (adata.obs["condition"] == "control")).to_numpy()
-    ].copy()
+    no_control = adata[~_control(adata, "t1")].copy()
     _bad(
         no_control,
         backend=backend,
