@@ -370,6 +370,19 @@ def test_bad_inputs_leave_adata_unchanged(train_data, trained, backend):
     _bad(adata, backend=backend, error=ValueError, match="not been trained", model=untrained)
 
 
+def test_bad_predict_cells_fail_before_training(full, train_data, backend, monkeypatch):
+    """A NaN in a predict= AnnData is reported before any training starts."""
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before predict= was checked")
+
+    monkeypatch.setattr(_model_class(backend), "train", no_training)
+    cells = full[_control(full)].copy()
+    cells.X = cells.X.toarray() if hasattr(cells.X, "toarray") else cells.X.copy()
+    cells.X[1, 2] = np.inf
+    _bad(train_data, backend=backend, error=ValueError, match="predict= AnnData", predict=cells)
+
+
 def test_warnings_raw_counts_and_not_held_out(full, trained):
     _, _, model = trained
     counts = sn.datasets.synthetic_perturbation(n_obs=500, n_vars=80, seed=0)

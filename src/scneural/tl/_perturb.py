@@ -185,7 +185,7 @@ def perturb(
     check_conditions(conditions, condition_key, control, perturbed)
     _check_arithmetic_types(types, conditions, control, perturbed, restrict_arithmetic_to)
     if isinstance(predict, AnnData):
-        _check_control_cells(predict, model, adata)
+        _check_control_cells(predict, model, adata, source)
     elif isinstance(predict, str):
         control_mask(adata.obs, condition_key, cell_type_key, control, predict)
         n_seen = int(((types == predict) & (conditions == perturbed)).sum())
@@ -260,7 +260,7 @@ def perturb(
     )
     if isinstance(predict, AnnData):
         source_obs = predict.obs
-        control_matrix = _control_matrix(predict, model, source)
+        control_matrix = _control_matrix(predict, model_feature_names(model), source)
         z_control = model.encode_matrix(control_matrix, batch_size=inference_batch)
     else:
         mask = control_mask(adata.obs, condition_key, cell_type_key, control, predict)
@@ -359,7 +359,10 @@ def _check_arithmetic_types(
         )
 
 
-def _check_control_cells(cells: AnnData, model: ScGenMixin | None, adata: AnnData) -> None:
+def _check_control_cells(
+    cells: AnnData, model: ScGenMixin | None, adata: AnnData, source: InputSource
+) -> None:
+    """Check a ``predict=`` AnnData before any training: genes, names and finite values."""
     genes = model_feature_names(model) if model is not None else adata.var_names
     check_adata(cells)
     missing = pd.Index(genes).difference(cells.var_names)
@@ -369,17 +372,15 @@ def _check_control_cells(cells: AnnData, model: ScGenMixin | None, adata: AnnDat
             f"(e.g. {list(missing[:5])}); pass control cells with the same genes"
         )
     check_unique_var_names(cells, "predict")
+    check_finite(_control_matrix(cells, genes, source), "predict= AnnData")
 
 
-def _control_matrix(cells: AnnData, model: ScGenMixin, source: InputSource) -> Any:
-    genes = model_feature_names(model)
-    subset = cells[:, genes]
+def _control_matrix(cells: AnnData, genes: Sequence[str], source: InputSource) -> Any:
+    """The control cells' expression for ``genes``, from the input's layer if they have it."""
+    subset = cells[:, pd.Index(genes)]
     if source.layer is not None and source.layer in subset.layers:
-        matrix = subset.layers[source.layer]
-    else:
-        matrix = subset.X
-    check_finite(matrix, "predict= AnnData")
-    return matrix
+        return subset.layers[source.layer]
+    return subset.X
 
 
 def _query_proxy(
