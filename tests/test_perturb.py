@@ -125,7 +125,9 @@ def test_predicted_anndata_shapes_and_names(trained, full, backend):
     uns = train.uns["perturb"]
     assert {"params", "history", "delta", "delta_cell_types", "n_predicted"} <= set(uns)
     assert uns["delta"].shape == (16,)
-    assert sorted(uns["delta_cell_types"]) == ["t1", "t2", "t3"]
+    # scGen's delta: t0's control cells enter the control mean, though t0 is held out
+    assert sorted(uns["delta_cell_types"]) == ["t0", "t1", "t2", "t3"]
+    assert uns["params"]["delta_cells"] == "all"
     assert uns["params"]["predict"] == "t0" and uns["params"]["kl_weight"] == 5e-5
     assert uns["params"]["backend"] == backend == model.backend
     assert len(uns["history"]["train_loss"]) >= 1
@@ -251,6 +253,39 @@ def test_balance_modes_are_seeded(trained):
     assert np.linalg.norm(first - exact) < 0.5 * np.linalg.norm(exact)
 
 
+def test_delta_cells_all_or_paired(trained):
+    """delta_cells="all" averages every type of a condition, "paired" only types in both."""
+    train, pred, model = trained
+    z = train.obsm["X_perturb"]
+    types = train.obs["cell_type"].astype(str).to_numpy()
+    conditions = train.obs["condition"].astype(str).to_numpy()
+
+    def mean_of_type_means(condition, kinds):
+        return np.mean([z[(types == t) & (conditions == condition)].mean(0) for t in kinds], 0)
+
+    paired = ["t1", "t2", "t3"]  # t0's stimulated cells are held out
+    expected = {
+        "all": mean_of_type_means("stimulated", paired)
+        - mean_of_type_means("control", ["t0", *paired]),
+        "paired": mean_of_type_means("stimulated", paired) - mean_of_type_means("control", paired),
+    }
+    for mode, cell_types in (("all", ["t0", *paired]), ("paired", paired)):
+        delta, used = model.latent_delta(
+            "control", "stimulated", adata=train, balance="mean", delta_cells=mode
+        )
+        assert used == cell_types
+        np.testing.assert_allclose(delta, expected[mode], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(expected["all"], expected["paired"], atol=1e-3)
+    # the tool passes the mode on: "paired" changes the delta and the prediction
+    adata = train.copy()
+    paired_pred = sn.tl.perturb(adata, predict="t0", model=model, delta_cells="paired", **ARGS)
+    assert list(adata.uns["perturb"]["delta_cell_types"]) == paired
+    assert adata.uns["perturb"]["params"]["delta_cells"] == "paired"
+    assert not np.allclose(paired_pred.X, pred.X, atol=1e-4)
+    with pytest.raises(ValueError, match="delta_cells must be"):
+        model.latent_delta("control", "stimulated", delta_cells="both")
+
+
 def test_batch_removal_keeps_cell_names(full, backend):
     model_cls = _model_class(backend)
     adata = full.copy()
@@ -358,6 +393,7 @@ def test_bad_inputs_leave_adata_unchanged(train_data, trained, backend):
     _bad(adata, backend=backend, error=TypeError, match=type(model).__name__, model=model.module)
     _bad(adata, backend=backend, error=ValueError, match="balance=", balance="exact")
     _bad(adata, backend=backend, error=TypeError, match="residual must be", residual="yes")
+    _bad(adata, backend=backend, error=ValueError, match="delta_cells", delta_cells="shared")
     _bad(adata, backend=backend, error=ValueError, match="batch_size must be", batch_size=0)
     _bad(adata, error=ValueError, match="backend='tensorflow'", backend="tensorflow")
     broken = adata.copy()

@@ -223,19 +223,26 @@ class ScGenMixin:
         latent: np.ndarray | None = None,
         restrict_arithmetic_to: Sequence[str] | None = None,
         balance: Literal["resample", "mean"] = "resample",
+        delta_cells: Literal["all", "paired"] = "all",
         random_state: int = 0,
         batch_size: int | None = None,
     ) -> tuple[np.ndarray, list[str]]:
         """Cell-type balanced ``mean z(perturbed) - mean z(control)``.
 
-        Only cell types with both control and perturbed cells enter (so a held-out type's
-        control cells do not bias the control mean). ``balance="resample"`` draws, with a
-        seeded generator, as many cells of every type as the largest type has (with
-        replacement, as scGen's balancer); ``"mean"`` averages the per-type means exactly.
+        Each condition's mean gives every cell type the same weight.
+        ``balance="resample"`` draws, with a seeded generator, as many cells of every type
+        as the largest type has (with replacement, as scGen's balancer); ``"mean"``
+        averages the per-type means exactly.
+
+        ``delta_cells="all"`` (scGen) averages every cell type present in a condition, so
+        the control mean also holds the control cells of a type held out from the
+        perturbed condition (and types seen in one condition only count there).
+        ``"paired"`` uses only the types seen in both conditions: the average within-type
+        shift. Either way at least one type must be seen in both conditions.
 
         Returns
         -------
-        The delta vector and the cell types it was computed from.
+        The delta vector and the cell types it was computed from (either condition).
         """
         adata = self._validate_anndata(adata)
         conditions = adata.obs[self._setup_key("condition_key")].astype(str).to_numpy()
@@ -261,25 +268,33 @@ class ScGenMixin:
             )
         if balance not in ("resample", "mean"):
             raise ValueError(f"balance must be 'resample' or 'mean', got {balance!r}")
+        check_delta_cells(delta_cells)
         if latent is None:
             latent = self.get_latent_representation(adata, batch_size=batch_size)
+        allowed = set(shared)
+        if delta_cells == "all":
+            wanted = (
+                None if restrict_arithmetic_to is None else {str(t) for t in restrict_arithmetic_to}
+            )
+            allowed = {t for t in set(types) if wanted is None or t in wanted}
         groups = {
-            (cond, t): np.flatnonzero((conditions == cond) & (types == t))
+            cond: {
+                t: np.flatnonzero((conditions == cond) & (types == t))
+                for t in sorted(set(types[conditions == cond]) & allowed, key=str)
+            }
             for cond in (control, perturbed)
-            for t in shared
         }
         rng = np.random.default_rng(random_state)
-        n_max = max(len(idx) for idx in groups.values())
+        n_max = max(len(idx) for by_type in groups.values() for idx in by_type.values())
         means = {}
-        for cond in (control, perturbed):
+        for cond, by_type in groups.items():
             if balance == "mean":
-                means[cond] = np.mean([latent[groups[(cond, t)]].mean(axis=0) for t in shared], 0)
+                means[cond] = np.mean([latent[idx].mean(axis=0) for idx in by_type.values()], 0)
             else:
-                idx = np.concatenate(
-                    [rng.choice(groups[(cond, t)], size=n_max, replace=True) for t in shared]
-                )
-                means[cond] = latent[idx].mean(axis=0)
-        return (means[perturbed] - means[control]).astype(np.float32), shared
+                drawn = [rng.choice(idx, size=n_max, replace=True) for idx in by_type.values()]
+                means[cond] = latent[np.concatenate(drawn)].mean(axis=0)
+        used = sorted(set(groups[control]) | set(groups[perturbed]), key=str)
+        return (means[perturbed] - means[control]).astype(np.float32), used
 
     def shift_and_decode(
         self,
@@ -326,6 +341,7 @@ class ScGenMixin:
         adata: AnnData | None = None,
         restrict_arithmetic_to: Sequence[str] | None = None,
         balance: Literal["resample", "mean"] = "resample",
+        delta_cells: Literal["all", "paired"] = "all",
         residual: bool = False,
         random_state: int = 0,
         batch_size: int | None = None,
@@ -350,6 +366,8 @@ class ScGenMixin:
             Compute the delta from these cell types only.
         balance
             ``"resample"`` (scGen, seeded) or ``"mean"``: see :meth:`latent_delta`.
+        delta_cells
+            ``"all"`` (scGen) or ``"paired"`` cell types: see :meth:`latent_delta`.
         residual
             ``False`` (scGen): predict ``decode(z + delta)``. ``True``: add the decoded
             change ``decode(z + delta) - decode(z)`` to the control cells' own expression
@@ -378,6 +396,7 @@ class ScGenMixin:
             latent=latent,
             restrict_arithmetic_to=restrict_arithmetic_to,
             balance=balance,
+            delta_cells=delta_cells,
             random_state=random_state,
         )
         if cell_type is not None:
@@ -504,6 +523,12 @@ class ScGen(ScGenMixin, ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModel
         if not parts:
             return np.zeros((0, self.summary_stats.n_vars), dtype=np.float32)
         return np.concatenate(parts, axis=0).astype(np.float32)
+
+
+def check_delta_cells(delta_cells: str) -> None:
+    """Require a known ``delta_cells`` mode."""
+    if delta_cells not in ("all", "paired"):
+        raise ValueError(f"delta_cells must be 'all' or 'paired', got {delta_cells!r}")
 
 
 def check_conditions(
