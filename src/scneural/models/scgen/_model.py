@@ -248,18 +248,19 @@ class ScGenMixin:
         conditions = adata.obs[self._setup_key("condition_key")].astype(str).to_numpy()
         types = adata.obs[self._setup_key("cell_type_key")].astype(str).to_numpy()
         check_conditions(conditions, self._setup_key("condition_key"), control, perturbed)
-        shared = sorted(
-            set(types[conditions == control]) & set(types[conditions == perturbed]), key=str
-        )
+        candidates = set(types)
         if restrict_arithmetic_to is not None:
-            wanted = [str(t) for t in restrict_arithmetic_to]
-            unknown = sorted(set(wanted) - set(types))
+            wanted = {str(t) for t in restrict_arithmetic_to}
+            unknown = sorted(wanted - candidates)
             if unknown:
                 raise ValueError(
                     f"restrict_arithmetic_to names cell types not in the data: {unknown}; "
-                    f"known types: {sorted(set(types))[:20]}"
+                    f"known types: {sorted(candidates)[:20]}"
                 )
-            shared = [t for t in shared if t in wanted]
+            candidates &= wanted
+        shared = (
+            candidates & set(types[conditions == control]) & set(types[conditions == perturbed])
+        )
         if not shared:
             raise ValueError(
                 "no cell type has both control and perturbed cells"
@@ -271,12 +272,7 @@ class ScGenMixin:
         check_delta_cells(delta_cells)
         if latent is None:
             latent = self.get_latent_representation(adata, batch_size=batch_size)
-        allowed = set(shared)
-        if delta_cells == "all":
-            wanted = (
-                None if restrict_arithmetic_to is None else {str(t) for t in restrict_arithmetic_to}
-            )
-            allowed = {t for t in set(types) if wanted is None or t in wanted}
+        allowed = candidates if delta_cells == "all" else shared
         groups = {
             cond: {
                 t: np.flatnonzero((conditions == cond) & (types == t))
