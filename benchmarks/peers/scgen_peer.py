@@ -7,7 +7,8 @@ IN.h5ad holds log-normalised expression (dense X) of all cells. For each TYPE th
 perturbed cells of TYPE are held out, scGen is trained on the rest as its authors
 recommend (``max_epochs=100, batch_size=32, early_stopping=True``), and the prediction
 from TYPE's control cells is written to OUT_DIR/<TYPE>.h5ad with the training time in
-``uns["train_seconds"]``.
+``uns["train_seconds"]``. ``--save-weights`` also saves the trained module's weights
+(``benchmarks/perturb_same_weights.py`` predicts from them with scneural's code).
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def main() -> None:
     parser.add_argument("--perturbed", default="STIM")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--save-weights",
+        action="store_true",
+        help="also write the trained module's state_dict to OUT_DIR/<TYPE>_weights.pt",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -58,6 +64,8 @@ def main() -> None:
         start = time.perf_counter()
         model.train(max_epochs=100, batch_size=32, early_stopping=True, early_stopping_patience=25)
         seconds = time.perf_counter() - start
+        if args.save_weights:
+            torch.save(model.module.state_dict(), out / f"{cell_type}_weights.pt")
         n_epochs = len(model.history["train_loss_epoch"])
         pred, _ = model.predict(
             ctrl_key=args.control, stim_key=args.perturbed, celltype_to_predict=cell_type
