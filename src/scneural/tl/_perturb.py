@@ -25,8 +25,9 @@ from scneural._validation import (
 from scneural.models import ScGen
 from scneural.models.scgen._model import (
     ScGenMixin,
+    arithmetic_cell_types,
+    check_arithmetic_options,
     check_conditions,
-    check_delta_cells,
     control_mask,
     predicted_anndata,
 )
@@ -177,9 +178,7 @@ def perturb(
         )
     if model is not None and not model.is_trained:
         raise ValueError("model= has not been trained; call model.train() or pass model=None")
-    if balance not in ("resample", "mean"):
-        raise ValueError(f"balance={balance!r} is not supported; choose 'resample' or 'mean'")
-    check_delta_cells(delta_cells)
+    check_arithmetic_options(balance, delta_cells)
     if not isinstance(residual, bool | np.bool_):
         raise TypeError(f"residual must be True or False, got {residual!r}")
     if batch_size is not None:
@@ -193,7 +192,7 @@ def perturb(
     conditions = adata.obs[condition_key].astype(str).to_numpy()
     types = adata.obs[cell_type_key].astype(str).to_numpy()
     check_conditions(conditions, condition_key, control, perturbed)
-    _check_arithmetic_types(types, conditions, control, perturbed, restrict_arithmetic_to)
+    arithmetic_cell_types(types, conditions, control, perturbed, restrict_arithmetic_to)
     if isinstance(predict, AnnData):
         _check_control_cells(predict, model, adata, source)
     elif isinstance(predict, str):
@@ -343,32 +342,6 @@ def _model_class(backend: str) -> type[ScGenMixin]:
 
         return JaxScGen
     return ScGen
-
-
-def _check_arithmetic_types(
-    types: np.ndarray,
-    conditions: np.ndarray,
-    control: str,
-    perturbed: str,
-    restrict: Sequence[str] | None,
-) -> None:
-    if isinstance(restrict, str):
-        raise TypeError("restrict_arithmetic_to must be a list of cell types, not a string")
-    shared = set(types[conditions == control]) & set(types[conditions == perturbed])
-    if restrict is not None:
-        unknown = sorted({str(t) for t in restrict} - set(types))
-        if unknown:
-            raise ValueError(
-                f"restrict_arithmetic_to names cell types not in the data: {unknown}; "
-                f"types found: {sorted(set(types))[:20]}"
-            )
-        shared &= {str(t) for t in restrict}
-    if not shared:
-        raise ValueError(
-            "no cell type has both control and perturbed cells"
-            + (" among restrict_arithmetic_to" if restrict is not None else "")
-            + "; scGen learns the shift from types seen in both conditions"
-        )
 
 
 def _check_control_cells(

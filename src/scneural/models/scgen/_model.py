@@ -248,28 +248,10 @@ class ScGenMixin:
         conditions = adata.obs[self._setup_key("condition_key")].astype(str).to_numpy()
         types = adata.obs[self._setup_key("cell_type_key")].astype(str).to_numpy()
         check_conditions(conditions, self._setup_key("condition_key"), control, perturbed)
-        candidates = set(types)
-        if restrict_arithmetic_to is not None:
-            wanted = {str(t) for t in restrict_arithmetic_to}
-            unknown = sorted(wanted - candidates)
-            if unknown:
-                raise ValueError(
-                    f"restrict_arithmetic_to names cell types not in the data: {unknown}; "
-                    f"known types: {sorted(candidates)[:20]}"
-                )
-            candidates &= wanted
-        shared = (
-            candidates & set(types[conditions == control]) & set(types[conditions == perturbed])
+        check_arithmetic_options(balance, delta_cells)
+        candidates, shared = arithmetic_cell_types(
+            types, conditions, control, perturbed, restrict_arithmetic_to
         )
-        if not shared:
-            raise ValueError(
-                "no cell type has both control and perturbed cells"
-                + (" among restrict_arithmetic_to" if restrict_arithmetic_to is not None else "")
-                + "; scGen needs at least one type seen in both conditions to learn the shift"
-            )
-        if balance not in ("resample", "mean"):
-            raise ValueError(f"balance must be 'resample' or 'mean', got {balance!r}")
-        check_delta_cells(delta_cells)
         if latent is None:
             latent = self.get_latent_representation(adata, batch_size=batch_size)
         allowed = candidates if delta_cells == "all" else shared
@@ -521,10 +503,47 @@ class ScGen(ScGenMixin, ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModel
         return np.concatenate(parts, axis=0).astype(np.float32)
 
 
-def check_delta_cells(delta_cells: str) -> None:
-    """Require a known ``delta_cells`` mode."""
+def check_arithmetic_options(balance: str, delta_cells: str) -> None:
+    """Require known ``balance`` and ``delta_cells`` modes of the latent arithmetic."""
+    if balance not in ("resample", "mean"):
+        raise ValueError(f"balance={balance!r} is not supported; choose 'resample' or 'mean'")
     if delta_cells not in ("all", "paired"):
         raise ValueError(f"delta_cells must be 'all' or 'paired', got {delta_cells!r}")
+
+
+def arithmetic_cell_types(
+    types: np.ndarray,
+    conditions: np.ndarray,
+    control: str,
+    perturbed: str,
+    restrict: Sequence[str] | None,
+) -> tuple[set[str], set[str]]:
+    """The cell types the delta may use, and those among them seen in both conditions.
+
+    ``restrict`` (``restrict_arithmetic_to``) narrows the candidates to the types it names.
+    Raises when it is a string or names unknown types, and when no candidate type has both
+    control and perturbed cells (scGen then has no shift to learn).
+    """
+    if isinstance(restrict, str):
+        raise TypeError("restrict_arithmetic_to must be a list of cell types, not a string")
+    candidates = set(types)
+    if restrict is not None:
+        wanted = {str(t) for t in restrict}
+        unknown = sorted(wanted - candidates)
+        if unknown:
+            raise ValueError(
+                f"restrict_arithmetic_to names cell types not in the data: {unknown}; "
+                f"types found: {sorted(candidates)[:20]}"
+            )
+        candidates &= wanted
+    shared = candidates & set(types[conditions == control]) & set(types[conditions == perturbed])
+    if not shared:
+        raise ValueError(
+            "no cell type has both control and perturbed cells"
+            + (" among restrict_arithmetic_to" if restrict is not None else "")
+            + "; scGen needs at least one type seen in both conditions to learn the shift"
+        )
+    return candidates, shared
 
 
 def check_conditions(
