@@ -89,11 +89,36 @@ def mean_shift(train: ad.AnnData, control_cells: np.ndarray) -> np.ndarray:
     return control_cells + np.mean(shifts, axis=0)
 
 
+def write_input(workdir: Path) -> tuple[ad.AnnData, Path]:
+    """The preprocessed data, also written to ``workdir`` for the peer's venv to read."""
+    adata = preprocess()
+    path = workdir / "kang_hvg.h5ad"
+    with ad.settings.override(allow_write_nullable_strings=False):
+        adata.write_h5ad(path)
+    return adata, path
+
+
+def setup_peer(venv: str) -> str:
+    """Build (or reuse) the scgen peer's venv; returns its python."""
+    subprocess.run(["bash", str(HERE / "peers" / "setup_scgen_venv.sh"), venv], check=True)
+    return str(Path(venv) / "bin" / "python")
+
+
 def run_peer(
-    python: str, data: Path, out: Path, cell_type: str, threads: int, seed: int = 0
+    python: str,
+    data: Path,
+    out: Path,
+    cell_type: str,
+    threads: int,
+    seed: int = 0,
+    save_weights: bool = False,
 ) -> dict:
+    """Train and predict with the scgen peer; ``save_weights`` also writes
+    ``out/<cell_type>_weights.pt`` (the trained module's ``state_dict``)."""
     command = [python, str(HERE / "peers" / "scgen_peer.py"), str(data), str(out), cell_type]
     command += ["--threads", str(threads), "--seed", str(seed)]
+    if save_weights:
+        command.append("--save-weights")
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"scgen peer failed:\n{done.stderr[-3000:]}")
@@ -163,16 +188,8 @@ def main() -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
-    adata = preprocess()
-    data_path = workdir / "kang_hvg.h5ad"
-    with ad.settings.override(allow_write_nullable_strings=False):
-        adata.write_h5ad(data_path)
-    peer_python = None
-    if not args.no_peer:
-        subprocess.run(
-            ["bash", str(HERE / "peers" / "setup_scgen_venv.sh"), args.peer_venv], check=True
-        )
-        peer_python = str(Path(args.peer_venv) / "bin" / "python")
+    adata, data_path = write_input(workdir)
+    peer_python = None if args.no_peer else setup_peer(args.peer_venv)
     extra = json.loads(args.kwargs)
     # --kwargs may name max_epochs too (it then overrides --max-epochs)
     max_epochs = extra.pop("max_epochs", args.max_epochs)

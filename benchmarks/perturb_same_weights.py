@@ -20,18 +20,26 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import warnings
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import anndata as ad
 import pandas as pd
 import torch
 from _report import markdown
-from perturb import CELL_TYPE, CONDITION, CONTROL, HERE, STIM, TYPES, preprocess, scores
+from perturb import (
+    CELL_TYPE,
+    CONDITION,
+    CONTROL,
+    STIM,
+    TYPES,
+    run_peer,
+    scores,
+    setup_peer,
+    write_input,
+)
 
 import scneural as sn
 from scneural.models import ScGen
@@ -71,36 +79,25 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["bash", str(HERE / "peers" / "setup_scgen_venv.sh"), args.peer_venv], check=True
-    )
-    peer_python = str(Path(args.peer_venv) / "bin" / "python")
-
-    adata = preprocess()
-    data_path = workdir / "kang_hvg.h5ad"
-    with ad.settings.override(allow_write_nullable_strings=False):
-        adata.write_h5ad(data_path)
+    peer_python = setup_peer(args.peer_venv)
+    adata, data_path = write_input(workdir)
     types = adata.obs[CELL_TYPE].astype(str).to_numpy()
     conditions = adata.obs[CONDITION].astype(str).to_numpy()
     rows = []
     for seed in args.seeds:
         out = workdir / f"seed{seed}"
         for cell_type in args.types:
-            command = [peer_python, str(HERE / "peers" / "scgen_peer.py"), str(data_path)]
-            command += [str(out), cell_type, "--threads", str(args.threads)]
-            command += ["--seed", str(seed), "--save-weights"]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise RuntimeError(f"scgen peer failed:\n{done.stderr[-3000:]}")
+            peer = run_peer(
+                peer_python, data_path, out, cell_type, args.threads, seed, save_weights=True
+            )
             held = (types == cell_type) & (conditions == STIM)
             real = adata[held]
             de = sn.metrics.top_de_genes(
                 adata[types == cell_type], CONDITION, STIM, CONTROL, n_genes=100
             )
             train = adata[~held].copy()
-            peer = ad.read_h5ad(out / f"{cell_type}.h5ad")
             rows.append({"type": cell_type, "seed": seed, "prediction": "peer's own"})
-            rows[-1].update(scores(real, peer.X, de))
+            rows[-1].update(scores(real, peer["X"], de))
             ScGen.setup_anndata(train, condition_key=CONDITION, cell_type_key=CELL_TYPE)
             model = ScGen(train)
             load_peer_weights(model, out / f"{cell_type}_weights.pt")
