@@ -170,6 +170,13 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/scneural_perturb_bench")
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--kwargs", default="{}", help="JSON of extra sn.tl.perturb arguments")
+    parser.add_argument(
+        "--variants",
+        default=None,
+        metavar="JSON",
+        help="rows scored from the same trained model, {label: {option: value}} "
+        "(default: residual=True and delta_cells='paired')",
+    )
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument(
         "--summarize",
@@ -191,6 +198,7 @@ def main() -> None:
     adata, data_path = write_input(workdir)
     peer_python = None if args.no_peer else setup_peer(args.peer_venv)
     extra = json.loads(args.kwargs)
+    variants = VARIANTS if args.variants is None else json.loads(args.variants)
     # --kwargs may name max_epochs too (it then overrides --max-epochs)
     max_epochs = extra.pop("max_epochs", args.max_epochs)
     types = adata.obs[CELL_TYPE].astype(str).to_numpy()
@@ -239,7 +247,7 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
         # the same model with the options that change only the arithmetic
-        for label, option in VARIANTS.items():
+        for label, option in variants.items():
             variant = sn.tl.perturb(train.copy(), model=model, **{**call, **option})
             rows.append({"type": cell_type, "method": label})
             rows[-1].update(scores(real, variant.X, de))
