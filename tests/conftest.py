@@ -8,8 +8,10 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 import scanpy as sc
+from anndata import AnnData
 
 matplotlib.use("Agg")
 
@@ -147,3 +149,52 @@ def record_train_kwargs(monkeypatch, model_cls) -> dict:
 
     monkeypatch.setattr(model_cls, "train", spy)
     return seen
+
+
+# --- a synthetic Visium-like section (image_features) ---------------------------------
+
+SCALE = 0.5  # hires pixels per full-resolution pixel
+SPACING = 40  # hires pixels between spots
+
+
+def synthetic_section(seed: int = 0, n_genes: int = 30) -> AnnData:
+    """A 240x320 image: left half red with fine stripes, right half blue and smooth.
+
+    Spots on a 40 px grid (plus one near the border); the planted gene ``marker`` is
+    expressed higher under the left region.
+    """
+    rng = np.random.default_rng(seed)
+    height, width = 240, 320
+    image = np.zeros((height, width, 3), dtype=np.float64)
+    stripes = 60 * (np.arange(width) % 4 < 2)
+    image[:, : width // 2] = [200, 80, 90]
+    image[:, : width // 2, :] += stripes[None, : width // 2, None]
+    image[:, width // 2 :] = [90, 110, 210]
+    image += rng.normal(0, 8, image.shape)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    xs, ys = np.meshgrid(np.arange(20, width, SPACING), np.arange(20, height, SPACING))
+    centers = np.column_stack([xs.ravel(), ys.ravel()]).astype(float)
+    centers = np.vstack([centers, [[6.0, 230.0]]])  # patch reaches over the border
+    region = (centers[:, 0] < width // 2).astype(int)
+    n = centers.shape[0]
+    counts = rng.poisson(5.0, size=(n, n_genes)).astype(np.float32)
+    counts[:, 0] = rng.poisson(np.where(region == 1, 40.0, 4.0))
+    adata = AnnData(
+        X=counts,
+        obs=pd.DataFrame(
+            {"region": pd.Categorical(region.astype(str))},
+            index=[f"spot{i}" for i in range(n)],
+        ),
+        var=pd.DataFrame(index=["marker"] + [f"gene{i}" for i in range(1, n_genes)]),
+    )
+    adata.obsm["spatial"] = centers / SCALE  # full-resolution pixels
+    adata.uns["spatial"] = {
+        "lib": {
+            "images": {"hires": image},
+            "scalefactors": {
+                "tissue_hires_scalef": SCALE,
+                "spot_diameter_fullres": SPACING / SCALE,
+            },
+        }
+    }
+    return adata

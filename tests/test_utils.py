@@ -13,6 +13,7 @@ from scneural import _validation as v
 from scneural._utils import (
     history_to_dict,
     iter_row_batches,
+    read_into_memory,
     set_seed,
     to_h5ad_safe,
     write_results,
@@ -129,6 +130,18 @@ def test_validation_backed_matrix(tmp_path):
     adata.write_h5ad(tmp_path / "b.h5ad")
     backed = ad.read_h5ad(tmp_path / "b.h5ad", backed="r")
     assert v.is_count_matrix(backed.X)
+
+
+@pytest.mark.parametrize("as_sparse", [True, False])
+def test_read_into_memory_reads_backed_matrices(tmp_path, as_sparse):
+    values = np.array([[1, 0, 2], [0, 3, 0]], dtype=np.float32)
+    adata = ad.AnnData(sparse.csr_matrix(values) if as_sparse else values)
+    adata.write_h5ad(tmp_path / "m.h5ad")
+    backed = ad.read_h5ad(tmp_path / "m.h5ad", backed="r")
+    read = read_into_memory(backed.X)
+    assert sparse.issparse(read) == as_sparse
+    np.testing.assert_array_equal(read.toarray() if as_sparse else read, values)
+    assert read_into_memory(values) is values  # in memory already: no copy
 
 
 def test_set_seed_keeps_xla_flags_stable(monkeypatch):

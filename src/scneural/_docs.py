@@ -12,8 +12,9 @@ DOC_PARAMS: dict[str, str] = {
     "adata": dedent(
         """\
         adata
-            Annotated data matrix (cells x genes). Results are written into it in place;
-            if the call fails nothing is written."""
+            Annotated data matrix (cells x genes), in memory or backed
+            (``read_h5ad(..., backed="r")``: minibatches are read from disk). Results are
+            written into it in place; if the call fails nothing is written."""
     ),
     "key_added": dedent(
         """\

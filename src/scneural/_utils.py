@@ -122,6 +122,16 @@ def iter_row_batches(X: Any, batch_size: int) -> Iterator[np.ndarray]:
         yield np.asarray(block, dtype=np.float32)
 
 
+def read_into_memory(X: Any) -> Any:
+    """``X`` as an in-memory array or scipy sparse matrix; a backed matrix (an h5py dataset
+    or anndata's backed sparse dataset) is read from disk, sparse staying sparse."""
+    if sparse.issparse(X) or isinstance(X, np.ndarray):
+        return X
+    if hasattr(X, "to_memory"):  # anndata's backed CSR/CSC dataset
+        return X.to_memory()
+    return np.asarray(X[...])
+
+
 def get_matrix(adata: AnnData, *, layer: str | None = None, use_rep: str | None = None) -> Any:
     """The matrix a tool reads: ``obsm[use_rep]``, ``layers[layer]`` or ``X``."""
     if use_rep is not None:

@@ -13,7 +13,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from scneural._docs import doc_params
-from scneural._utils import set_seed, to_h5ad_safe, write_results
+from scneural._utils import read_into_memory, set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
     check_adata,
     check_choice,
@@ -45,7 +45,8 @@ def _log_normalised(adata: AnnData, layer: str | None) -> tuple[Any, bool]:
     """Expression to model: log-normalised as given, or counts normalised + log1p here."""
     import scanpy as sc
 
-    matrix = adata.layers[layer] if layer is not None else adata.X
+    # spots number in the thousands: PCA reads the whole matrix, so read it once here
+    matrix = read_into_memory(adata.layers[layer] if layer is not None else adata.X)
     check_finite(matrix, f"adata.layers[{layer!r}]" if layer else "adata.X")
     if not is_count_matrix(matrix):
         return matrix, False
