@@ -13,8 +13,8 @@ DOC_PARAMS: dict[str, str] = {
         """\
         adata
             Annotated data matrix (cells x genes), in memory or backed
-            (``read_h5ad(..., backed="r")``: minibatches are read from disk). Results are
-            written into it in place; if the call fails nothing is written."""
+            (``read_h5ad(..., backed="r")``). Results are written into it in place; if the
+            call fails nothing is written."""
     ),
     "key_added": dedent(
         """\
