@@ -9,7 +9,7 @@ import pytest
 from scipy import sparse
 
 import scneural as sn
-from conftest import synthetic_section
+from conftest import FAST_EXPRESSION_BACKBONE, synthetic_section
 
 FAST = {"accelerator": "cpu", "enable_progress_bar": False, "random_state": 0}
 
@@ -106,16 +106,7 @@ def test_image_features_expression_backbone_backed(tmp_path):
     path = tmp_path / "section.h5ad"
     backed = _backed_twin(section, path)
     memory = _memory_copy(section)
-    kwargs = {
-        "backbone": "expression",
-        "input_size": 32,
-        "n_latent": 16,
-        "n_comps": 4,
-        "expression_pcs": 5,
-        "max_epochs": 2,
-        "batch_size": 16,
-        "enable_progress_bar": False,
-    }
+    kwargs = {**FAST_EXPRESSION_BACKBONE, "max_epochs": 2}
     sn.tl.image_features(memory, **kwargs)
     sn.tl.image_features(backed, **kwargs)
     np.testing.assert_allclose(

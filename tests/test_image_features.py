@@ -13,6 +13,7 @@ from anndata import AnnData
 import scneural as sn
 from conftest import (
     DATA_DIR,
+    FAST_EXPRESSION_BACKBONE,
     SCALE,
     SPACING,
     assert_unchanged,
@@ -196,16 +197,7 @@ def test_imagenet_offline_error(section, tmp_path, monkeypatch):
 
 
 def test_expression_backbone(section, tmp_path):
-    kwargs = {
-        "backbone": "expression",
-        "input_size": 32,
-        "n_latent": 16,
-        "n_comps": 4,
-        "expression_pcs": 5,
-        "max_epochs": 3,
-        "batch_size": 16,
-        "enable_progress_bar": False,
-    }
+    kwargs = {**FAST_EXPRESSION_BACKBONE, "max_epochs": 3}
     model = sn.tl.image_features(section, **kwargs)
     twin = section.copy()
     sn.tl.image_features(twin, **kwargs)  # same seed, same features
