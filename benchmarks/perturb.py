@@ -89,6 +89,29 @@ def mean_shift(train: ad.AnnData, control_cells: np.ndarray) -> np.ndarray:
     return control_cells + np.mean(shifts, axis=0)
 
 
+def hold_out(adata: ad.AnnData, cell_type: str) -> tuple:
+    """The protocol's split for one type: its real perturbed cells, the training data
+    without them, the mask of its control cells and its top-100 DE genes."""
+    types = adata.obs[CELL_TYPE].astype(str).to_numpy()
+    conditions = adata.obs[CONDITION].astype(str).to_numpy()
+    held = (types == cell_type) & (conditions == STIM)
+    control = (types == cell_type) & (conditions == CONTROL)
+    de = sn.metrics.top_de_genes(adata[types == cell_type], CONDITION, STIM, CONTROL, n_genes=100)
+    return adata[held], adata[~held].copy(), control, de
+
+
+def perturb_call(cell_type: str, seed: int) -> dict:
+    """The ``sn.tl.perturb`` arguments that predict ``cell_type`` in this protocol."""
+    return {
+        "condition_key": CONDITION,
+        "control": CONTROL,
+        "perturbed": STIM,
+        "cell_type_key": CELL_TYPE,
+        "predict": cell_type,
+        "random_state": seed,
+    }
+
+
 def write_input(workdir: Path) -> tuple[ad.AnnData, Path]:
     """The preprocessed data, also written to ``workdir`` for the peer's venv to read."""
     adata = preprocess()
@@ -201,31 +224,15 @@ def main() -> None:
     variants = VARIANTS if args.variants is None else json.loads(args.variants)
     # --kwargs may name max_epochs too (it then overrides --max-epochs)
     max_epochs = extra.pop("max_epochs", args.max_epochs)
-    types = adata.obs[CELL_TYPE].astype(str).to_numpy()
-    conditions = adata.obs[CONDITION].astype(str).to_numpy()
     rows = []
     for cell_type in args.types:
-        held = (types == cell_type) & (conditions == STIM)
-        control = (types == cell_type) & (conditions == CONTROL)
-        real = adata[held]
-        de = sn.metrics.top_de_genes(
-            adata[types == cell_type], CONDITION, STIM, CONTROL, n_genes=100
-        )
-        train = adata[~held].copy()
+        real, train, control, de = hold_out(adata, cell_type)
         rows.append({"type": cell_type, "method": "control unchanged"})
         rows[-1].update(scores(real, adata.X[control], de))
         rows.append({"type": cell_type, "method": "control + balanced mean shift"})
         rows[-1].update(scores(real, mean_shift(train, adata.X[control]), de))
 
-        call = {
-            "condition_key": CONDITION,
-            "control": CONTROL,
-            "perturbed": STIM,
-            "cell_type_key": CELL_TYPE,
-            "predict": cell_type,
-            "random_state": args.seed,
-            **extra,
-        }
+        call = {**perturb_call(cell_type, args.seed), **extra}
         start = time.perf_counter()
         pred, model = sn.tl.perturb(
             train,

@@ -32,9 +32,9 @@ from _report import markdown
 from perturb import (
     CELL_TYPE,
     CONDITION,
-    CONTROL,
-    STIM,
     TYPES,
+    hold_out,
+    perturb_call,
     run_peer,
     scores,
     setup_peer,
@@ -81,8 +81,6 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     peer_python = setup_peer(args.peer_venv)
     adata, data_path = write_input(workdir)
-    types = adata.obs[CELL_TYPE].astype(str).to_numpy()
-    conditions = adata.obs[CONDITION].astype(str).to_numpy()
     rows = []
     for seed in args.seeds:
         out = workdir / f"seed{seed}"
@@ -90,12 +88,7 @@ def main() -> None:
             peer = run_peer(
                 peer_python, data_path, out, cell_type, args.threads, seed, save_weights=True
             )
-            held = (types == cell_type) & (conditions == STIM)
-            real = adata[held]
-            de = sn.metrics.top_de_genes(
-                adata[types == cell_type], CONDITION, STIM, CONTROL, n_genes=100
-            )
-            train = adata[~held].copy()
+            real, train, _, de = hold_out(adata, cell_type)
             rows.append({"type": cell_type, "seed": seed, "prediction": "peer's own"})
             rows[-1].update(scores(real, peer["X"], de))
             ScGen.setup_anndata(train, condition_key=CONDITION, cell_type_key=CELL_TYPE)
@@ -103,15 +96,7 @@ def main() -> None:
             load_peer_weights(model, out / f"{cell_type}_weights.pt")
             for mode in ("all", "paired"):
                 pred = sn.tl.perturb(
-                    train.copy(),
-                    condition_key=CONDITION,
-                    control=CONTROL,
-                    perturbed=STIM,
-                    cell_type_key=CELL_TYPE,
-                    predict=cell_type,
-                    model=model,
-                    delta_cells=mode,
-                    random_state=seed,
+                    train.copy(), model=model, delta_cells=mode, **perturb_call(cell_type, seed)
                 )
                 rows.append({"type": cell_type, "seed": seed, "prediction": f"scneural, {mode!r}"})
                 rows[-1].update(scores(real, pred.X, de))
