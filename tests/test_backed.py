@@ -14,11 +14,16 @@ from conftest import FAST_EXPRESSION_BACKBONE, synthetic_section
 FAST = {"accelerator": "cpu", "enable_progress_bar": False, "random_state": 0}
 
 
+def _memory_copy(adata: ad.AnnData) -> ad.AnnData:
+    """A copy of ``adata`` with X as a CSR matrix (the in-memory twin)."""
+    memory = adata.copy()
+    memory.X = sparse.csr_matrix(memory.X)
+    return memory
+
+
 def _backed_twin(adata: ad.AnnData, path) -> ad.AnnData:
     """``adata`` written to ``path`` and opened backed; X sparse on disk, as in practice."""
-    adata = adata.copy()
-    adata.X = sparse.csr_matrix(adata.X)
-    adata.write_h5ad(path)
+    _memory_copy(adata).write_h5ad(path)
     backed = ad.read_h5ad(path, backed="r")
     assert backed.isbacked
     return backed
@@ -29,12 +34,6 @@ def _assert_same_x_on_disk(backed: ad.AnnData, path) -> None:
     assert backed.isbacked
     on_disk = ad.read_h5ad(path).X
     np.testing.assert_array_equal(backed.to_memory().X.toarray(), on_disk.toarray())
-
-
-def _memory_copy(adata: ad.AnnData) -> ad.AnnData:
-    memory = adata.copy()
-    memory.X = sparse.csr_matrix(memory.X)
-    return memory
 
 
 def test_deep_cluster_backed(counts_adata, tmp_path):
