@@ -13,7 +13,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from scneural._docs import doc_params
-from scneural._utils import read_into_memory, set_seed, to_h5ad_safe, write_results
+from scneural._utils import get_matrix, read_into_memory, set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
     check_adata,
     check_choice,
@@ -46,7 +46,7 @@ def _log_normalised(adata: AnnData, layer: str | None) -> tuple[Any, bool]:
     import scanpy as sc
 
     # spots number in the thousands: PCA reads the whole matrix, so read it once here
-    matrix = read_into_memory(adata.layers[layer] if layer is not None else adata.X)
+    matrix = read_into_memory(get_matrix(adata, layer=layer))
     check_finite(matrix, f"adata.layers[{layer!r}]" if layer else "adata.X")
     if not is_count_matrix(matrix):
         return matrix, False
