@@ -320,6 +320,28 @@ def test_batch_size_sets_the_training_minibatch(train_data, backend, monkeypatch
     assert pred.n_obs == int(_control(train_data).sum())
 
 
+def _clip_setting(model):
+    """The gradient-norm limit the last training used (Lightning's for torch, the plan's for JAX)."""
+    if model.backend == "torch":
+        return model.trainer.gradient_clip_val
+    return model.trainer.lightning_module.max_norm
+
+
+def test_max_grad_norm_clips_the_gradients(train_data, trained, backend):
+    """The default clips at 50; ``max_grad_norm`` reaches the optimizer and changes the
+    training; ``None`` trains without clipping."""
+    assert _clip_setting(trained[2]) == 50.0
+    predictions = {}
+    for norm in (1e-3, None):
+        call = {**ARGS, "predict": "t0", "max_epochs": 2, **SMALL, "backend": backend}
+        pred, model = sn.tl.perturb(
+            train_data.copy(), max_grad_norm=norm, return_model=True, **call
+        )
+        assert _clip_setting(model) == norm
+        predictions[norm] = pred.X
+    assert not np.allclose(predictions[1e-3], predictions[None])
+
+
 def _bad(adata, error, match, backend="torch", **kwargs):
     before = snapshot(adata)
     call = {**ARGS, "predict": "t0", "max_epochs": 1, **SMALL, "backend": backend, **kwargs}
@@ -395,6 +417,7 @@ def test_bad_inputs_leave_adata_unchanged(train_data, trained, backend):
     _bad(adata, backend=backend, error=TypeError, match="residual must be", residual="yes")
     _bad(adata, backend=backend, error=ValueError, match="delta_cells", delta_cells="shared")
     _bad(adata, backend=backend, error=ValueError, match="batch_size must be", batch_size=0)
+    _bad(adata, backend=backend, error=ValueError, match="max_grad_norm must be", max_grad_norm=0)
     _bad(adata, error=ValueError, match="backend='tensorflow'", backend="tensorflow")
     broken = adata.copy()
     broken.X = broken.X.toarray() if hasattr(broken.X, "toarray") else broken.X.copy()

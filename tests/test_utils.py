@@ -117,6 +117,11 @@ def test_validation_helpers():
         v.check_positive_int(1, "n", minimum=2)
     with pytest.raises(ValueError, match="n must be an integer"):
         v.check_positive_int(True, "n")
+    assert v.check_positive_float(np.float32(2.5), "x") == 2.5
+    assert v.check_positive_float(3, "x") == 3.0
+    for bad in (0, -1.0, np.inf, np.nan, True, "1"):
+        with pytest.raises(ValueError, match="x must be a number > 0"):
+            v.check_positive_float(bad, "x")
     with pytest.raises(TypeError, match="AnnData"):
         v.check_adata(np.zeros(3))
     dup = ad.AnnData(np.zeros((2, 2), dtype=np.float32))

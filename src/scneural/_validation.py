@@ -188,6 +188,18 @@ def check_positive_int(value: Any, argument: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_positive_float(value: Any, argument: str) -> float:
+    """Require a finite number greater than 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | np.integer | np.floating)
+        or not np.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{argument} must be a number > 0, got {value!r}")
+    return float(value)
+
+
 def check_choice(value: Any, argument: str, choices: Sequence[Any]) -> Any:
     """Require ``value`` to be one of ``choices``."""
     if value not in choices:
