@@ -165,7 +165,7 @@ class ScGenMixin:
         max_grad_norm
             Clip the global norm of the gradients to this value before every optimizer step
             (``None`` turns clipping off). The squared error summed over genes gives rare
-            minibatches gradients 10-40x the typical norm (about 40-110 on 2,000 genes);
+            minibatches gradients 5-30x the typical norm (about 40-110 on 2,000 genes);
             clipping them makes the predictions steadier from seed to seed (see
             ``docs/benchmarks.md``).
         logger
