@@ -27,6 +27,11 @@ class ScneuralModelMixin:
             if not any(name.startswith(prefix) for prefix in self._history_exclude)
         }
 
+    def _gradient_clipping(self, max_norm: float) -> tuple[dict, dict]:
+        """Training-plan and trainer arguments that clip the global gradient norm at
+        ``max_norm``: Lightning's ``gradient_clip_val`` for torch modules."""
+        return {}, {"gradient_clip_val": max_norm}
+
     @torch.inference_mode()
     def _batched_inference(
         self,

@@ -63,6 +63,11 @@ class JaxModelMixin(ScneuralModelMixin):
     minibatches, numpy out) and the device plumbing scvi-tools' JAX models need.
     """
 
+    def _gradient_clipping(self, max_norm: float) -> tuple[dict, dict]:
+        """JAX steps are optimised by hand, so Lightning cannot clip them: scvi-tools' JAX
+        training plan clips in its optax chain (``max_norm``)."""
+        return {"max_norm": max_norm}, {}
+
     def _batched_inference(
         self,
         adata: AnnData | None,

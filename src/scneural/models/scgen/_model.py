@@ -177,14 +177,12 @@ class ScGenMixin:
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and the Lightning
             trainer (``accelerator``, ``devices``, ...).
         """
-        if max_grad_norm is not None:
-            check_positive_float(max_grad_norm, "max_grad_norm")
         plan = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
-        if max_grad_norm is not None and self.backend == "jax":
-            # scvi-tools' JAX plan clips in its optax chain; Lightning clips for torch
-            plan.setdefault("max_norm", float(max_grad_norm))
-        elif max_grad_norm is not None:
-            kwargs.setdefault("gradient_clip_val", float(max_grad_norm))
+        if max_grad_norm is not None:
+            clip_plan, clip_trainer = self._gradient_clipping(
+                check_positive_float(max_grad_norm, "max_grad_norm")
+            )
+            plan, kwargs = {**clip_plan, **plan}, {**clip_trainer, **kwargs}
         kwargs = early_stopping_trainer_kwargs(
             kwargs,
             early_stopping=early_stopping,
