@@ -48,6 +48,16 @@ def test_scgen_train_size_one_trains_without_validation():
     assert "validation_loss" not in model.history
 
 
+def test_scgen_default_holds_out_five_percent_for_validation():
+    adata = sn.datasets.synthetic_perturbation(seed=0)
+    ScGen.setup_anndata(adata, "condition", "cell_type")
+    model = ScGen(adata, n_hidden=16, n_latent=4)
+    model.train(max_epochs=2, enable_progress_bar=False)
+    assert len(model.validation_indices) == round(0.05 * adata.n_obs)
+    assert len(model.train_indices) + len(model.validation_indices) == adata.n_obs
+    assert "validation_loss" in model.history
+
+
 def _image_model(n_obs: int = 40, size: int = 8):
     rng = np.random.default_rng(0)
     patches = rng.integers(0, 255, size=(n_obs, size * size * 3), dtype=np.uint8)
