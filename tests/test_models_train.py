@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scanpy as sc
+import torch
 
 import scneural as sn
 from scneural.models import Classifier, ImageExpressionModel, ScGen
+from scneural.models.classifier import ClassifierTrainingPlan
+from scneural.models.scgen import ScGenTrainingPlan
 
 
 def _lognorm(seed: int = 0):
@@ -56,6 +60,52 @@ def test_scgen_default_holds_out_five_percent_for_validation():
     assert len(model.validation_indices) == round(0.05 * adata.n_obs)
     assert len(model.train_indices) + len(model.validation_indices) == adata.n_obs
     assert "validation_loss" in model.history
+
+
+def _scgen_module():
+    adata = sn.datasets.synthetic_perturbation(seed=0)
+    ScGen.setup_anndata(adata, "condition", "cell_type")
+    return ScGen(adata, n_hidden=16, n_latent=4).module
+
+
+@pytest.mark.parametrize(
+    ("plan_cls", "implementation"),
+    [(ScGenTrainingPlan, "fused"), (ClassifierTrainingPlan, "foreach")],
+)
+@pytest.mark.parametrize("optimizer", ["Adam", "AdamW"])
+def test_plans_build_scvi_adam_with_a_fast_kernel(plan_cls, implementation, optimizer):
+    """scvi-tools' Adam/AdamW and their settings, with only the kernel switched."""
+    plan = plan_cls(_scgen_module(), optimizer=optimizer, lr=2e-3, eps=1e-7, weight_decay=1e-4)
+    adam = plan.configure_optimizers()["optimizer"]
+    assert type(adam) is getattr(torch.optim, optimizer)
+    assert adam.defaults[implementation] is True
+    assert (adam.defaults["lr"], adam.defaults["eps"], adam.defaults["weight_decay"]) == (
+        2e-3,
+        1e-7,
+        1e-4,
+    )
+
+
+def test_fast_adam_leaves_other_optimizers_to_scvi():
+    plan = ScGenTrainingPlan(
+        _scgen_module(),
+        optimizer="Custom",
+        optimizer_creator=lambda params: torch.optim.SGD(params, lr=0.1),
+    )
+    sgd = plan.configure_optimizers()["optimizer"]
+    assert type(sgd) is torch.optim.SGD
+    assert sgd.defaults["lr"] == 0.1
+
+
+def test_scgen_trains_with_fused_adam_and_clipping():
+    """The model's plan is the fused one, and it trains (loss falls) with the default clipping."""
+    adata = sn.datasets.synthetic_perturbation(seed=0)
+    ScGen.setup_anndata(adata, "condition", "cell_type")
+    model = ScGen(adata, n_hidden=32, n_latent=4)
+    assert model._training_plan_cls is ScGenTrainingPlan
+    model.train(max_epochs=6, early_stopping=False, enable_progress_bar=False)
+    loss = model.history["train_loss"].to_numpy().ravel()
+    assert len(loss) == 6 and loss[-1] < loss[0]
 
 
 def _image_model(n_obs: int = 40, size: int = 8):

@@ -2,10 +2,11 @@ from typing import Any
 
 from ._model import ScGen, ScGenMixin
 from ._module import ScGenModule
+from ._plan import ScGenTrainingPlan
 
 _JAX_NAMES = {"JaxScGen": "_model_jax", "JaxScGenModule": "_module_jax"}
 
-__all__ = ["ScGen", "ScGenMixin", "ScGenModule", *_JAX_NAMES]
+__all__ = ["ScGen", "ScGenMixin", "ScGenModule", "ScGenTrainingPlan", *_JAX_NAMES]
 
 
 def __getattr__(name: str) -> Any:

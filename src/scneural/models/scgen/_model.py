@@ -21,6 +21,7 @@ from scneural._validation import check_positive_float
 from scneural.models._base import ScneuralModelMixin, early_stopping_trainer_kwargs
 
 from ._module import ScGenModule
+from ._plan import ScGenTrainingPlan
 
 logger = logging.getLogger(__name__)
 
@@ -495,6 +496,7 @@ class ScGen(ScGenMixin, ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModel
     """
 
     _module_cls = ScGenModule
+    _training_plan_cls = ScGenTrainingPlan
     backend = "torch"
 
     @torch.inference_mode()
