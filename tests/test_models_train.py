@@ -86,6 +86,16 @@ def test_plans_build_scvi_adam_with_a_fast_kernel(plan_cls, implementation, opti
     )
 
 
+def test_fused_adam_falls_back_to_foreach_under_mixed_precision():
+    """Lightning cannot clip a fused optimizer's gradients under mixed precision."""
+    from lightning.pytorch import Trainer
+
+    plan = ScGenTrainingPlan(_scgen_module())
+    plan.trainer = Trainer(accelerator="cpu", precision="bf16-mixed", logger=False)
+    adam = plan.configure_optimizers()["optimizer"]
+    assert adam.defaults["foreach"] is True and not adam.defaults["fused"]
+
+
 def test_fast_adam_leaves_other_optimizers_to_scvi():
     plan = ScGenTrainingPlan(
         _scgen_module(),
