@@ -13,8 +13,8 @@ class FastAdamPlanMixin:
     Mix in before :class:`scvi.train.TrainingPlan`. The optimizer and its arguments (``lr``,
     ``eps``, ``weight_decay``) are scvi-tools'; only the implementation changes. On CPU,
     torch uses the per-parameter loop unless told otherwise: ``"foreach"`` batches the
-    parameters (about 3x faster steps for the classifier), and ``"fused"`` runs one kernel
-    (about 15% less training time for scGen on one CPU thread). Both also run on GPUs.
+    parameters (about 3x faster optimizer steps for the classifier), and ``"fused"`` runs one
+    kernel (about 15% less training time for scGen on one CPU thread). Both also run on GPUs.
     Under Lightning's mixed precision, ``"fused"`` falls back to ``"foreach"``: Lightning
     cannot clip the gradients of a fused optimizer there. Other optimizer choices
     (``"Custom"``) are left to scvi-tools.
