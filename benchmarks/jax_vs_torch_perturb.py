@@ -3,9 +3,10 @@
 Protocol (benchmarks/perturb.py, docs/benchmarks.md): normalize_total(1e4) + log1p, 2000
 HVGs; hold out the stimulated cells of one type (default CD4 Naive T), train on the rest
 with the defaults of ``sn.tl.perturb`` (800-800 hidden, latent 100, dropout 0.2, batch 64,
-Adam 1e-3, gradient norm clipped at 50, at most 40 epochs with early stopping), predict them from the type's control
-cells; R² of per-gene means over all genes and the top-100 DE genes. Both backends per
-seed, interleaved, so they see the same machine load.
+Adam 1e-3, gradient norm clipped at 50, at most 40 epochs with early stopping on 5% of the
+cells), predict them from the type's control cells; R² of per-gene means over all genes
+and the top-100 DE genes. Both backends per seed, interleaved, so they see the same
+machine load.
 
 Times: a Lightning callback records every training epoch. "first epoch" includes JAX's
 one-off XLA compilation; "s / epoch" is the median of the later epochs. Threads are fixed

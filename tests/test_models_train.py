@@ -42,10 +42,15 @@ def test_classifier_default_holds_out_five_percent_for_validation():
     assert adata.uns["classify"]["validation"]["n_cells"] == len(model.validation_indices)
 
 
-def test_scgen_train_size_one_trains_without_validation():
+def _scgen(n_hidden: int = 16) -> ScGen:
+    """A small scGen on synthetic perturbation data (``model.adata`` holds the cells)."""
     adata = sn.datasets.synthetic_perturbation(seed=0)
     ScGen.setup_anndata(adata, "condition", "cell_type")
-    model = ScGen(adata, n_hidden=16, n_latent=4)
+    return ScGen(adata, n_hidden=n_hidden, n_latent=4)
+
+
+def test_scgen_train_size_one_trains_without_validation():
+    model = _scgen()
     model.train(max_epochs=3, train_size=1.0, enable_progress_bar=False)
     assert len(model.validation_indices) == 0
     assert len(model.history["train_loss"]) == 3
@@ -53,19 +58,11 @@ def test_scgen_train_size_one_trains_without_validation():
 
 
 def test_scgen_default_holds_out_five_percent_for_validation():
-    adata = sn.datasets.synthetic_perturbation(seed=0)
-    ScGen.setup_anndata(adata, "condition", "cell_type")
-    model = ScGen(adata, n_hidden=16, n_latent=4)
+    model = _scgen()
     model.train(max_epochs=2, enable_progress_bar=False)
-    assert len(model.validation_indices) == round(0.05 * adata.n_obs)
-    assert len(model.train_indices) + len(model.validation_indices) == adata.n_obs
+    assert len(model.validation_indices) == round(0.05 * model.adata.n_obs)
+    assert len(model.train_indices) + len(model.validation_indices) == model.adata.n_obs
     assert "validation_loss" in model.history
-
-
-def _scgen_module():
-    adata = sn.datasets.synthetic_perturbation(seed=0)
-    ScGen.setup_anndata(adata, "condition", "cell_type")
-    return ScGen(adata, n_hidden=16, n_latent=4).module
 
 
 @pytest.mark.parametrize(
@@ -75,7 +72,7 @@ def _scgen_module():
 @pytest.mark.parametrize("optimizer", ["Adam", "AdamW"])
 def test_plans_build_scvi_adam_with_a_fast_kernel(plan_cls, implementation, optimizer):
     """scvi-tools' Adam/AdamW and their settings, with only the kernel switched."""
-    plan = plan_cls(_scgen_module(), optimizer=optimizer, lr=2e-3, eps=1e-7, weight_decay=1e-4)
+    plan = plan_cls(_scgen().module, optimizer=optimizer, lr=2e-3, eps=1e-7, weight_decay=1e-4)
     adam = plan.configure_optimizers()["optimizer"]
     assert type(adam) is getattr(torch.optim, optimizer)
     assert adam.defaults[implementation] is True
@@ -90,7 +87,7 @@ def test_fused_adam_falls_back_to_foreach_under_mixed_precision():
     """Lightning cannot clip a fused optimizer's gradients under mixed precision."""
     from lightning.pytorch import Trainer
 
-    plan = ScGenTrainingPlan(_scgen_module())
+    plan = ScGenTrainingPlan(_scgen().module)
     plan.trainer = Trainer(accelerator="cpu", precision="bf16-mixed", logger=False)
     adam = plan.configure_optimizers()["optimizer"]
     assert adam.defaults["foreach"] is True and not adam.defaults["fused"]
@@ -98,7 +95,7 @@ def test_fused_adam_falls_back_to_foreach_under_mixed_precision():
 
 def test_fast_adam_leaves_other_optimizers_to_scvi():
     plan = ScGenTrainingPlan(
-        _scgen_module(),
+        _scgen().module,
         optimizer="Custom",
         optimizer_creator=lambda params: torch.optim.SGD(params, lr=0.1),
     )
@@ -109,9 +106,7 @@ def test_fast_adam_leaves_other_optimizers_to_scvi():
 
 def test_scgen_trains_with_fused_adam_and_clipping():
     """The model's plan is the fused one, and it trains (loss falls) with the default clipping."""
-    adata = sn.datasets.synthetic_perturbation(seed=0)
-    ScGen.setup_anndata(adata, "condition", "cell_type")
-    model = ScGen(adata, n_hidden=32, n_latent=4)
+    model = _scgen(n_hidden=32)
     assert model._training_plan_cls is ScGenTrainingPlan
     model.train(max_epochs=6, early_stopping=False, enable_progress_bar=False)
     loss = model.history["train_loss"].to_numpy().ravel()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 
 
 class FastAdamPlanMixin:
@@ -34,8 +35,6 @@ class FastAdamPlanMixin:
         )
 
     def _adam_kernel(self) -> str:
-        from lightning.pytorch.plugins.precision import MixedPrecision
-
         trainer = getattr(self, "_trainer", None)
         mixed = trainer is not None and isinstance(trainer.precision_plugin, MixedPrecision)
         return "foreach" if mixed else self.adam_implementation
