@@ -58,6 +58,9 @@ def test_writes_keys_shapes_dtypes(trained, backend):
     assert len(uns["history"]["validation_loss"]) == len(uns["history"]["train_loss"])
     assert not any(k.startswith("kl_") for k in uns["history"])
     assert 0 < uns["validation"]["n_cells"] < adata.n_obs
+    training = uns["params"]["training"]["train"]
+    assert training["max_epochs"] == FAST["max_epochs"]
+    assert training["train_size"] == 0.95 and training["lr"] == 1e-3  # model defaults
     assert type(model) is _model_class(backend)
 
 

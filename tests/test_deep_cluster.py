@@ -99,6 +99,11 @@ def test_writes_keys_shapes_dtypes(trained, backend):
     assert len(uns["label_change"]) >= 1 and np.all(uns["label_change"] <= 1)
     assert uns["n_cells_dropped"] == 0 and len(uns["genes"]) == adata.n_vars
     assert uns["params"]["init"] == "euclidean"
+    training = uns["params"]["training"]
+    assert training["pretrain"]["max_epochs"] == FAST["pretrain_epochs"]
+    assert training["pretrain"]["lr"] == 1e-3  # a default the tool does not pass
+    assert training["train"]["n_init"] == 20 and training["train"]["tol"] == 1e-3
+    assert training["train"]["max_epochs"] == FAST["max_epochs"]
     # the pretraining loss goes down
     assert history["pretrain"]["train_loss"][-1] < history["pretrain"]["train_loss"][0]
 
@@ -153,6 +158,7 @@ def test_save_load_round_trip(trained, backend, tmp_path):
     loaded = _model_class(backend).load(tmp_path / "dc", adata=model.adata)
     assert type(loaded) is type(model) and loaded.is_trained
     assert loaded.module.n_clusters == 3
+    assert loaded.training_record() == model.training_record() != {}
     np.testing.assert_allclose(
         loaded.get_latent_representation(), model.get_latent_representation(), atol=1e-6
     )

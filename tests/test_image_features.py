@@ -100,6 +100,7 @@ def test_vgg16_features_separate_regions(section):
     assert pcs.shape == (section.n_obs, 5)
     uns = section.uns["image_features"]
     assert uns["params"]["backbone"] == "vgg16" and uns["params"]["weights"] == "random"
+    assert uns["params"]["training"] == {}  # a pretrained backbone is not trained here
     assert uns["params"]["patch_size"] == SPACING and uns["params"]["input_size"] == 32
     assert np.all(np.diff(uns["variance_ratio"]) <= 0)
     region = section.obs["region"].astype(int).to_numpy()
@@ -209,6 +210,8 @@ def test_expression_backbone(section, tmp_path):
     uns = section.uns["image_features"]
     assert len(uns["history"]["train_loss"]) == 3
     assert uns["params"]["expression"]["normalised_here"]  # counts were log-normalised
+    training = uns["params"]["training"]["train"]
+    assert training["max_epochs"] == 3 and training["weight_decay"] == 1e-4  # a default
     assert model.expression_model.is_trained
     other = section.copy()
     sn.tl.image_features(other, model=model, key_added="again")

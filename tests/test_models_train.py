@@ -9,6 +9,7 @@ import torch
 
 import scneural as sn
 from scneural.models import Classifier, ImageExpressionModel, ScGen
+from scneural.models._base import records_training
 from scneural.models.classifier import ClassifierTrainingPlan
 from scneural.models.scgen import ScGenTrainingPlan
 
@@ -138,3 +139,29 @@ def test_image_model_train_size_one_has_no_validation():
     assert len(model.validation_indices) == 0
     assert "validation_loss" not in model.history
     assert not any(type(cb).__name__.endswith("EarlyStopping") for cb in model.trainer.callbacks)
+
+
+class _Recorded:
+    @records_training
+    def train(self, max_epochs=10, *, lr=1e-3, plan_kwargs=None, **kwargs):
+        return max_epochs
+
+    @records_training
+    def pretrain(self, max_epochs=None, **trainer_kwargs):
+        return max_epochs
+
+
+def test_records_training_keeps_every_argument_with_its_defaults():
+    model = _Recorded()
+    assert model.train(5, callbacks=[object()], plan_kwargs={"eps": np.float32(0.5)}) == 5
+    model.pretrain(devices=np.int64(2))
+    train = model.training_params_["train"]
+    assert train["max_epochs"] == 5 and train["lr"] == 1e-3  # positional and default
+    assert train["plan_kwargs"] == {"eps": 0.5} and type(train["plan_kwargs"]["eps"]) is float
+    # extra keyword arguments are merged in; objects are kept as their repr
+    assert train["callbacks"][0].startswith("<object object")
+    assert model.training_params_["pretrain"] == {"max_epochs": None, "devices": 2}
+    # a later call replaces its own method's record only
+    model.train(lr=0.1)
+    assert model.training_params_["train"] == {"max_epochs": 10, "lr": 0.1, "plan_kwargs": None}
+    assert "pretrain" in model.training_params_

@@ -158,6 +158,20 @@ def test_results_survive_h5ad(trained, tmp_path):
     assert len(ax) >= 1
 
 
+def test_params_record_the_training_defaults(trained, tmp_path):
+    train, _, model = trained
+    training = train.uns["perturb"]["params"]["training"]["train"]
+    # what the tool passed, and the model's defaults it did not pass
+    assert training["max_epochs"] == 100 and training["accelerator"] == "cpu"
+    assert training["train_size"] == 0.95 and training["max_grad_norm"] == 50.0
+    assert training["batch_size"] == 64 and training["early_stopping"] is True
+    assert model.training_record()["train"]["lr"] == training["lr"] == 1e-3
+    assert set(model.training_record()["train"]) == set(training)
+    train.write_h5ad(tmp_path / "train.h5ad")
+    back = sc.read_h5ad(tmp_path / "train.h5ad")
+    assert back.uns["perturb"]["params"]["training"]["train"]["train_size"] == 0.95
+
+
 def test_determinism_with_seed(train_data, backend):
     runs = []
     for seed in (3, 3, 4):
@@ -183,6 +197,9 @@ def test_model_reuse_and_save_load(trained, backend, tmp_path):
     loaded = _model_class(backend).load(tmp_path / "scgen", accelerator="cpu")
     assert type(loaded) is type(model) and loaded.is_trained
     assert loaded.input_source_ == model.input_source_
+    assert loaded.training_record() == model.training_record()
+    # a reused model's results still say how it was trained
+    assert again.uns["perturb"]["params"]["training"]["train"]["max_epochs"] == 100
     third = train.copy()
     pred_loaded = sn.tl.perturb(third, predict="t0", model=loaded, **ARGS)
     np.testing.assert_allclose(pred_loaded.X, pred.X, rtol=1e-5, atol=1e-5)

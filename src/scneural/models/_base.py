@@ -2,14 +2,61 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from anndata import AnnData
 
 from scneural._utils import history_to_dict
+
+TrainMethod = TypeVar("TrainMethod", bound=Callable[..., Any])
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain Python data a saved model and ``.h5ad`` keep: numbers, strings,
+    booleans, ``None``, and lists and dicts of them; anything else (a callback, a logger)
+    becomes its ``repr``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return repr(value)
+
+
+def records_training(method: TrainMethod) -> TrainMethod:
+    """Decorate a model's ``train`` (or ``pretrain``) to keep every argument it ran with.
+
+    The call's arguments, defaults filled in and ``**kwargs`` merged, are stored under the
+    method's name in ``model.training_params_``. scvi-tools saves attributes ending in
+    ``_`` with the model, so a loaded model still says how it was trained, and the tools
+    write this record to ``uns[key]["params"]["training"]``: a model default that changes
+    between versions (``train_size``, ``max_grad_norm``, ...) stays visible in old results.
+    """
+    signature = inspect.signature(method)
+    var_keyword = next(
+        (p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD), None
+    )
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = {name: value for name, value in bound.arguments.items() if name != "self"}
+        arguments.update(arguments.pop(var_keyword, {}) if var_keyword else {})
+        record = dict(getattr(self, "training_params_", None) or {})
+        record[method.__name__] = _plain(arguments)
+        self.training_params_ = record
+        return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class ScneuralModelMixin:
@@ -26,6 +73,11 @@ class ScneuralModelMixin:
             for name, values in history.items()
             if not any(name.startswith(prefix) for prefix in self._history_exclude)
         }
+
+    def training_record(self) -> dict[str, dict[str, Any]]:
+        """Arguments of every :func:`records_training` call that trained this model, by
+        method name (empty for a model saved before the record existed)."""
+        return dict(getattr(self, "training_params_", None) or {})
 
     def _gradient_clipping(self, max_norm: float) -> tuple[dict, dict]:
         """Training-plan and trainer arguments that clip the global gradient norm at

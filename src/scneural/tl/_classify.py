@@ -121,7 +121,8 @@ def classify(
     ``obsm[f"X_{{key_added}}"]``
         Penultimate-layer embedding, for ``sc.pp.neighbors(use_rep=...)``.
     ``uns[key_added]``
-        ``params``, ``history`` (per-epoch losses and accuracies), ``classes``,
+        ``params`` (with ``training``: every argument the model was trained with, its
+        defaults included), ``history`` (per-epoch losses and accuracies), ``classes``,
         ``validation`` (accuracy and macro-F1 on the held-out validation cells) and, when
         ``labels_key`` is given with ``model=``, ``metrics`` against those labels.
 
@@ -227,6 +228,7 @@ def classify(
             "backend": model.backend,
             "model_reused": reused,
             "train_kwargs": {k: str(v) for k, v in train_kwargs.items()},
+            "training": model.training_record(),
         },
         "history": model.history_dict(),
         "classes": classes,

@@ -139,8 +139,10 @@ def deep_cluster(
     ``obsm[f"{{key_added}}_soft"]``
         Soft assignment q (cells x clusters, rows sum to 1).
     ``uns[key_added]``
-        ``params``; ``history`` as ``{{"pretrain": {{...}}, "cluster": {{...}}}}`` (per-epoch
-        losses; ``cluster`` also holds ``label_change``); ``n_clusters``;
+        ``params`` (with ``training``: every argument of the model's ``pretrain`` and
+        ``train`` calls, defaults included); ``history`` as
+        ``{{"pretrain": {{...}}, "cluster": {{...}}}}`` (per-epoch losses; ``cluster`` also
+        holds ``label_change``); ``n_clusters``;
         ``n_clusters_estimated``; ``label_change`` (fraction of labels changed at each
         target update); ``converged``; ``n_cells_dropped``; ``genes`` (genes used); and,
         with ``labels_key``, ``metrics`` (``ari``, ``nmi``, ``accuracy``).
@@ -280,6 +282,7 @@ def deep_cluster(
             "backend": model.backend,
             "model_reused": reused,
             "train_kwargs": {key: str(v) for key, v in train_kwargs.items()},
+            "training": model.training_record(),
         },
         "history": {"pretrain": model.pretrain_history_, "cluster": model.cluster_history_},
         "n_clusters": int(k),

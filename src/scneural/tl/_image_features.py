@@ -216,7 +216,9 @@ def image_features(
     ``obsm[f"X_{{key_added}}_pca"]``
         Their principal components (spots x ``n_comps``).
     ``uns[key_added]``
-        ``params`` (backbone, weights, library, image, patch and input sizes, seed, ...),
+        ``params`` (backbone, weights, library, image, patch and input sizes, seed, ...;
+        ``training``: every argument the expression CNN was trained with, defaults
+        included, empty otherwise),
         ``variance``, ``variance_ratio`` (of the PCs) and ``history`` (per-epoch losses of
         the expression CNN; empty otherwise).
 
@@ -343,6 +345,9 @@ def image_features(
                 "normalised_here": normalised,
             },
             "train_kwargs": {k: str(v) for k, v in train_kwargs.items()},
+            "training": extractor.expression_model.training_record()
+            if extractor.expression_model is not None
+            else {},
         },
         "variance": extractor.pca.explained_variance_.astype(np.float64),
         "variance_ratio": extractor.pca.explained_variance_ratio_.astype(np.float64),

@@ -157,7 +157,8 @@ def perturb(
     ``obsm[f"X_{{key_added}}"]``
         Latent code (posterior mean) of every cell.
     ``uns[key_added]``
-        ``params``, ``history`` (per-epoch losses; empty when reused), ``delta`` (the
+        ``params`` (with ``training``: every argument the model was trained with, its
+        defaults included), ``history`` (per-epoch losses; empty when reused), ``delta`` (the
         latent shift), ``delta_cell_types`` (types it was computed from), ``n_predicted``
         and ``train_seconds``.
 
@@ -318,6 +319,7 @@ def perturb(
         "backend": model.backend,
         "model_reused": reused,
         "train_kwargs": {k: str(v) for k, v in train_kwargs.items()},
+        "training": model.training_record(),
     }
     uns = {
         "params": params,

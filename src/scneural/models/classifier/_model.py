@@ -17,7 +17,11 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from sklearn.utils.class_weight import compute_class_weight
 
 from scneural._docs import doc_params
-from scneural.models._base import ScneuralModelMixin, early_stopping_trainer_kwargs
+from scneural.models._base import (
+    ScneuralModelMixin,
+    early_stopping_trainer_kwargs,
+    records_training,
+)
 
 from ._module import ClassifierModule
 from ._plan import ClassifierTrainingPlan
@@ -149,6 +153,7 @@ class ClassifierMixin:
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
 
+    @records_training
     def train(
         self,
         max_epochs: int | None = 100,

@@ -18,7 +18,7 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 
 from scneural._docs import doc_params
-from scneural.models._base import ScneuralModelMixin, build_logger
+from scneural.models._base import ScneuralModelMixin, build_logger, records_training
 
 from ._kmeans import Geometry, check_geometry, kmeans_init
 from ._module import DeepClusterModule
@@ -186,6 +186,7 @@ class DeepClusterMixin:
         cls.register_manager(adata_manager)
 
     # ------------------------------------------------------------------ training
+    @records_training
     def pretrain(
         self,
         max_epochs: int | None = None,
@@ -347,6 +348,7 @@ class DeepClusterMixin:
         self.converged_ = bool(plan.converged)
         self.is_trained_ = True
 
+    @records_training
     def train(
         self,
         max_epochs: int = 200,

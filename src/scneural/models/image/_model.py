@@ -16,6 +16,7 @@ from scneural.models._base import (
     ScneuralModelMixin,
     early_stopping_trainer_kwargs,
     has_validation_set,
+    records_training,
 )
 
 from ._module import PATCHES_KEY, ImageExpressionModule
@@ -106,6 +107,7 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
 
+    @records_training
     def train(
         self,
         max_epochs: int | None = 60,

@@ -18,7 +18,11 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scneural._docs import doc_params
 from scneural._utils import iter_row_batches
 from scneural._validation import check_positive_float
-from scneural.models._base import ScneuralModelMixin, early_stopping_trainer_kwargs
+from scneural.models._base import (
+    ScneuralModelMixin,
+    early_stopping_trainer_kwargs,
+    records_training,
+)
 
 from ._module import ScGenModule
 from ._plan import ScGenTrainingPlan
@@ -132,6 +136,7 @@ class ScGenMixin:
 
     # -- training ---------------------------------------------------------------------------
 
+    @records_training
     def train(
         self,
         max_epochs: int | None = 40,
