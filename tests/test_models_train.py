@@ -148,6 +148,8 @@ class _Recorded:
 
     @records_training
     def pretrain(self, max_epochs=None, **trainer_kwargs):
+        if max_epochs == 0:
+            raise ValueError("max_epochs must be positive")
         return max_epochs
 
 
@@ -165,3 +167,7 @@ def test_records_training_keeps_every_argument_with_its_defaults():
     model.train(lr=0.1)
     assert model.training_params_["train"] == {"max_epochs": 10, "lr": 0.1, "plan_kwargs": None}
     assert "pretrain" in model.training_params_
+    # a call that fails leaves the record of the last one that ran
+    with pytest.raises(ValueError, match="max_epochs"):
+        model.pretrain(0)
+    assert model.training_params_["pretrain"] == {"max_epochs": None, "devices": 2}

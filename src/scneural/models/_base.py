@@ -34,8 +34,8 @@ def _plain(value: Any) -> Any:
 def records_training(method: TrainMethod) -> TrainMethod:
     """Decorate a model's ``train`` (or ``pretrain``) to keep every argument it ran with.
 
-    The call's arguments, defaults filled in and ``**kwargs`` merged, are stored under the
-    method's name in ``model.training_params_``. scvi-tools saves attributes ending in
+    Once the call returns, its arguments (defaults filled in, ``**kwargs`` merged) are
+    stored under the method's name in ``model.training_params_``. scvi-tools saves attributes ending in
     ``_`` with the model, so a loaded model still says how it was trained, and the tools
     write this record to ``uns[key]["params"]["training"]``: a model default that changes
     between versions (``train_size``, ``max_grad_norm``, ...) stays visible in old results.
@@ -51,10 +51,12 @@ def records_training(method: TrainMethod) -> TrainMethod:
         bound.apply_defaults()
         arguments = {name: value for name, value in bound.arguments.items() if name != "self"}
         arguments.update(arguments.pop(var_keyword, {}) if var_keyword else {})
+        result = method(self, *args, **kwargs)
+        # kept only once the call succeeded: a failed run leaves the earlier record
         record = dict(getattr(self, "training_params_", None) or {})
         record[method.__name__] = _plain(arguments)
         self.training_params_ = record
-        return method(self, *args, **kwargs)
+        return result
 
     return wrapper  # type: ignore[return-value]
 
