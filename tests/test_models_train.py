@@ -9,7 +9,7 @@ import torch
 
 import scneural as sn
 from scneural.models import Classifier, ImageExpressionModel, ScGen
-from scneural.models._base import records_training
+from scneural.models._base import avoid_single_cell_batch, records_training
 from scneural.models.classifier import ClassifierTrainingPlan
 from scneural.models.scgen import ScGenTrainingPlan
 
@@ -41,6 +41,34 @@ def test_classifier_default_holds_out_five_percent_for_validation():
     assert len(model.train_indices) + len(model.validation_indices) == adata.n_obs
     assert isinstance(model, Classifier)
     assert adata.uns["classify"]["validation"]["n_cells"] == len(model.validation_indices)
+
+
+def test_avoid_single_cell_batch_only_when_the_last_batch_has_one_cell():
+    def drop(n_obs, train_size=0.95, batch_size=128, **kwargs):
+        out = avoid_single_cell_batch(
+            kwargs, n_obs=n_obs, train_size=train_size, batch_size=batch_size
+        )
+        return out.get("datasplitter_kwargs", {}).get("drop_last", False)
+
+    assert drop(135)  # ceil(0.95 * 135) = 129 = 128 + 1
+    assert not drop(136) and not drop(134) and not drop(120)
+    assert drop(129, train_size=1.0)
+    assert not drop(135, train_size=None)  # scvi-tools moves the cell to validation itself
+    assert not drop(135, datasplitter_kwargs={"drop_last": False})  # the caller's choice wins
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_last_minibatch_of_one_cell_trains(backend):
+    """With the default minibatch (128) and 5% validation, 135 cells leave one training cell
+    in the last minibatch; batch norm used to fail on it in the middle of training."""
+    adata = sn.datasets.synthetic_counts(n_obs=135, n_vars=30, n_groups=3, seed=0)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    model = sn.tl.classify(
+        adata, "group", backend=backend, max_epochs=2, n_hidden=(8,), enable_progress_bar=False
+    )
+    assert len(model.history["train_loss"]) == 2
+    assert adata.obs["classify_label"].notna().all()
 
 
 def _scgen(n_hidden: int = 16) -> ScGen:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -143,6 +144,26 @@ def has_validation_set(train_size: float | None) -> bool:
     """Whether scvi-tools holds cells out for validation: ``None`` keeps its default split,
     ``train_size >= 1`` trains on every cell."""
     return train_size is None or train_size < 1.0
+
+
+def avoid_single_cell_batch(
+    kwargs: dict[str, Any], *, n_obs: int, train_size: float | None, batch_size: int
+) -> dict[str, Any]:
+    """Trainer arguments that keep the last training minibatch from holding a single cell.
+
+    Batch norm cannot train on one cell ("Expected more than 1 value per channel"). With
+    ``train_size=None`` scvi-tools moves such a cell to the validation set itself; with an
+    explicit ``train_size`` it only warns, so here the training loader drops its last,
+    one-cell minibatch instead (a different cell each epoch, as the loader shuffles).
+    Values the caller put in ``datasplitter_kwargs`` win.
+    """
+    if train_size is None or batch_size is None:
+        return kwargs
+    n_train = math.ceil(min(train_size, 1.0) * n_obs)
+    if n_train <= batch_size or n_train % batch_size != 1:
+        return kwargs
+    splitter = {"drop_last": True, **(kwargs.get("datasplitter_kwargs") or {})}
+    return {**kwargs, "datasplitter_kwargs": splitter}
 
 
 def early_stopping_trainer_kwargs(
