@@ -89,7 +89,7 @@ def make_proxy(
     """A light AnnData that shares ``adata``'s input matrix and holds only ``obs_keys``.
 
     For a layer source the proxy keeps the layer under the same name (so the model's
-    registry records the real layer); for a representation, the representation becomes
+    registry records the real layer) and has no ``X``; for a representation, the representation becomes
     ``X`` with feature names ``"{use_rep}-{i}"``.
     """
     if obs is None:
@@ -101,12 +101,9 @@ def make_proxy(
         return AnnData(X=matrix, obs=obs, var=var)
     var = pd.DataFrame(index=adata.var_names.copy())
     if source.layer is not None:
-        return AnnData(
-            X=sparse.csr_matrix(matrix.shape, dtype=np.float32),
-            obs=obs,
-            var=var,
-            layers={source.layer: matrix},
-        )
+        # no X at all: scvi-tools takes an empty sparse X for a minified AnnData and then
+        # refuses to load a model saved with save_anndata=True
+        return AnnData(obs=obs, var=var, layers={source.layer: matrix})
     return AnnData(X=matrix, obs=obs, var=var)
 
 
@@ -154,12 +151,7 @@ def align_features(
     aligned = sparse.csr_matrix(aligned) if sparse.issparse(matrix) else np.asarray(aligned)
     var = pd.DataFrame(index=feature_names.copy())
     if key is not None:
-        return AnnData(
-            X=sparse.csr_matrix(aligned.shape, dtype=np.float32),
-            obs=proxy.obs,
-            var=var,
-            layers={key: aligned},
-        )
+        return AnnData(obs=proxy.obs, var=var, layers={key: aligned})
     return AnnData(X=aligned, obs=proxy.obs, var=var)
 
 
