@@ -206,6 +206,24 @@ def test_model_reuse_and_save_load(trained, backend, tmp_path):
     np.testing.assert_allclose(third.obsm["X_perturb"], train.obsm["X_perturb"], atol=1e-5)
 
 
+def test_reuse_on_data_missing_a_gene_writes_h5ad(trained, tmp_path):
+    train, pred, model = trained
+    query = train[:, 1:].copy()  # the model's first gene is missing: filled with zeros
+    query.var["kind"] = "gene"
+    query.var["flag"] = True
+    with pytest.warns(UserWarning, match="1 of the model's 80 genes are missing"):
+        pred_query = sn.tl.perturb(query, predict="t0", model=model, **ARGS)
+    assert list(pred_query.var_names) == list(pred.var_names)
+    missing = pred.var_names[0]
+    assert pred_query.var.loc[missing].isna().all()
+    assert pred_query.var["flag"].dtype == "boolean"
+    assert (pred_query.var["kind"].drop(missing) == "gene").all()
+    pred_query.write_h5ad(tmp_path / "pred.h5ad")
+    back = sc.read_h5ad(tmp_path / "pred.h5ad")
+    assert back.var["flag"].drop(missing).all()
+    np.testing.assert_allclose(back.X, pred_query.X)
+
+
 def test_predict_control_cells_directly_and_restrict(trained, full):
     train, pred, model = trained
     control = full[_control(full)]

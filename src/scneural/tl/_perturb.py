@@ -292,7 +292,7 @@ def perturb(
     predicted = predicted_anndata(
         expression,
         source_obs,
-        adata.var.copy() if adata.var_names.equals(genes) else adata.var.reindex(genes),
+        adata.var.copy() if adata.var_names.equals(genes) else _reindexed_var(adata.var, genes),
         condition_key,
     )
     predicted.obsm[f"X_{key_added}"] = z_predicted
@@ -335,6 +335,23 @@ def perturb(
         uns={key_added: to_h5ad_safe(uns)},
     )
     return (predicted, model) if return_model else predicted
+
+
+def _reindexed_var(var: pd.DataFrame, genes: pd.Index) -> pd.DataFrame:
+    """``var`` on the model's genes, with the rows of genes the input lacks left empty.
+
+    Plain reindexing would turn a boolean or string column into objects mixing values and
+    NaN, which ``write_h5ad`` refuses; such columns become nullable booleans or categories.
+    """
+    out = var.reindex(genes)
+    for column in out.columns:
+        if out[column].dtype != object or not out[column].isna().any():
+            continue
+        if pd.api.types.is_bool_dtype(var[column]):
+            out[column] = out[column].astype("boolean")
+        else:
+            out[column] = out[column].astype(str).where(out[column].notna()).astype("category")
+    return out
 
 
 def _model_class(backend: str) -> type[ScGenMixin]:
