@@ -358,6 +358,24 @@ def test_plots(section):
     plt.close("all")
 
 
+def test_plots_reuse_an_explicit_patch_size(section):
+    """Spots 20 px apart on a low-resolution image need patch_size= (the default is under
+    the 32 px a CNN takes); the plots read it back from uns instead of recomputing it."""
+    import matplotlib.pyplot as plt
+
+    image = section.uns["spatial"]["lib"]["images"]["hires"]
+    section.uns["spatial"]["lib"]["images"]["lowres"] = image[::2, ::2].copy()
+    section.uns["spatial"]["lib"]["scalefactors"]["tissue_lowres_scalef"] = SCALE / 2
+    with pytest.raises(ValueError, match="patch_size"):
+        sn.tl.image_features(section.copy(), img_key="lowres", **_fast())
+    sn.tl.image_features(section, img_key="lowres", patch_size=32, **_fast())
+    assert section.uns["image_features"]["params"]["patch_size"] == 32
+    axes = sn.pl.image_features(section, pcs=(1,), show=False)
+    assert axes[0].collections[0].get_array().shape == (section.n_obs,)
+    assert len(sn.pl.image_patches(section, n=2, show=False)) == 2
+    plt.close("all")
+
+
 # --- real data -----------------------------------------------------------------------
 
 

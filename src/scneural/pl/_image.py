@@ -23,16 +23,24 @@ def _grid(n: int, ncols: int, panel: float) -> list:
     return axes[:n]
 
 
-def _spots(adata: AnnData, key: str, library_id: str | None, img_key: str | None, **kwargs):
+def _spots(adata: AnnData, key: str, library_id: str | None, img_key: str | None):
+    """The spots on the image the features were computed on (or the one asked for).
+
+    On the same image the stored patch size is reused, so a result computed with an
+    explicit ``patch_size`` (e.g. on a low-resolution image) plots without recomputing it.
+    """
     from scneural.tl._image_patches import spot_image
 
     params = get_uns(adata, key, "image_features").get("params", {})
+    library_id = library_id or params.get("library_id")
+    img_key = img_key or params.get("img_key", "hires")
+    same_image = library_id == params.get("library_id") and img_key == params.get("img_key")
     return spot_image(
         adata,
-        library_id=library_id or params.get("library_id"),
-        img_key=img_key or params.get("img_key", "hires"),
+        library_id=library_id,
+        img_key=img_key,
+        patch_size=params.get("patch_size") if same_image else None,
         spatial_key=params.get("spatial_key", "spatial"),
-        **kwargs,
     ), params
 
 
