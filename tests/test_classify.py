@@ -286,6 +286,21 @@ def test_bad_arguments(lognorm_adata, kwargs, error, match, backend):
     assert_unchanged(adata, before)
 
 
+@pytest.mark.parametrize(
+    ("labels_key", "error", "match"),
+    [("nope", KeyError, "labels_key='nope' is not a column"), ("empty", ValueError, "no label")],
+)
+def test_model_reuse_checks_labels_key_first(trained, labels_key, error, match):
+    """With model=, labels_key only scores the predictions; a bad one fails before them."""
+    _, model = trained
+    query = sn.datasets.synthetic_counts(n_obs=60, n_vars=200, n_groups=3, seed=2)
+    query.obs["empty"] = pd.Series(np.nan, index=query.obs_names, dtype=object)
+    before = snapshot(query)
+    with pytest.raises(error, match=match):
+        sn.tl.classify(query, labels_key, model=model)
+    assert_unchanged(query, before)
+
+
 def test_all_nan_labels(lognorm_adata, backend):
     adata = lognorm_adata
     adata.obs["empty"] = pd.Series(np.nan, index=adata.obs_names, dtype=object)

@@ -306,6 +306,12 @@ def test_target_distribution_sharpens():
         (lambda a: None, {"batch_key": "nope"}, KeyError, "batch_key='nope'"),
         (lambda a: None, {"layer": "nope"}, KeyError, "layer='nope'"),
         (lambda a: None, {"labels_key": "nope"}, KeyError, "labels_key='nope'"),
+        (
+            lambda a: a.obs.__setitem__("truth", np.nan),
+            {"labels_key": "truth"},
+            ValueError,
+            "labels_key='truth' holds no label",
+        ),
         (lambda a: None, {"backend": "tensorflow"}, ValueError, "backend"),
         (lambda a: None, {"tol": 2.0}, ValueError, "tol"),
         (lambda a: None, {"init": "spherical"}, ValueError, "init must be one of"),

@@ -41,6 +41,22 @@ def check_obs_key(adata: AnnData, key: str | None, argument: str) -> None:
         )
 
 
+def check_truth_labels(adata: AnnData, labels_key: str, cells: np.ndarray | None = None) -> None:
+    """Require a column of known labels to score results against (``labels_key=``).
+
+    ``cells`` (a boolean mask) restricts the check to the cells that will be scored.
+    """
+    check_obs_key(adata, labels_key, "labels_key")
+    known = adata.obs[labels_key].notna().to_numpy()
+    if cells is not None:
+        known &= np.asarray(cells, dtype=bool)
+    if not known.any():
+        raise ValueError(
+            f"labels_key={labels_key!r} holds no label for the cells to be scored (all "
+            "missing); pass a column with known labels, or labels_key=None to skip the scores"
+        )
+
+
 def check_layer(adata: AnnData, layer: str | None) -> None:
     """Require ``layer`` to be one of ``adata.layers`` (``None`` means ``X``)."""
     if layer is not None and layer not in adata.layers:

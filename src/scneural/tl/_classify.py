@@ -20,6 +20,7 @@ from scneural._validation import (
     check_labels,
     check_obs_key,
     check_positive_int,
+    check_truth_labels,
     looks_like_counts,
 )
 from scneural.models import Classifier
@@ -145,6 +146,8 @@ def classify(
         )
     if model is not None and not model.is_trained:
         raise ValueError("model= has not been trained; call model.train() or pass model=None")
+    if model is not None and labels_key is not None:
+        check_truth_labels(adata, labels_key)  # scored against, after prediction
     source = resolve_source(adata, layer=layer, use_rep=use_rep, model=model)
     matrix = source.matrix(adata)
     check_finite(matrix, source.describe())
@@ -235,7 +238,6 @@ def classify(
         "validation": dict(getattr(model, "validation_metrics_", {}) or {}),
     }
     if reused and labels_key is not None:
-        check_obs_key(adata, labels_key, "labels_key")
         truth = adata.obs[labels_key]
         known = truth.notna().to_numpy()
         uns["metrics"] = {

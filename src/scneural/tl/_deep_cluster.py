@@ -20,6 +20,7 @@ from scneural._validation import (
     check_counts,
     check_obs_key,
     check_positive_int,
+    check_truth_labels,
     check_unique_var_names,
 )
 from scneural.models import DeepCluster
@@ -172,8 +173,6 @@ def deep_cluster(
     if float(noise_sd) < 0:
         raise ValueError(f"noise_sd must be >= 0, got {noise_sd!r}")
     check_geometry(init)
-    if labels_key is not None:
-        check_obs_key(adata, labels_key, "labels_key")
     source = resolve_source(adata, layer=layer, use_rep=None, model=model)
     matrix = source.matrix(adata)
     check_counts(matrix, source.describe(), "deep_cluster")
@@ -184,6 +183,8 @@ def deep_cluster(
         raise ValueError(
             f"every cell of {source.describe()} has zero counts; deep_cluster needs raw counts"
         )
+    if labels_key is not None:
+        check_truth_labels(adata, labels_key, cells=keep)
     if model is None:
         if batch_key is not None:
             check_obs_key(adata, batch_key, "batch_key")
