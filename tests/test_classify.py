@@ -275,6 +275,9 @@ def test_batch_size_sets_the_training_minibatch(lognorm_adata, backend, monkeypa
         ({"labels_key": "group", "class_weight": "auto"}, ValueError, "class_weight"),
         ({"labels_key": "group", "layer": "counts", "use_rep": "X_pca"}, ValueError, "not both"),
         ({"labels_key": "group", "batch_size": 0}, ValueError, "batch_size must be an integer"),
+        ({"labels_key": "group", "n_hidden": (64, 0)}, ValueError, "every width in n_hidden"),
+        ({"labels_key": "group", "n_hidden": "64"}, ValueError, "n_hidden must be a list"),
+        ({"labels_key": "group", "dropout_rate": 1.0}, ValueError, "dropout_rate must be in"),
     ],
 )
 def test_bad_arguments(lognorm_adata, kwargs, error, match, backend):
@@ -299,6 +302,15 @@ def test_model_reuse_checks_labels_key_first(trained, labels_key, error, match):
     with pytest.raises(error, match=match):
         sn.tl.classify(query, labels_key, model=model)
     assert_unchanged(query, before)
+
+
+def test_zero_epochs_is_an_error(lognorm_adata):
+    """max_epochs=0 would write the labels of an untrained network."""
+    adata = lognorm_adata
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match="max_epochs must be an integer >= 1"):
+        sn.tl.classify(adata, "group", max_epochs=0, enable_progress_bar=False)
+    assert_unchanged(adata, before)
 
 
 def test_all_nan_labels(lognorm_adata, backend):

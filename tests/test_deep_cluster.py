@@ -316,6 +316,14 @@ def test_target_distribution_sharpens():
         (lambda a: None, {"tol": 2.0}, ValueError, "tol"),
         (lambda a: None, {"init": "spherical"}, ValueError, "init must be one of"),
         (lambda a: None, {"batch_size": 0}, ValueError, "batch_size must be an integer"),
+        (lambda a: None, {"n_latent": 0}, ValueError, "n_latent must be an integer >= 1"),
+        (lambda a: None, {"n_hidden": (16, 0)}, ValueError, "every width in n_hidden"),
+        (lambda a: None, {"n_hidden": ()}, ValueError, "n_hidden must be a list"),
+        (lambda a: None, {"gamma": -1}, ValueError, "gamma must be a number >= 0"),
+        (lambda a: None, {"noise_sd": -0.5}, ValueError, "noise_sd must be a number >= 0"),
+        (lambda a: None, {"update_interval": 0}, ValueError, "update_interval must be"),
+        (lambda a: None, {"pretrain_epochs": 0}, ValueError, "pretrain_epochs must be"),
+        (lambda a: None, {"max_epochs": -1}, ValueError, "max_epochs must be an integer >= 0"),
         (lambda a: None, {"model": "x"}, TypeError, "DeepCluster"),
     ],
 )
@@ -327,6 +335,15 @@ def test_bad_input_leaves_adata_unchanged(mutate, kwargs, error, match, backend)
     with pytest.raises(error, match=match):
         sn.tl.deep_cluster(adata, **kwargs, **TRAINER)
     assert_unchanged(adata, before)
+
+
+def test_zero_dec_epochs_keeps_the_kmeans_start():
+    adata = _data()
+    _run(adata, max_epochs=0, labels_key="group")
+    uns = adata.uns["deep_cluster"]
+    assert len(uns["label_change"]) == 0 and uns["converged"] is False
+    assert uns["metrics"]["ari"] > 0.8  # the k-means start on the pretrained latent space
+    assert adata.obs["deep_cluster"].notna().all()
 
 
 def test_untrained_model_or_module_as_model(trained, backend):

@@ -453,6 +453,11 @@ def test_bad_inputs_leave_adata_unchanged(train_data, trained, backend):
     _bad(adata, backend=backend, error=ValueError, match="delta_cells", delta_cells="shared")
     _bad(adata, backend=backend, error=ValueError, match="batch_size must be", batch_size=0)
     _bad(adata, backend=backend, error=ValueError, match="max_grad_norm must be", max_grad_norm=0)
+    for argument, value in (("max_epochs", 0), ("n_latent", 0), ("n_hidden", 0), ("n_layers", 0)):
+        match = f"{argument} must be an integer >= 1"
+        _bad(adata, backend=backend, error=ValueError, match=match, **{argument: value})
+    _bad(adata, backend=backend, error=ValueError, match="dropout_rate", dropout_rate=1.0)
+    _bad(adata, backend=backend, error=ValueError, match="kl_weight must be", kl_weight=-1e-5)
     _bad(adata, error=ValueError, match="backend='tensorflow'", backend="tensorflow")
     broken = adata.copy()
     broken.X = broken.X.toarray() if hasattr(broken.X, "toarray") else broken.X.copy()

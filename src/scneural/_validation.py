@@ -216,6 +216,43 @@ def check_positive_float(value: Any, argument: str) -> float:
     return float(value)
 
 
+def check_optional_int(value: Any, argument: str, minimum: int = 1) -> int | None:
+    """``None`` (the default is chosen later), or an integer of at least ``minimum``."""
+    return None if value is None else check_positive_int(value, argument, minimum)
+
+
+def check_non_negative_float(value: Any, argument: str) -> float:
+    """Require a finite number of at least 0 (a loss weight, a noise level)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | np.integer | np.floating)
+        or not np.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"{argument} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_dropout_rate(value: Any, argument: str = "dropout_rate") -> float:
+    """Require a dropout probability in [0, 1)."""
+    rate = check_non_negative_float(value, argument)
+    if rate >= 1:
+        raise ValueError(f"{argument} must be in [0, 1), got {value!r}")
+    return rate
+
+
+def check_hidden_sizes(value: Any, argument: str = "n_hidden") -> tuple[int, ...]:
+    """Require one or more layer widths (an integer or a sequence of integers >= 1)."""
+    sizes = (value,) if isinstance(value, int | np.integer) else value
+    if isinstance(sizes, str) or not isinstance(sizes, Sequence) or len(sizes) == 0:
+        raise ValueError(
+            f"{argument} must be a list of layer widths, e.g. (256, 64); got {value!r}"
+        )
+    for size in sizes:
+        check_positive_int(size, f"every width in {argument}")
+    return tuple(int(size) for size in sizes)
+
+
 def check_choice(value: Any, argument: str, choices: Sequence[Any]) -> Any:
     """Require ``value`` to be one of ``choices``."""
     if value not in choices:

@@ -16,9 +16,12 @@ from scneural._utils import set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
     check_adata,
     check_counts,
+    check_dropout_rate,
     check_finite,
+    check_hidden_sizes,
     check_labels,
     check_obs_key,
+    check_optional_int,
     check_positive_int,
     check_truth_labels,
     looks_like_counts,
@@ -139,6 +142,9 @@ def classify(
         raise ValueError(f"min_confidence must be between 0 and 1, got {min_confidence!r}")
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size")
+    check_optional_int(max_epochs, "max_epochs")
+    n_hidden = check_hidden_sizes(n_hidden)
+    check_dropout_rate(dropout_rate)
     inference_batch = inference_batch_size(batch_size)
     if model is not None and not isinstance(model, ClassifierMixin):
         raise TypeError(

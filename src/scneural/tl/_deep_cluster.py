@@ -18,7 +18,10 @@ from scneural._utils import set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
     check_adata,
     check_counts,
+    check_hidden_sizes,
+    check_non_negative_float,
     check_obs_key,
+    check_optional_int,
     check_positive_int,
     check_truth_labels,
     check_unique_var_names,
@@ -121,6 +124,7 @@ def deep_cluster(
     {random_state}
     max_epochs
         Maximum epochs of the DEC phase (default 100; it usually stops earlier at ``tol``).
+        ``0`` skips it: the clusters are those of the k-means start.
     {accelerator}
     {devices}
     batch_size
@@ -170,8 +174,13 @@ def deep_cluster(
     check_positive_int(batch_size, "batch_size")
     if not 0.0 <= float(tol) < 1.0:
         raise ValueError(f"tol must be in [0, 1), got {tol!r}")
-    if float(noise_sd) < 0:
-        raise ValueError(f"noise_sd must be >= 0, got {noise_sd!r}")
+    check_non_negative_float(noise_sd, "noise_sd")
+    check_non_negative_float(gamma, "gamma")
+    check_positive_int(n_latent, "n_latent")
+    n_hidden = check_hidden_sizes(n_hidden)
+    check_optional_int(update_interval, "update_interval")
+    check_optional_int(pretrain_epochs, "pretrain_epochs")
+    check_optional_int(max_epochs, "max_epochs", minimum=0)
     check_geometry(init)
     source = resolve_source(adata, layer=layer, use_rep=None, model=model)
     matrix = source.matrix(adata)

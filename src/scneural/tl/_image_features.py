@@ -19,6 +19,7 @@ from scneural._validation import (
     check_choice,
     check_finite,
     check_layer,
+    check_optional_int,
     check_positive_int,
     is_count_matrix,
 )
@@ -245,6 +246,8 @@ def image_features(
         if backbone == "expression":
             check_layer(adata, layer)
             expression_pcs = check_positive_int(expression_pcs, "expression_pcs")
+            check_positive_int(n_latent, "n_latent")
+            check_optional_int(max_epochs, "max_epochs")
             if adata.n_obs < 10:
                 raise ValueError(
                     f"backbone='expression' trains on the spots' patches; {adata.n_obs} spots "
