@@ -69,6 +69,25 @@ def test_training_history_phases(labelled):
     plt.close("all")
 
 
+def test_training_history_on_given_axes(labelled):
+    _, ax = plt.subplots()
+    out = sn.pl.training_history(labelled, "phased", phase="pretrain", axes=ax, show=False)
+    assert out == [ax] and ax.get_title() == "pretrain loss"
+    _, grid = plt.subplots(1, 2)
+    out = sn.pl.training_history(labelled, "tool", axes=grid, show=False)
+    assert out == list(grid)
+    with pytest.raises(ValueError, match="axes= holds 1 Axes, but this plot has 2 panels"):
+        sn.pl.training_history(labelled, "tool", axes=ax, show=False)
+    plt.close("all")
+
+
+def test_training_history_unknown_phase(labelled):
+    with pytest.raises(ValueError, match=r"phase='dec' .* one of \['pretrain', 'cluster'\]"):
+        sn.pl.training_history(labelled, "phased", phase="dec", show=False)
+    with pytest.raises(ValueError, match="trains in one phase"):
+        sn.pl.training_history(labelled, "tool", phase="pretrain", show=False)
+
+
 def test_plot_errors(labelled):
     with pytest.raises(KeyError, match="run sn.tl"):
         sn.pl.training_history(labelled, "missing", show=False)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from anndata import AnnData
 
-from ._utils import finish, get_uns
+from ._utils import finish, get_uns, panel_axes
 
 
 def _metric_groups(history: dict, metrics: Sequence[str] | None) -> dict[str, list[str]]:
@@ -51,7 +50,7 @@ def training_history(
         For tools that train in phases (``deep_cluster``: ``"pretrain"``, ``"cluster"``),
         which phase to plot; ``None`` plots the single or every phase.
     axes
-        A sequence of Axes, one per panel; new figure by default.
+        Axes to draw on, one per panel (one Axes for a single panel); new figure by default.
     show
         Show the figure; ``False`` returns the Axes.
 
@@ -62,25 +61,21 @@ def training_history(
     history = get_uns(adata, key, "<tool>").get("history")
     if history is None or len(history) == 0:
         raise ValueError(f"adata.uns[{key!r}] holds no training history (was the model reused?)")
-    phases = {phase: history[phase]} if phase is not None else None
-    if phases is None:
-        nested = all(isinstance(v, dict) for v in history.values())
+    nested = all(isinstance(v, dict) for v in history.values())
+    if phase is None:
         phases = dict(history) if nested else {"": history}
+    elif nested and phase in history:
+        phases = {phase: history[phase]}
+    else:
+        known = f"one of {list(history)}" if nested else "None: this tool trains in one phase"
+        raise ValueError(f"phase={phase!r} is not in adata.uns[{key!r}]['history']; pass {known}")
     panels = []
     for phase_name, phase_history in phases.items():
         for base, names in _metric_groups(phase_history, metrics).items():
             panels.append((f"{phase_name} {base}".strip(), {n: phase_history[n] for n in names}))
     if not panels:
         raise ValueError(f"no metric of adata.uns[{key!r}]['history'] matches metrics={metrics!r}")
-    if axes is None:
-        n = len(panels)
-        ncols = min(n, 3)
-        nrows = int(np.ceil(n / ncols))
-        fig, grid = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 3.0 * nrows), squeeze=False)
-        axes = list(grid.ravel())
-        for extra in axes[n:]:
-            extra.set_visible(False)
-        fig.tight_layout()
+    axes = panel_axes(len(panels), axes)
     for ax, (title, curves) in zip(axes, panels):
         for name, values in curves.items():
             values = np.asarray(values, dtype=float)
@@ -93,4 +88,4 @@ def training_history(
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
-    return finish(list(axes[: len(panels)]), show)
+    return finish(axes, show)

@@ -5,22 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from anndata import AnnData
 from matplotlib.colors import TwoSlopeNorm
 
-from ._utils import finish, get_uns
-
-
-def _grid(n: int, ncols: int, panel: float) -> list:
-    ncols = max(1, min(ncols, n))
-    nrows = int(np.ceil(n / ncols))
-    _, grid = plt.subplots(nrows, ncols, figsize=(panel * ncols, panel * nrows), squeeze=False)
-    axes = list(grid.ravel())
-    for extra in axes[n:]:
-        extra.set_visible(False)
-    return axes[:n]
+from ._utils import finish, get_uns, panel_axes
 
 
 def _spots(adata: AnnData, key: str, library_id: str | None, img_key: str | None):
@@ -101,8 +90,7 @@ def image_features(
     if bad or not pcs:
         raise ValueError(f"pcs={pcs} must be between 1 and {values.shape[1]} (1-based)")
     spots, _ = _spots(adata, key, library_id, img_key)
-    if axes is None:
-        axes = _grid(len(pcs), ncols, 4.5)
+    axes = panel_axes(len(pcs), axes, ncols=ncols, size=(4.5, 4.5))
     x, y = spots.centers[:, 0], spots.centers[:, 1]
     margin = spots.patch_size
     for ax, pc in zip(axes, pcs):
@@ -208,8 +196,7 @@ def image_patches(
         values = np.asarray(adata.obsm[pca_key])[:, int(color_by_pc) - 1]
         index = index[np.argsort(values[index])]
     patches = image.patches(index)
-    if axes is None:
-        axes = _grid(len(index), ncols, 1.6)
+    axes = panel_axes(len(index), axes, ncols=ncols, size=(1.6, 1.6))
     for ax, i, patch in zip(axes, index, patches):
         ax.imshow(patch)
         title = str(adata.obs_names[i])

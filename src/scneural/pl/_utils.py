@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 from anndata import AnnData
 
 
@@ -14,6 +15,31 @@ def get_axes(ax: Any = None, figsize: tuple[float, float] = (5.0, 4.0)) -> Any:
         return ax
     _, ax = plt.subplots(figsize=figsize)
     return ax
+
+
+def panel_axes(
+    n: int, axes: Any = None, *, ncols: int = 3, size: tuple[float, float] = (4.0, 3.0)
+) -> list:
+    """``n`` Axes for a multi-panel plot: the ones given (one Axes for one panel, or a
+    sequence of at least ``n``), or a new grid of ``ncols`` columns with panels of ``size``
+    inches, its unused cells hidden."""
+    if axes is not None:
+        from matplotlib.axes import Axes
+
+        given = [axes] if isinstance(axes, Axes) else list(np.ravel(axes))
+        if len(given) < n:
+            raise ValueError(f"axes= holds {len(given)} Axes, but this plot has {n} panels")
+        return given[:n]
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig, grid = plt.subplots(
+        nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False
+    )
+    cells = list(grid.ravel())
+    for extra in cells[n:]:
+        extra.set_visible(False)
+    fig.tight_layout()
+    return cells[:n]
 
 
 def finish(axes: Any, show: bool | None) -> Any:
