@@ -283,6 +283,12 @@ def test_association_bad_input(section):
         sn.tl.image_gene_association(section, gene_symbols="nope")
     assert_unchanged(section, before)
     assert "associations" not in section.uns["image_features"]
+    twin = section.copy()
+    twin.var_names = ["g"] * twin.n_vars
+    before = snapshot(twin)
+    with pytest.raises(ValueError, match="var_names are not unique"):
+        sn.tl.image_gene_association(twin)
+    assert_unchanged(twin, before)
 
 
 # --- bad input -----------------------------------------------------------------------

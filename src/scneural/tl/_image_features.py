@@ -21,6 +21,7 @@ from scneural._validation import (
     check_layer,
     check_optional_int,
     check_positive_int,
+    check_unique_var_names,
     is_count_matrix,
 )
 from scneural.models.image import ImageExpressionModel, ImageFeatureExtractor, build_trunk
@@ -418,6 +419,7 @@ def image_gene_association(
             f"sn.tl.image_features(adata, key_added={key!r}) first"
         )
     check_layer(adata, layer)
+    check_unique_var_names(adata)  # the results are indexed by gene
     if gene_symbols is not None and gene_symbols not in adata.var.columns:
         raise KeyError(
             f"gene_symbols={gene_symbols!r} is not a column of adata.var: {list(adata.var.columns)}"
