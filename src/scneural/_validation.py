@@ -244,7 +244,7 @@ def check_dropout_rate(value: Any, argument: str = "dropout_rate") -> float:
 def check_hidden_sizes(value: Any, argument: str = "n_hidden") -> tuple[int, ...]:
     """Require one or more layer widths (an integer or a sequence of integers >= 1)."""
     sizes = (value,) if isinstance(value, int | np.integer) else value
-    if isinstance(sizes, str) or not isinstance(sizes, Sequence) or len(sizes) == 0:
+    if not isinstance(sizes, list | tuple | np.ndarray) or len(sizes) == 0:
         raise ValueError(
             f"{argument} must be a list of layer widths, e.g. (256, 64); got {value!r}"
         )

@@ -89,8 +89,8 @@ def make_proxy(
     """A light AnnData that shares ``adata``'s input matrix and holds only ``obs_keys``.
 
     For a layer source the proxy keeps the layer under the same name (so the model's
-    registry records the real layer) and has no ``X``; for a representation, the representation becomes
-    ``X`` with feature names ``"{use_rep}-{i}"``.
+    registry records the real layer) and has no ``X``; for a representation, the
+    representation becomes ``X`` with feature names ``"{use_rep}-{i}"``.
     """
     if obs is None:
         obs = adata.obs.loc[:, list(obs_keys)].copy()
