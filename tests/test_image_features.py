@@ -378,7 +378,11 @@ def test_plots_reuse_an_explicit_patch_size(section):
     assert section.uns["image_features"]["params"]["patch_size"] == 32
     axes = sn.pl.image_features(section, pcs=(1,), show=False)
     assert axes[0].collections[0].get_array().shape == (section.n_obs,)
-    assert len(sn.pl.image_patches(section, n=2, show=False)) == 2
+    shown = sn.pl.image_patches(section, n=2, show=False)[0].images[0].get_array()
+    assert shown.shape == (32, 32, 3)  # the stored size, on the image it was computed on
+    # on another image the stored size would be in the wrong pixels: its own default
+    shown = sn.pl.image_patches(section, n=2, img_key="hires", show=False)[0].images[0]
+    assert shown.get_array().shape == (SPACING, SPACING, 3)
     plt.close("all")
 
 

@@ -12,15 +12,21 @@ from matplotlib.colors import TwoSlopeNorm
 from ._utils import finish, get_uns, panel_axes
 
 
-def _spots(adata: AnnData, key: str, library_id: str | None, img_key: str | None):
+def _spots(
+    adata: AnnData,
+    params: dict,
+    library_id: str | None,
+    img_key: str | None,
+    patch_size: int | None = None,
+):
     """The spots on the image the features were computed on (or the one asked for).
 
     On the same image the stored patch size is reused, so a result computed with an
-    explicit ``patch_size`` (e.g. on a low-resolution image) plots without recomputing it.
+    explicit ``patch_size`` (e.g. on a low-resolution image) plots without recomputing it;
+    on another image it is in the wrong pixels, so the default is computed there.
     """
     from scneural.tl._image_patches import spot_image
 
-    params = get_uns(adata, key, "image_features").get("params", {})
     library_id = library_id or params.get("library_id")
     img_key = img_key or params.get("img_key", "hires")
     same_image = library_id == params.get("library_id") and img_key == params.get("img_key")
@@ -28,9 +34,9 @@ def _spots(adata: AnnData, key: str, library_id: str | None, img_key: str | None
         adata,
         library_id=library_id,
         img_key=img_key,
-        patch_size=params.get("patch_size") if same_image else None,
+        patch_size=patch_size or (params.get("patch_size") if same_image else None),
         spatial_key=params.get("spatial_key", "spatial"),
-    ), params
+    )
 
 
 def image_features(
@@ -81,7 +87,7 @@ def image_features(
     The list of Axes when ``show=False``, else ``None``.
     """
     pca_key = f"X_{key}_pca"
-    get_uns(adata, key, "image_features")
+    params = get_uns(adata, key, "image_features").get("params", {})
     if pca_key not in adata.obsm:
         raise KeyError(f"adata.obsm has no {pca_key!r}; run sn.tl.image_features first")
     values = np.asarray(adata.obsm[pca_key])
@@ -89,7 +95,7 @@ def image_features(
     bad = [p for p in pcs if not 1 <= int(p) <= values.shape[1]]
     if bad or not pcs:
         raise ValueError(f"pcs={pcs} must be between 1 and {values.shape[1]} (1-based)")
-    spots, _ = _spots(adata, key, library_id, img_key)
+    spots = _spots(adata, params, library_id, img_key)
     axes = panel_axes(len(pcs), axes, ncols=ncols, size=(4.5, 4.5))
     x, y = spots.centers[:, 0], spots.centers[:, 1]
     margin = spots.patch_size
@@ -168,16 +174,8 @@ def image_patches(
     -------
     The list of Axes when ``show=False``, else ``None``.
     """
-    from scneural.tl._image_patches import spot_image
-
     params = dict(adata.uns[key].get("params", {})) if key in adata.uns else {}
-    image = spot_image(
-        adata,
-        library_id=library_id or params.get("library_id"),
-        img_key=img_key or params.get("img_key", "hires"),
-        patch_size=patch_size or params.get("patch_size"),
-        spatial_key=params.get("spatial_key", "spatial"),
-    )
+    image = _spots(adata, params, library_id, img_key, patch_size)
     if spots is not None:
         missing = [s for s in spots if s not in adata.obs_names]
         if missing:
