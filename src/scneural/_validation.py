@@ -7,7 +7,7 @@ with a message that names the argument, says what was found and what to do.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -204,41 +204,38 @@ def check_positive_int(value: Any, argument: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_positive_float(value: Any, argument: str) -> float:
-    """Require a finite number greater than 0."""
+def _check_number(
+    value: Any, argument: str, requirement: str, accept: Callable[[float], bool]
+) -> float:
+    """Require a finite real number (not a bool) that ``accept`` takes."""
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float | np.integer | np.floating)
         or not np.isfinite(value)
-        or value <= 0
+        or not accept(float(value))
     ):
-        raise ValueError(f"{argument} must be a number > 0, got {value!r}")
+        raise ValueError(f"{argument} must be {requirement}, got {value!r}")
     return float(value)
+
+
+def check_positive_float(value: Any, argument: str) -> float:
+    """Require a finite number greater than 0."""
+    return _check_number(value, argument, "a number > 0", lambda number: number > 0)
+
+
+def check_non_negative_float(value: Any, argument: str) -> float:
+    """Require a finite number of at least 0 (a loss weight, a noise level)."""
+    return _check_number(value, argument, "a number >= 0", lambda number: number >= 0)
+
+
+def check_fraction(value: Any, argument: str) -> float:
+    """Require a number in [0, 1) (a dropout rate, a tolerance)."""
+    return _check_number(value, argument, "in [0, 1)", lambda number: 0 <= number < 1)
 
 
 def check_optional_int(value: Any, argument: str, minimum: int = 1) -> int | None:
     """``None`` (the default is chosen later), or an integer of at least ``minimum``."""
     return None if value is None else check_positive_int(value, argument, minimum)
-
-
-def check_non_negative_float(value: Any, argument: str) -> float:
-    """Require a finite number of at least 0 (a loss weight, a noise level)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float | np.integer | np.floating)
-        or not np.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{argument} must be a number >= 0, got {value!r}")
-    return float(value)
-
-
-def check_dropout_rate(value: Any, argument: str = "dropout_rate") -> float:
-    """Require a dropout probability in [0, 1)."""
-    rate = check_non_negative_float(value, argument)
-    if rate >= 1:
-        raise ValueError(f"{argument} must be in [0, 1), got {value!r}")
-    return rate
 
 
 def check_hidden_sizes(value: Any, argument: str = "n_hidden") -> tuple[int, ...]:

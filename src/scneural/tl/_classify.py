@@ -16,13 +16,12 @@ from scneural._utils import set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
     check_adata,
     check_counts,
-    check_dropout_rate,
     check_finite,
+    check_fraction,
     check_hidden_sizes,
     check_labels,
     check_obs_key,
     check_optional_int,
-    check_positive_int,
     check_truth_labels,
     looks_like_counts,
 )
@@ -140,11 +139,10 @@ def classify(
     check_backend(backend, "classify", available=("torch", "jax"))
     if min_confidence is not None and not 0.0 <= float(min_confidence) <= 1.0:
         raise ValueError(f"min_confidence must be between 0 and 1, got {min_confidence!r}")
-    if batch_size is not None:
-        check_positive_int(batch_size, "batch_size")
+    check_optional_int(batch_size, "batch_size")
     check_optional_int(max_epochs, "max_epochs")
     n_hidden = check_hidden_sizes(n_hidden)
-    check_dropout_rate(dropout_rate)
+    check_fraction(dropout_rate, "dropout_rate")
     inference_batch = inference_batch_size(batch_size)
     if model is not None and not isinstance(model, ClassifierMixin):
         raise TypeError(

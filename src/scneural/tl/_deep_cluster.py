@@ -18,6 +18,7 @@ from scneural._utils import set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
     check_adata,
     check_counts,
+    check_fraction,
     check_hidden_sizes,
     check_non_negative_float,
     check_obs_key,
@@ -167,13 +168,10 @@ def deep_cluster(
         )
     if model is not None and not model.is_trained:
         raise ValueError("model= has not been trained; call model.train() or pass model=None")
-    if n_clusters is not None:
-        check_positive_int(n_clusters, "n_clusters", minimum=2)
-    if n_top_genes is not None:
-        check_positive_int(n_top_genes, "n_top_genes", minimum=2)
+    check_optional_int(n_clusters, "n_clusters", minimum=2)
+    check_optional_int(n_top_genes, "n_top_genes", minimum=2)
     check_positive_int(batch_size, "batch_size")
-    if not 0.0 <= float(tol) < 1.0:
-        raise ValueError(f"tol must be in [0, 1), got {tol!r}")
+    check_fraction(tol, "tol")
     check_non_negative_float(noise_sd, "noise_sd")
     check_non_negative_float(gamma, "gamma")
     check_positive_int(n_latent, "n_latent")

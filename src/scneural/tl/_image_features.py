@@ -259,8 +259,7 @@ def image_features(
         if patch_size is None:
             patch_size = model.patch_size
     batch_size = check_positive_int(batch_size, "batch_size")
-    if input_size is not None:
-        input_size = check_positive_int(input_size, "input_size", minimum=32)
+    input_size = check_optional_int(input_size, "input_size", minimum=32)
     spots = spot_image(
         adata,
         library_id=library_id,

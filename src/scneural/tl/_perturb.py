@@ -16,8 +16,8 @@ from scneural._docs import doc_params
 from scneural._utils import set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
     check_adata,
-    check_dropout_rate,
     check_finite,
+    check_fraction,
     check_non_negative_float,
     check_obs_key,
     check_optional_int,
@@ -185,12 +185,11 @@ def perturb(
     check_arithmetic_options(balance, delta_cells)
     if not isinstance(residual, bool | np.bool_):
         raise TypeError(f"residual must be True or False, got {residual!r}")
-    if batch_size is not None:
-        check_positive_int(batch_size, "batch_size")
+    check_optional_int(batch_size, "batch_size")
     check_optional_int(max_epochs, "max_epochs")
     for value, argument in ((n_hidden, "n_hidden"), (n_latent, "n_latent"), (n_layers, "n_layers")):
         check_positive_int(value, argument)
-    check_dropout_rate(dropout_rate)
+    check_fraction(dropout_rate, "dropout_rate")
     check_non_negative_float(kl_weight, "kl_weight")
     check_obs_key(adata, condition_key, "condition_key")
     check_obs_key(adata, cell_type_key, "cell_type_key")
