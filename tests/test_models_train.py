@@ -6,10 +6,18 @@ import numpy as np
 import pytest
 import scanpy as sc
 import torch
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import LayerField
 
 import scneural as sn
 from scneural.models import Classifier, ImageExpressionModel, ScGen
-from scneural.models._base import avoid_single_cell_batch, records_training
+from scneural.models._base import (
+    ScneuralModelMixin,
+    SingleCellSafeDataSplitter,
+    records_training,
+)
 from scneural.models.classifier import ClassifierTrainingPlan
 from scneural.models.scgen import ScGenTrainingPlan
 
@@ -43,12 +51,14 @@ def test_classifier_default_holds_out_five_percent_for_validation():
     assert adata.uns["classify"]["validation"]["n_cells"] == len(model.validation_indices)
 
 
-def test_avoid_single_cell_batch_only_when_the_last_batch_has_one_cell():
-    def drop(n_obs, train_size=0.95, batch_size=128, **kwargs):
-        out = avoid_single_cell_batch(
-            kwargs, n_obs=n_obs, train_size=train_size, batch_size=batch_size
+def test_splitter_drops_the_last_batch_only_when_it_has_one_cell():
+    def drop(n_obs, train_size=0.95, batch_size=128, datasplitter_kwargs=None):
+        manager = AnnDataManager(fields=[LayerField(REGISTRY_KEYS.X_KEY, None)])
+        manager.register_fields(AnnData(np.zeros((n_obs, 2), dtype=np.float32)))
+        splitter = SingleCellSafeDataSplitter(
+            manager, train_size, batch_size=batch_size, **(datasplitter_kwargs or {})
         )
-        return out.get("datasplitter_kwargs", {}).get("drop_last", False)
+        return splitter.drop_last
 
     assert drop(135)  # ceil(0.95 * 135) = 129 = 128 + 1
     assert not drop(136) and not drop(134) and not drop(120)
@@ -169,7 +179,7 @@ def test_image_model_train_size_one_has_no_validation():
     assert not any(type(cb).__name__.endswith("EarlyStopping") for cb in model.trainer.callbacks)
 
 
-class _Recorded:
+class _Recorded(ScneuralModelMixin):
     @records_training
     def train(self, max_epochs=10, *, lr=1e-3, plan_kwargs=None, **kwargs):
         return max_epochs

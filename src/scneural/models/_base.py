@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from anndata import AnnData
+from scvi import settings
+from scvi.dataloaders import DataSplitter
 
 from scneural._utils import history_to_dict
 
@@ -36,10 +38,11 @@ def records_training(method: TrainMethod) -> TrainMethod:
     """Decorate a model's ``train`` (or ``pretrain``) to keep every argument it ran with.
 
     Once the call returns, its arguments (defaults filled in, ``**kwargs`` merged) are
-    stored under the method's name in ``model.training_params_``. scvi-tools saves attributes ending in
-    ``_`` with the model, so a loaded model still says how it was trained, and the tools
-    write this record to ``uns[key]["params"]["training"]``: a model default that changes
-    between versions (``train_size``, ``max_grad_norm``, ...) stays visible in old results.
+    stored under the method's name in ``model.training_params_``. scvi-tools saves
+    attributes ending in ``_`` with the model, so a loaded model still says how it was
+    trained, and the tools write this record to ``uns[key]["params"]["training"]``: a model
+    default that changes between versions (``train_size``, ``max_grad_norm``, ...) stays
+    visible in old results. It decorates methods of :class:`ScneuralModelMixin` models.
     """
     signature = inspect.signature(method)
     var_keyword = next(
@@ -54,12 +57,37 @@ def records_training(method: TrainMethod) -> TrainMethod:
         arguments.update(arguments.pop(var_keyword, {}) if var_keyword else {})
         result = method(self, *args, **kwargs)
         # kept only once the call succeeded: a failed run leaves the earlier record
-        record = dict(getattr(self, "training_params_", None) or {})
-        record[method.__name__] = _plain(arguments)
-        self.training_params_ = record
+        self.training_params_ = {**self.training_record(), method.__name__: _plain(arguments)}
         return result
 
     return wrapper  # type: ignore[return-value]
+
+
+def ends_in_single_cell(n_obs: int, train_size: float, batch_size: int) -> bool:
+    """Whether a training split of ``train_size`` of ``n_obs`` cells (scvi-tools rounds it
+    up) leaves one cell alone in its last minibatch of ``batch_size``."""
+    n_train = math.ceil(min(float(train_size), 1.0) * n_obs)
+    return n_train > batch_size and n_train % batch_size == 1
+
+
+class SingleCellSafeDataSplitter(DataSplitter):
+    """scvi-tools' :class:`~scvi.dataloaders.DataSplitter` whose training loader drops a
+    last minibatch of one cell.
+
+    Batch norm cannot train on one cell ("Expected more than 1 value per channel"). With
+    ``train_size=None`` scvi-tools moves such a cell to the validation set itself; with an
+    explicit ``train_size`` it only warns, so here the training loader drops its last,
+    one-cell minibatch instead (a different cell each epoch, as the loader shuffles). A
+    ``drop_last`` the caller passes (``datasplitter_kwargs``) wins.
+    """
+
+    def __init__(self, adata_manager, train_size: float | None = None, *args, **kwargs):
+        batch_size = kwargs.get("batch_size") or settings.batch_size
+        if train_size and "drop_last" not in kwargs:
+            n_obs = adata_manager.adata.n_obs
+            if ends_in_single_cell(n_obs, train_size, batch_size):
+                kwargs["drop_last"] = True
+        super().__init__(adata_manager, train_size, *args, **kwargs)
 
 
 class ScneuralModelMixin:
@@ -67,6 +95,8 @@ class ScneuralModelMixin:
 
     #: history entries that carry nothing for this model (e.g. scvi's ELBO terms)
     _history_exclude: tuple[str, ...] = ()
+    #: used by scvi-tools' training mixins (torch and JAX) to split and load the cells
+    _data_splitter_cls = SingleCellSafeDataSplitter
 
     def history_dict(self) -> dict[str, np.ndarray]:
         """Per-epoch training curves (``model.history``) as one array per metric."""
@@ -144,26 +174,6 @@ def has_validation_set(train_size: float | None) -> bool:
     """Whether scvi-tools holds cells out for validation: ``None`` keeps its default split,
     ``train_size >= 1`` trains on every cell."""
     return train_size is None or train_size < 1.0
-
-
-def avoid_single_cell_batch(
-    kwargs: dict[str, Any], *, n_obs: int, train_size: float | None, batch_size: int
-) -> dict[str, Any]:
-    """Trainer arguments that keep the last training minibatch from holding a single cell.
-
-    Batch norm cannot train on one cell ("Expected more than 1 value per channel"). With
-    ``train_size=None`` scvi-tools moves such a cell to the validation set itself; with an
-    explicit ``train_size`` it only warns, so here the training loader drops its last,
-    one-cell minibatch instead (a different cell each epoch, as the loader shuffles).
-    Values the caller put in ``datasplitter_kwargs`` win.
-    """
-    if train_size is None or batch_size is None:
-        return kwargs
-    n_train = math.ceil(min(train_size, 1.0) * n_obs)
-    if n_train <= batch_size or n_train % batch_size != 1:
-        return kwargs
-    splitter = {"drop_last": True, **(kwargs.get("datasplitter_kwargs") or {})}
-    return {**kwargs, "datasplitter_kwargs": splitter}
 
 
 def early_stopping_trainer_kwargs(

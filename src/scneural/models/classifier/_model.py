@@ -19,7 +19,6 @@ from sklearn.utils.class_weight import compute_class_weight
 from scneural._docs import doc_params
 from scneural.models._base import (
     ScneuralModelMixin,
-    avoid_single_cell_batch,
     early_stopping_trainer_kwargs,
     records_training,
 )
@@ -217,9 +216,6 @@ class ClassifierMixin:
             train_size=train_size,
             monitor=monitor,
             mode=mode,
-        )
-        kwargs = avoid_single_cell_batch(
-            kwargs, n_obs=self.adata.n_obs, train_size=train_size, batch_size=batch_size
         )
         return super().train(
             max_epochs=max_epochs,

@@ -20,7 +20,7 @@ from scvi.train import TrainingPlan, TrainRunner
 from scneural._docs import doc_params
 from scneural.models._base import (
     ScneuralModelMixin,
-    avoid_single_cell_batch,
+    SingleCellSafeDataSplitter,
     build_logger,
     records_training,
 )
@@ -485,19 +485,10 @@ class DeepCluster(DeepClusterMixin, ScneuralModelMixin, BaseModelClass):
 
     def _run(self, plan: TrainingPlan, max_epochs: int, batch_size: int, **trainer_kwargs):
         # batch norm (off by default) cannot train on a last minibatch of one cell
-        single = (
-            avoid_single_cell_batch(
-                {}, n_obs=self.adata.n_obs, train_size=1.0, batch_size=batch_size
-            )
-            if self.init_params_["non_kwargs"].get("use_batch_norm")
-            else {}
-        )
-        splitter = DataSplitter(
-            self.adata_manager,
-            train_size=1.0,
-            batch_size=batch_size,
-            shuffle_set_split=True,
-            **single.get("datasplitter_kwargs", {}),
+        batch_norm = self.init_params_["non_kwargs"].get("use_batch_norm")
+        splitter_cls = SingleCellSafeDataSplitter if batch_norm else DataSplitter
+        splitter = splitter_cls(
+            self.adata_manager, train_size=1.0, batch_size=batch_size, shuffle_set_split=True
         )
         trainer_kwargs = self._phase_trainer_kwargs(trainer_kwargs)
         # Lightning keeps the modules' mode; inference left them in eval mode (no noise)

@@ -14,7 +14,6 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scneural.models._base import (
     ScneuralModelMixin,
-    avoid_single_cell_batch,
     early_stopping_trainer_kwargs,
     has_validation_set,
     records_training,
@@ -162,9 +161,6 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             patience=early_stopping_patience,
             logger=logger,
             train_size=train_size,
-        )
-        kwargs = avoid_single_cell_batch(
-            kwargs, n_obs=self.adata.n_obs, train_size=train_size, batch_size=batch_size
         )
         return super().train(
             max_epochs=max_epochs,

@@ -20,7 +20,6 @@ from scneural._utils import iter_row_batches
 from scneural._validation import check_positive_float
 from scneural.models._base import (
     ScneuralModelMixin,
-    avoid_single_cell_batch,
     early_stopping_trainer_kwargs,
     records_training,
 )
@@ -200,9 +199,6 @@ class ScGenMixin:
             patience=early_stopping_patience,
             logger=logger,
             train_size=train_size,
-        )
-        kwargs = avoid_single_cell_batch(
-            kwargs, n_obs=self.adata.n_obs, train_size=train_size, batch_size=batch_size
         )
         return super().train(
             max_epochs=max_epochs,
