@@ -361,6 +361,13 @@ def test_plots(section):
     assert shown.shape == (SPACING, SPACING, 3)
     with pytest.raises(ValueError, match="pcs"):
         sn.pl.image_features(section, pcs=(9,), show=False)
+    # on the caller's axes, as every sn.pl function (DESIGN: ax=)
+    _, grid = plt.subplots(1, 2)
+    assert sn.pl.image_features(section, pcs=(1, 2), ax=grid, show=False) == list(grid)
+    assert grid[1].get_title() == "image PC2"
+    _, single = plt.subplots()
+    assert sn.pl.image_patches(section, n=1, ax=single, show=False) == [single]
+    assert single.images[0].get_array().shape == (SPACING, SPACING, 3)
     plt.close("all")
 
 

@@ -71,13 +71,13 @@ def test_training_history_phases(labelled):
 
 def test_training_history_on_given_axes(labelled):
     _, ax = plt.subplots()
-    out = sn.pl.training_history(labelled, "phased", phase="pretrain", axes=ax, show=False)
+    out = sn.pl.training_history(labelled, "phased", phase="pretrain", ax=ax, show=False)
     assert out == [ax] and ax.get_title() == "pretrain loss"
     _, grid = plt.subplots(1, 2)
-    out = sn.pl.training_history(labelled, "tool", axes=grid, show=False)
+    out = sn.pl.training_history(labelled, "tool", ax=grid, show=False)
     assert out == list(grid)
-    with pytest.raises(ValueError, match="axes= holds 1 Axes, but this plot has 2 panels"):
-        sn.pl.training_history(labelled, "tool", axes=ax, show=False)
+    with pytest.raises(ValueError, match="ax= holds 1 Axes, but this plot has 2 panels"):
+        sn.pl.training_history(labelled, "tool", ax=ax, show=False)
     plt.close("all")
 
 

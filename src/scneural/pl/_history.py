@@ -33,7 +33,7 @@ def training_history(
     *,
     metrics: Sequence[str] | None = None,
     phase: str | None = None,
-    axes: Any = None,
+    ax: Any = None,
     show: bool | None = None,
 ) -> Any:
     """Per-epoch training curves of a tool run, one panel per metric (train and validation).
@@ -49,8 +49,9 @@ def training_history(
     phase
         For tools that train in phases (``deep_cluster``: ``"pretrain"``, ``"cluster"``),
         which phase to plot; ``None`` plots the single or every phase.
-    axes
-        Axes to draw on, one per panel (one Axes for a single panel); new figure by default.
+    ax
+        Axes to draw on: one per panel (a sequence or array), or one Axes for a single
+        panel; a new figure by default.
     show
         Show the figure; ``False`` returns the Axes.
 
@@ -75,17 +76,17 @@ def training_history(
             panels.append((f"{phase_name} {base}".strip(), {n: phase_history[n] for n in names}))
     if not panels:
         raise ValueError(f"no metric of adata.uns[{key!r}]['history'] matches metrics={metrics!r}")
-    axes = panel_axes(len(panels), axes)
-    for ax, (title, curves) in zip(axes, panels):
+    axes = panel_axes(len(panels), ax)
+    for panel, (title, curves) in zip(axes, panels):
         for name, values in curves.items():
             values = np.asarray(values, dtype=float)
-            ax.plot(
+            panel.plot(
                 np.arange(1, values.size + 1),
                 values,
                 label=name,
                 marker="." if values.size < 30 else None,
             )
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
+        panel.set_title(title)
+        panel.set_xlabel("epoch")
+        panel.legend(fontsize=7)
     return finish(axes, show)

@@ -52,7 +52,7 @@ def image_features(
     img_alpha: float = 1.0,
     crop: bool = True,
     ncols: int = 3,
-    axes: Sequence[Any] | None = None,
+    ax: Any = None,
     show: bool | None = None,
 ) -> Any:
     """Image PCs as coloured spots over the tissue image, one panel per PC (as SPADE's maps).
@@ -77,8 +77,8 @@ def image_features(
         Zoom to the spots (with a margin of one patch).
     ncols
         Panels per row.
-    axes
-        One Axes per PC; new figure by default.
+    ax
+        One Axes per PC (one Axes for a single PC); new figure by default.
     show
         Show the figure; ``False`` returns the list of Axes.
 
@@ -96,23 +96,23 @@ def image_features(
     if bad or not pcs:
         raise ValueError(f"pcs={pcs} must be between 1 and {values.shape[1]} (1-based)")
     spots = _spots(adata, params, library_id, img_key)
-    axes = panel_axes(len(pcs), axes, ncols=ncols, size=(4.5, 4.5))
+    axes = panel_axes(len(pcs), ax, ncols=ncols, size=(4.5, 4.5))
     x, y = spots.centers[:, 0], spots.centers[:, 1]
     margin = spots.patch_size
-    for ax, pc in zip(axes, pcs):
+    for panel, pc in zip(axes, pcs):
         v = values[:, int(pc) - 1]
         limit = float(np.quantile(np.abs(v), 0.99)) or 1.0
-        ax.imshow(spots.image, alpha=img_alpha)
+        panel.imshow(spots.image, alpha=img_alpha)
         if crop:
-            ax.set_xlim(x.min() - margin, x.max() + margin)
-            ax.set_ylim(y.max() + margin, y.min() - margin)
+            panel.set_xlim(x.min() - margin, x.max() + margin)
+            panel.set_ylim(y.max() + margin, y.min() - margin)
         size = spot_size
         if size is None:
             # marker diameter of 0.8 patch, from data units to points
-            width_pt = ax.get_window_extent().width * 72.0 / ax.figure.dpi
-            span = abs(np.diff(ax.get_xlim())[0])
+            width_pt = panel.get_window_extent().width * 72.0 / panel.figure.dpi
+            span = abs(np.diff(panel.get_xlim())[0])
             size = max(1.0, (0.8 * spots.patch_size * width_pt / max(span, 1.0)) ** 2)
-        points = ax.scatter(
+        points = panel.scatter(
             x,
             y,
             c=v,
@@ -122,10 +122,10 @@ def image_features(
             alpha=alpha,
             linewidths=0,
         )
-        ax.set_title(f"image PC{int(pc)}")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.figure.colorbar(points, ax=ax, shrink=0.7)
+        panel.set_title(f"image PC{int(pc)}")
+        panel.set_xticks([])
+        panel.set_yticks([])
+        panel.figure.colorbar(points, ax=panel, shrink=0.7)
     return finish(list(axes), show)
 
 
@@ -141,7 +141,7 @@ def image_patches(
     color_by_pc: int | None = None,
     random_state: int = 0,
     ncols: int = 8,
-    axes: Sequence[Any] | None = None,
+    ax: Any = None,
     show: bool | None = None,
 ) -> Any:
     """A grid of the patches cut at sample spots, to check the crop.
@@ -165,7 +165,7 @@ def image_patches(
         Seed of the random choice of spots.
     ncols
         Patches per row.
-    axes
+    ax
         One Axes per patch; new figure by default.
     show
         Show the figure; ``False`` returns the list of Axes.
@@ -194,13 +194,13 @@ def image_patches(
         values = np.asarray(adata.obsm[pca_key])[:, int(color_by_pc) - 1]
         index = index[np.argsort(values[index])]
     patches = image.patches(index)
-    axes = panel_axes(len(index), axes, ncols=ncols, size=(1.6, 1.6))
-    for ax, i, patch in zip(axes, index, patches):
-        ax.imshow(patch)
+    axes = panel_axes(len(index), ax, ncols=ncols, size=(1.6, 1.6))
+    for panel, i, patch in zip(axes, index, patches):
+        panel.imshow(patch)
         title = str(adata.obs_names[i])
         if values is not None:
             title = f"PC{color_by_pc} {values[i]:.2f}"
-        ax.set_title(title, fontsize=6)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        panel.set_title(title, fontsize=6)
+        panel.set_xticks([])
+        panel.set_yticks([])
     return finish(list(axes), show)

@@ -18,17 +18,20 @@ def get_axes(ax: Any = None, figsize: tuple[float, float] = (5.0, 4.0)) -> Any:
 
 
 def panel_axes(
-    n: int, axes: Any = None, *, ncols: int = 3, size: tuple[float, float] = (4.0, 3.0)
+    n: int, ax: Any = None, *, ncols: int = 3, size: tuple[float, float] = (4.0, 3.0)
 ) -> list:
     """``n`` Axes for a multi-panel plot: the ones given (one Axes for one panel, or a
     sequence of at least ``n``), or a new grid of ``ncols`` columns with panels of ``size``
     inches, its unused cells hidden."""
-    if axes is not None:
+    if ax is not None:
         from matplotlib.axes import Axes
 
-        given = [axes] if isinstance(axes, Axes) else list(np.ravel(axes))
+        given = [ax] if isinstance(ax, Axes) else list(np.ravel(ax))
         if len(given) < n:
-            raise ValueError(f"axes= holds {len(given)} Axes, but this plot has {n} panels")
+            raise ValueError(
+                f"ax= holds {len(given)} Axes, but this plot has {n} panels; pass one Axes "
+                "per panel or leave ax=None for a new figure"
+            )
         return given[:n]
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
