@@ -133,10 +133,18 @@ def read_into_memory(X: Any) -> Any:
 
 
 def get_matrix(adata: AnnData, *, layer: str | None = None, use_rep: str | None = None) -> Any:
-    """The matrix a tool reads: ``obsm[use_rep]``, ``layers[layer]`` or ``X``."""
+    """The matrix a tool reads: ``obsm[use_rep]``, ``layers[layer]`` or ``X``.
+
+    A dense matrix of an AnnData view comes as a plain ndarray (no copy): anndata's
+    ``ArrayView`` subclass is not converted by torch's data loading and breaks ops such as
+    ``sum(dim=...)``.
+    """
     if use_rep is not None:
-        rep = adata.obsm[use_rep]
-        return rep.to_numpy() if isinstance(rep, pd.DataFrame) else rep
-    if layer is not None:
-        return adata.layers[layer]
-    return adata.X
+        matrix = adata.obsm[use_rep]
+        if isinstance(matrix, pd.DataFrame):
+            matrix = matrix.to_numpy()
+    elif layer is not None:
+        matrix = adata.layers[layer]
+    else:
+        matrix = adata.X
+    return np.asarray(matrix) if isinstance(matrix, np.ndarray) else matrix

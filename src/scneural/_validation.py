@@ -18,14 +18,24 @@ from scipy import sparse
 _CHUNK = 10_000
 
 
-def check_adata(adata: Any) -> AnnData:
-    """Require a non-empty AnnData."""
+def check_adata(adata: Any, *, argument: str = "adata", writes_results: bool = True) -> AnnData:
+    """Require a non-empty AnnData; one the tool writes into must not be a backed view.
+
+    anndata cannot turn a view of a backed object into one of its own, which writing
+    results needs, so such a view is refused before any work (not after training).
+    """
     if not isinstance(adata, AnnData):
-        raise TypeError(f"adata must be an AnnData object, got {type(adata).__name__}")
+        raise TypeError(f"{argument} must be an AnnData object, got {type(adata).__name__}")
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise ValueError(
-            f"adata is empty ({adata.n_obs} cells x {adata.n_vars} genes); "
+            f"{argument} is empty ({adata.n_obs} cells x {adata.n_vars} genes); "
             "pass an AnnData with at least one cell and one gene"
+        )
+    if writes_results and adata.is_view and adata.isbacked:
+        raise ValueError(
+            f"{argument} is a view of a backed AnnData, and results cannot be written into "
+            "it; pass the backed object itself (and subset the results afterwards), or "
+            "load the cells with .to_memory() first"
         )
     return adata
 

@@ -375,7 +375,7 @@ def _check_control_cells(
 ) -> None:
     """Check a ``predict=`` AnnData before any training: genes, names and finite values."""
     genes = model_feature_names(model) if model is not None else adata.var_names
-    check_adata(cells)
+    check_adata(cells, argument="predict", writes_results=False)
     missing = pd.Index(genes).difference(cells.var_names)
     if len(missing):
         raise ValueError(
