@@ -76,3 +76,38 @@ def test_perturb_with_layer_saves_and_loads(tmp_path):
     loaded = _round_trip(model, tmp_path)
     again = sn.tl.perturb(train.copy(), model=loaded, **args)
     np.testing.assert_allclose(again.X, pred.X, rtol=1e-5, atol=1e-5)
+
+
+# a model trained through scneural.models (the README's model API) has no input_source_:
+# the tools read the layer from its setup_anndata registry
+
+
+def test_classifier_trained_directly_on_a_layer_is_reused_on_that_layer(counts):
+    reference = counts.copy()
+    sn.models.Classifier.setup_anndata(reference, labels_key="group", layer="counts")
+    model = sn.models.Classifier(reference, n_hidden=(16,), log_normalize_input=True)
+    model.train(**TRAIN)
+    assert not hasattr(model, "input_source_")
+    query = counts.copy()
+    query.X = query.X * 0  # would give one constant prediction if X were read
+    sn.tl.classify(query, model=model)
+    assert query.uns["classify"]["params"]["layer"] == "counts"
+    expected = model.predict(reference)
+    assert (query.obs["classify_label"].astype(str).to_numpy() == np.asarray(expected)).all()
+    sn.tl.classify(query, model=model, layer="counts", key_added="named")  # same source: fine
+    query.obsm["X_pca"] = np.zeros((query.n_obs, 5), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"trained on adata.layers\['counts'\].*asks for"):
+        sn.tl.classify(query, model=model, use_rep="X_pca", key_added="rep")
+
+
+def test_deep_cluster_trained_directly_on_a_layer_is_reused_on_that_layer(counts):
+    reference = counts.copy()
+    sn.models.DeepCluster.setup_anndata(reference, layer="counts")
+    model = sn.models.DeepCluster(reference, n_clusters=3, n_hidden=(16,), n_latent=4)
+    model.train(max_epochs=1, pretrain_epochs=1, accelerator="cpu", enable_progress_bar=False)
+    query = counts.copy()  # X log-normalised: refused as counts if it were read
+    sn.tl.deep_cluster(query, model=model)
+    assert query.uns["deep_cluster"]["params"]["layer"] == "counts"
+    np.testing.assert_allclose(
+        query.obsm["X_deep_cluster"], model.get_latent_representation(reference), atol=1e-5
+    )

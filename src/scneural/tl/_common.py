@@ -51,6 +51,20 @@ class InputSource:
         return asdict(self)
 
 
+def model_input_source(model: Any) -> InputSource:
+    """Where ``model`` was trained to read its input.
+
+    The tools record it on the model (``input_source_``, saved with it); a model trained
+    directly through ``scneural.models`` has only its ``setup_anndata`` registry, whose
+    ``layer`` names the source (``None``: ``X``).
+    """
+    recorded = getattr(model, "input_source_", None)
+    if recorded is not None:
+        return InputSource(**recorded)
+    setup_args = model.adata_manager.registry.get("setup_args", {})
+    return InputSource(layer=setup_args.get("layer"))
+
+
 def resolve_source(
     adata: AnnData, *, layer: str | None, use_rep: str | None, model: Any = None
 ) -> InputSource:
@@ -60,7 +74,7 @@ def resolve_source(
     source that differs from the one the model was trained on is an error.
     """
     if model is not None:
-        trained = InputSource(**getattr(model, "input_source_", {}))
+        trained = model_input_source(model)
         if (layer is not None or use_rep is not None) and (
             InputSource(layer=layer, use_rep=use_rep) != trained
         ):
