@@ -271,6 +271,8 @@ def test_batch_size_sets_the_training_minibatch(lognorm_adata, backend, monkeypa
         ({"labels_key": "group", "use_rep": "X_nope"}, KeyError, "use_rep='X_nope'"),
         ({"labels_key": "group", "backend": "tf"}, ValueError, "backend='tf'"),
         ({"labels_key": "group", "min_confidence": 2}, ValueError, "min_confidence"),
+        ({"labels_key": "group", "min_confidence": "0.5"}, ValueError, "min_confidence must be"),
+        ({"labels_key": "group", "min_confidence": True}, ValueError, "min_confidence must be"),
         ({"labels_key": "group", "batch_key": "nope"}, KeyError, "batch_key='nope'"),
         ({"labels_key": "group", "class_weight": "auto"}, ValueError, "class_weight"),
         ({"labels_key": "group", "layer": "counts", "use_rep": "X_pca"}, ValueError, "not both"),
@@ -287,6 +289,18 @@ def test_bad_arguments(lognorm_adata, kwargs, error, match, backend):
     with pytest.raises(error, match=match):
         sn.tl.classify(adata, **{"backend": backend, **kwargs}, **FAST)
     assert_unchanged(adata, before)
+
+
+def test_duplicate_gene_names_fail_before_training(lognorm_adata):
+    """A model's genes are found by name on reuse; duplicates would give an unusable model."""
+    adata = lognorm_adata
+    adata.var_names = [*adata.var_names[:-1], adata.var_names[0]]
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match="var_names are not unique.*var_names_make_unique"):
+        sn.tl.classify(adata, "group", **FAST)
+    assert_unchanged(adata, before)
+    adata.obsm["X_pca"] = np.zeros((adata.n_obs, 5), dtype=np.float32)
+    sn.tl.classify(adata, "group", use_rep="X_pca", **{**FAST, "max_epochs": 1})  # no genes used
 
 
 @pytest.mark.parametrize(

@@ -295,6 +295,11 @@ def test_target_distribution_sharpens():
     assert p[0, 0] > q[0, 0] and p[2, 1] > q[2, 1]
 
 
+def _duplicate_a_gene_name(adata):
+    """The last gene renamed as the first: the model's genes could not be found by name."""
+    adata.var_names = [*adata.var_names[:-1], adata.var_names[0]]
+
+
 @pytest.mark.parametrize(
     ("mutate", "kwargs", "error", "match"),
     [
@@ -325,6 +330,7 @@ def test_target_distribution_sharpens():
         (lambda a: None, {"pretrain_epochs": 0}, ValueError, "pretrain_epochs must be"),
         (lambda a: None, {"max_epochs": -1}, ValueError, "max_epochs must be an integer >= 0"),
         (lambda a: None, {"model": "x"}, TypeError, "DeepCluster"),
+        (_duplicate_a_gene_name, {"n_top_genes": None}, ValueError, "var_names are not unique"),
     ],
 )
 def test_bad_input_leaves_adata_unchanged(mutate, kwargs, error, match, backend):

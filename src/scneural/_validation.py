@@ -243,6 +243,11 @@ def check_fraction(value: Any, argument: str) -> float:
     return _check_number(value, argument, "in [0, 1)", lambda number: 0 <= number < 1)
 
 
+def check_probability(value: Any, argument: str) -> float:
+    """Require a number in [0, 1] (a confidence threshold)."""
+    return _check_number(value, argument, "in [0, 1]", lambda number: 0 <= number <= 1)
+
+
 def check_optional_int(value: Any, argument: str, minimum: int = 1) -> int | None:
     """``None`` (the default is chosen later), or an integer of at least ``minimum``."""
     return None if value is None else check_positive_int(value, argument, minimum)

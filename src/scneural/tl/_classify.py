@@ -22,7 +22,9 @@ from scneural._validation import (
     check_labels,
     check_obs_key,
     check_optional_int,
+    check_probability,
     check_truth_labels,
+    check_unique_var_names,
     looks_like_counts,
 )
 from scneural.models import Classifier
@@ -137,8 +139,8 @@ def classify(
     """
     check_adata(adata)
     check_backend(backend, "classify", available=("torch", "jax"))
-    if min_confidence is not None and not 0.0 <= float(min_confidence) <= 1.0:
-        raise ValueError(f"min_confidence must be between 0 and 1, got {min_confidence!r}")
+    if min_confidence is not None:
+        min_confidence = check_probability(min_confidence, "min_confidence")
     check_optional_int(batch_size, "batch_size")
     check_optional_int(max_epochs, "max_epochs")
     n_hidden = check_hidden_sizes(n_hidden)
@@ -153,6 +155,8 @@ def classify(
     if model is not None and labels_key is not None:
         check_truth_labels(adata, labels_key)  # scored against, after prediction
     source = resolve_source(adata, layer=layer, use_rep=use_rep, model=model)
+    if source.use_rep is None:
+        check_unique_var_names(adata)  # the model's genes are found by name (and on reuse)
     matrix = source.matrix(adata)
     check_finite(matrix, source.describe())
     if source.layer is not None:

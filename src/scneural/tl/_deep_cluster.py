@@ -181,6 +181,7 @@ def deep_cluster(
     check_optional_int(max_epochs, "max_epochs", minimum=0)
     check_geometry(init)
     source = resolve_source(adata, layer=layer, use_rep=None, model=model)
+    check_unique_var_names(adata)  # the model's genes are found by name (and on reuse)
     matrix = source.matrix(adata)
     check_counts(matrix, source.describe(), "deep_cluster")
     library = _library_sizes(matrix)
@@ -346,7 +347,6 @@ def _select_genes(
     names = proxy.var_names[expressed]
     if n_top_genes is None or n_top_genes >= expressed.sum():
         return names
-    check_unique_var_names(proxy)
     lognorm = matrix[:, expressed]
     lognorm = (
         sparse.csr_matrix(lognorm, dtype=np.float32, copy=True)
@@ -369,7 +369,6 @@ def _check_model_genes(adata: AnnData, model: DeepClusterMixin) -> None:
             f"from adata (e.g. {list(missing[:5])}); pass cells with the model's genes "
             "(uns[key]['genes'] of the training run)"
         )
-    check_unique_var_names(adata)
 
 
 def _check_model_batches(adata: AnnData, model: DeepClusterMixin, batch_key: str) -> None:
