@@ -436,7 +436,9 @@ def test_bad_inputs_leave_adata_unchanged(train_data, trained, backend):
         match="list of cell types",
         restrict_arithmetic_to="t1",
     )
-    _bad(adata, backend=backend, error=TypeError, match="predict must be", predict=3)
+    _bad(adata, backend=backend, error=ValueError, match="cell type '3' is not in", predict=3)
+    _bad(adata, backend=backend, error=TypeError, match="predict must be", predict=["t0"])
+    _bad(adata, backend=backend, error=TypeError, match="control must be", control=None)
     _bad(
         adata,
         backend=backend,
@@ -550,3 +552,21 @@ def test_kang_cd14_mono_beats_control(backend):
         ).to_numpy()
     ]
     assert sn.metrics.r2_mean(adata[held], pred) > sn.metrics.r2_mean(adata[held], control) + 0.1
+
+
+def test_numeric_condition_and_type_values_are_matched_as_strings(full, monkeypatch):
+    """obs columns of integers: control=0, perturbed=1 and predict=0 find their cells (the
+    columns are compared as strings), before any training."""
+    adata = full[~_held_out(full)].copy()
+    adata.obs["dose"] = (adata.obs["condition"] == "stimulated").astype(int).to_numpy()
+    adata.obs["type_id"] = adata.obs["cell_type"].cat.codes.to_numpy()  # t0 -> 0
+    trained = []
+    monkeypatch.setattr(sn.models.ScGen, "train", lambda *a, **k: trained.append(1))
+    call = {"condition_key": "dose", "control": 0, "perturbed": 1, "cell_type_key": "type_id"}
+    with pytest.raises(ValueError, match="control='2' is not a value of obs\\['dose'\\]"):
+        sn.tl.perturb(adata, **{**call, "control": 2}, predict=0, **SMALL)
+    assert not trained
+    monkeypatch.undo()
+    pred = sn.tl.perturb(adata, **call, predict=0, max_epochs=2, **SMALL)
+    assert pred.n_obs == int(_control(adata).sum())
+    assert adata.uns["perturb"]["params"]["control"] == "0"

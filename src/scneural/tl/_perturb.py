@@ -29,6 +29,7 @@ from scneural.models import ScGen
 from scneural.models.scgen._model import (
     ScGenMixin,
     arithmetic_cell_types,
+    as_label,
     check_arithmetic_options,
     check_conditions,
     control_mask,
@@ -193,6 +194,15 @@ def perturb(
     check_non_negative_float(kl_weight, "kl_weight")
     check_obs_key(adata, condition_key, "condition_key")
     check_obs_key(adata, cell_type_key, "cell_type_key")
+    control, perturbed = as_label(control, "control"), as_label(perturbed, "perturbed")
+    if not isinstance(predict, AnnData | str):
+        try:
+            predict = as_label(predict, "predict")
+        except TypeError:
+            raise TypeError(
+                f"predict must be a cell type (a value of obs[{cell_type_key!r}]) or an "
+                f"AnnData of control cells, got {type(predict).__name__}"
+            ) from None
     check_unique_var_names(adata)
     source = resolve_source(adata, layer=layer, use_rep=None, model=model)
     matrix = source.matrix(adata)
@@ -203,7 +213,7 @@ def perturb(
     arithmetic_cell_types(types, conditions, control, perturbed, restrict_arithmetic_to)
     if isinstance(predict, AnnData):
         _check_control_cells(predict, model, adata, source)
-    elif isinstance(predict, str):
+    else:  # a str: as_label made it one
         control_mask(adata.obs, condition_key, cell_type_key, control, predict)
         n_seen = int(((types == predict) & (conditions == perturbed)).sum())
         if n_seen:
@@ -214,11 +224,6 @@ def perturb(
                 UserWarning,
                 stacklevel=2,
             )
-    else:
-        raise TypeError(
-            f"predict must be a cell type (str) or an AnnData of control cells, got "
-            f"{type(predict).__name__}"
-        )
     if looks_like_counts(matrix):
         warnings.warn(
             f"{source.describe()} looks like raw counts (integers, maximum > 20); scGen "

@@ -267,6 +267,7 @@ class ScGenMixin:
         -------
         The delta vector and the cell types it was computed from (either condition).
         """
+        control, perturbed = as_label(control, "control"), as_label(perturbed, "perturbed")
         adata = self._validate_anndata(adata)
         conditions = adata.obs[self._setup_key("condition_key")].astype(str).to_numpy()
         types = adata.obs[self._setup_key("cell_type_key")].astype(str).to_numpy()
@@ -386,6 +387,9 @@ class ScGenMixin:
         """
         if (cell_type is None) == (control_cells is None):
             raise ValueError("pass exactly one of cell_type= or control_cells=")
+        control, perturbed = as_label(control, "control"), as_label(perturbed, "perturbed")
+        if cell_type is not None:
+            cell_type = as_label(cell_type, "cell_type")
         adata = self._validate_anndata(adata)
         condition_key = self._setup_key("condition_key")
         cell_type_key = self._setup_key("cell_type_key")
@@ -568,6 +572,19 @@ def arithmetic_cell_types(
             + "; scGen needs at least one type seen in both conditions to learn the shift"
         )
     return candidates, shared
+
+
+def as_label(value: Any, argument: str) -> str:
+    """A condition or cell-type value as the string the ``obs`` column compares with.
+
+    The columns are compared as strings, so ``control=0`` finds the cells of an integer
+    column's 0 (and ``"0"`` too).
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"{argument} must be a value of the obs column (a str), got {value!r}")
 
 
 def check_conditions(
