@@ -11,16 +11,55 @@ from scipy import sparse
 import scneural as sn
 from scneural.datasets import _registry
 
+TOY = _registry.DatasetInfo("toy", "toy", (3, 2), "0" * 64, labels={"kind": 2})
+
+
+def _toy_file(directory, n_obs=3):
+    adata = ad.AnnData(sparse.csr_matrix(np.ones((n_obs, 2), dtype=np.float32)))
+    adata.obs["kind"] = ["a", "b", "a"][:n_obs]
+    adata.write_h5ad(directory / "toy.h5ad")
+
 
 def test_load_from_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path))
-    adata = ad.AnnData(sparse.csr_matrix(np.ones((3, 2), dtype=np.float32)))
-    adata.write_h5ad(tmp_path / "kang_ifnb_sub.h5ad")
-    loaded = sn.datasets.load("kang_ifnb_sub")
+    monkeypatch.setitem(_registry.REGISTRY, "toy", TOY)
+    _toy_file(tmp_path)
+    loaded = sn.datasets.load("toy")
     assert loaded.shape == (3, 2)
-    assert sn.datasets.available().loc["kang_ifnb_sub", "local_path"] == str(
-        tmp_path / "kang_ifnb_sub.h5ad"
-    )
+    assert sn.datasets.load("toy", backed=True).isbacked
+    assert sn.datasets.available().loc["toy", "local_path"] == str(tmp_path / "toy.h5ad")
+
+
+def test_load_checks_a_local_file_against_the_registry(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path))
+    monkeypatch.setitem(_registry.REGISTRY, "toy", TOY)
+    _toy_file(tmp_path, n_obs=2)
+    with pytest.raises(ValueError, match=r"expected \(3, 2\).*toy.h5ad\); replace or delete"):
+        sn.datasets.load("toy")
+
+
+def test_the_shared_files_pass_the_registry_checks(data_dir, monkeypatch):
+    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(data_dir))
+    for name in sn.datasets.REGISTRY:
+        if (data_dir / f"{name}.h5ad").is_file():
+            assert sn.datasets.load(name, backed=True).shape == sn.datasets.REGISTRY[name].shape
+
+
+def test_offline_download_says_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_registry, "cache_dir", lambda: tmp_path / "cache")
+
+    def no_network(*args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr("pooch.retrieve", no_network)
+    with pytest.raises(
+        RuntimeError, match="could not download data set 'worm_neuron_cell'"
+    ) as info:
+        sn.datasets.load("worm_neuron_cell")
+    assert "put worm_neuron_cell.h5ad in one of the searched directories" in str(info.value)
+    assert str(tmp_path) in str(info.value) and "SCNEURAL_DATA_DIR" in str(info.value)
 
 
 def test_unknown_name():

@@ -23,6 +23,8 @@ class DatasetInfo:
     name: str
     description: str
     shape: tuple[int, int]
+    #: of the reference ``.h5ad`` in ``../shared/data``, for provenance; a file converted
+    #: from a download differs in bytes, so :func:`load` checks shape and classes instead
     sha256: str
     url: str | None = None
     labels: dict[str, int] = field(default_factory=dict)  # obs column -> number of classes
@@ -168,12 +170,24 @@ def load(name: str, *, backed: bool = False) -> ad.AnnData:
     if path is None:
         if info.url is None:
             raise FileNotFoundError(
-                f"data set {name!r} was not found and has no public download; put "
-                f"{info.filename} in ${DATA_DIR_ENV} (now "
-                f"{os.environ.get(DATA_DIR_ENV, 'unset')}) or in {cache_dir()}"
+                f"data set {name!r} was not found and has no public download; {_where_to_put(info)}"
             )
         path = download(info)
-    return ad.read_h5ad(path, backed="r" if backed else None)
+    adata = ad.read_h5ad(path, backed="r" if backed else None)
+    try:
+        check_content(adata, info)
+    except ValueError as error:
+        raise ValueError(f"{error} ({path}); replace or delete that file") from None
+    return adata
+
+
+def _where_to_put(info: DatasetInfo) -> str:
+    """Where a user can place the file by hand (the directories :func:`load` searches)."""
+    searched = ", ".join(str(directory) for directory in data_dirs())
+    return (
+        f"put {info.filename} in one of the searched directories ({searched}); set "
+        f"${DATA_DIR_ENV} to use another"
+    )
 
 
 def download(info: DatasetInfo, directory: Path | None = None) -> Path:
@@ -185,9 +199,15 @@ def download(info: DatasetInfo, directory: Path | None = None) -> Path:
     import pooch
 
     directory = Path(directory or cache_dir())
-    raw = pooch.retrieve(
-        info.url, known_hash=None, fname=f"{info.name}.h5", path=directory, progressbar=False
-    )
+    try:
+        raw = pooch.retrieve(
+            info.url, known_hash=None, fname=f"{info.name}.h5", path=directory, progressbar=False
+        )
+    except Exception as error:  # no network, proxy, HTTP error: say where the file can go
+        raise RuntimeError(
+            f"could not download data set {info.name!r} from {info.url} "
+            f"({type(error).__name__}: {error}); {_where_to_put(info)}"
+        ) from error
     adata = read_scdeepcluster_h5(raw)
     check_content(adata, info)
     target = directory / info.filename
