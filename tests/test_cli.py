@@ -37,3 +37,24 @@ def test_demo_classify_offline(tmp_path, monkeypatch):
 def test_demo_unknown_tool(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--output", str(tmp_path), "--tools", "nope"])
     assert result.exit_code != 0
+
+
+def test_demo_tools_list_tolerates_spaces(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(_demo, "run_demo", lambda output, tools, max_epochs: seen.update(t=tools))
+    result = CliRunner().invoke(
+        app, ["demo", "--output", str(tmp_path), "--tools", "classify, perturb ,"]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen["t"] == ["classify", "perturb"]
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "scneural", "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "demo" in done.stdout and "datasets" in done.stdout

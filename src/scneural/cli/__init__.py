@@ -21,7 +21,8 @@ def demo(
     """Run every tool end to end on real data and write results and figures to OUTPUT."""
     from ._demo import run_demo
 
-    run_demo(output, tools=None if tools == "all" else tools.split(","), max_epochs=max_epochs)
+    names = [name.strip() for name in tools.split(",") if name.strip()]
+    run_demo(output, tools=None if names == ["all"] else names, max_epochs=max_epochs)
 
 
 @app.command()
