@@ -462,3 +462,15 @@ def test_pbmc3k_transfer_real_data(backend):
     # majority class is ~28%; a working classifier is far above it
     assert query.uns["classify"]["metrics"]["accuracy"] > 0.8
     assert query.uns["classify"]["metrics"]["macro_f1"] > 0.8
+
+
+def test_reuse_refuses_another_batch_key(trained):
+    """With model=, batch_key= can only repeat the model's own (None here); another column
+    would be silently ignored."""
+    adata, model = trained
+    query = adata.copy()
+    query.obs["batch"] = "b0"
+    before = snapshot(query)
+    with pytest.raises(ValueError, match="trained with batch_key=None.*batch_key='batch'"):
+        sn.tl.classify(query, model=model, batch_key="batch")
+    assert_unchanged(query, before)

@@ -403,3 +403,12 @@ def test_pbmc_beats_pca_kmeans(backend):
     adata = load_real("pbmc_10x_scdeepcluster_top2000")
     sn.tl.deep_cluster(adata, 8, labels_key="Y", backend=backend, **TRAINER)
     assert adata.uns["deep_cluster"]["metrics"]["ari"] > 0.7
+
+
+def test_reuse_refuses_another_batch_key(trained):
+    _, model = trained
+    query = _data(seed=3, n_obs=60)
+    before = snapshot(query)
+    with pytest.raises(ValueError, match="trained with batch_key=None.*batch_key='batch'"):
+        sn.tl.deep_cluster(query, model=model, batch_key="batch")
+    assert_unchanged(query, before)

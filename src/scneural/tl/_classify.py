@@ -33,6 +33,7 @@ from scneural.models.classifier._model import UNLABELED_SENTINEL, ClassifierMixi
 from ._common import (
     align_features,
     check_backend,
+    check_reused_batch_key,
     inference_batch_size,
     make_proxy,
     model_feature_names,
@@ -152,6 +153,8 @@ def classify(
         )
     if model is not None and not model.is_trained:
         raise ValueError("model= has not been trained; call model.train() or pass model=None")
+    if model is not None:
+        check_reused_batch_key(model, batch_key)
     if model is not None and labels_key is not None:
         check_truth_labels(adata, labels_key)  # scored against, after prediction
     source = resolve_source(adata, layer=layer, use_rep=use_rep, model=model)

@@ -88,6 +88,19 @@ def resolve_source(
     return InputSource(layer=layer, use_rep=use_rep)
 
 
+def check_reused_batch_key(model: Any, batch_key: str | None) -> None:
+    """``batch_key=`` with ``model=`` must name the column the model was trained with
+    (the model reads that column; another one would be ignored without a word)."""
+    if batch_key is None:
+        return
+    trained = model.adata_manager.registry["setup_args"].get("batch_key")
+    if batch_key != trained:
+        raise ValueError(
+            f"model= was trained with batch_key={trained!r}, but this call passes "
+            f"batch_key={batch_key!r}; leave batch_key unset to use the model's"
+        )
+
+
 def rep_feature_names(use_rep: str, n: int) -> pd.Index:
     """Feature names of a representation in ``obsm``, as the proxy's ``var_names``."""
     return pd.Index([f"{use_rep}-{i}" for i in range(n)])

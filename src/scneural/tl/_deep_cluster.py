@@ -31,7 +31,13 @@ from scneural.models import DeepCluster
 from scneural.models.deep_cluster import check_geometry
 from scneural.models.deep_cluster._model import INDICES_COLUMN, DeepClusterMixin
 
-from ._common import check_backend, inference_batch_size, make_proxy, resolve_source
+from ._common import (
+    check_backend,
+    check_reused_batch_key,
+    inference_batch_size,
+    make_proxy,
+    resolve_source,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +212,7 @@ def deep_cluster(
                 f"deep_cluster needs at least 3 cells with counts, got {int(keep.sum())}"
             )
     else:
+        check_reused_batch_key(model, batch_key)
         batch_key = model.adata_manager.registry["setup_args"].get("batch_key")
         _check_model_genes(adata, model)
         if batch_key is not None:
