@@ -96,6 +96,7 @@ def test_writes_keys_shapes_dtypes(trained, backend):
     assert len(history["pretrain"]["train_loss"]) == FAST["pretrain_epochs"]
     assert 1 <= len(history["cluster"]["train_loss"]) <= FAST["max_epochs"]
     assert {"kl_loss_train", "zinb_loss_train", "label_change"} <= set(history["cluster"])
+    assert not any(name.startswith("kl_") for name in history["pretrain"])  # no KL term there
     assert len(uns["label_change"]) >= 1 and np.all(uns["label_change"] <= 1)
     assert uns["n_cells_dropped"] == 0 and len(uns["genes"]) == adata.n_vars
     assert uns["params"]["init"] == "euclidean"

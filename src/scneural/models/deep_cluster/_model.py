@@ -218,7 +218,9 @@ class DeepClusterMixin:
         """
         max_epochs = max_epochs or default_pretrain_epochs(self.adata.n_obs, batch_size)
         plan = self._pretrain_plan(lr, plan_kwargs or {})
-        self.pretrain_history_ = _rename(self._run(plan, max_epochs, batch_size, **trainer_kwargs))
+        history = _rename(self._run(plan, max_epochs, batch_size, **trainer_kwargs))
+        # pretraining has no KL term: scvi-tools logs a column of zeros for it
+        self.pretrain_history_ = {k: v for k, v in history.items() if not k.startswith("kl_")}
         self.is_pretrained_ = True
         self.is_trained_ = False
 
