@@ -474,3 +474,22 @@ def test_reuse_refuses_another_batch_key(trained):
     with pytest.raises(ValueError, match="trained with batch_key=None.*batch_key='batch'"):
         sn.tl.classify(query, model=model, batch_key="batch")
     assert_unchanged(query, before)
+
+
+def test_integer_labels_with_a_missing_value_are_scored(lognorm_adata):
+    """An integer label column is stored as floats once it has a NaN (1 -> 1.0); the
+    classes learnt from the complete column must still match it when scoring a query."""
+    adata = lognorm_adata
+    adata.obs["code"] = adata.obs["group"].cat.codes.to_numpy()  # int64: 0, 1, 2
+    model = sn.tl.classify(adata, "code", **{**FAST, "max_epochs": 5})
+    assert set(model.classes_) == {"0", "1", "2"}
+    query = adata.copy()
+    query.obs["code"] = query.obs["code"].astype(float)
+    query.obs.iloc[0, query.obs.columns.get_loc("code")] = np.nan
+    sn.tl.classify(query, labels_key="code", model=model, key_added="q")
+    agreement = (query.obs["q_label"].astype(str) == adata.obs["classify_label"].astype(str)).mean()
+    assert agreement == 1.0  # the same model on the same cells
+    assert query.uns["q"]["metrics"]["accuracy"] > 0.8  # was 0: "1.0" never equals "1"
+    # a float column with NaN trains on integer names too
+    refit = sn.tl.classify(query, "code", **{**FAST, "max_epochs": 2}, key_added="refit")
+    assert set(refit.classes_) == {"0", "1", "2"}

@@ -37,3 +37,32 @@ def test_metric_errors():
         sn.metrics.accuracy(["a", "b"], ["a"])
     with pytest.raises(ValueError, match="no labels"):
         sn.metrics.accuracy([np.nan], ["a"])
+
+
+def test_integer_labels_stored_as_floats_match():
+    """pandas keeps an integer column with a missing value as floats (1.0); it must still
+    match integer predictions (1), in every label metric."""
+    import pandas as pd
+
+    truth = pd.Series([0, 1, 2, 1, None], dtype=float)  # what obs holds for ints + NaN
+    pred = np.array([0, 1, 2, 2, 0])
+    assert sn.metrics.accuracy(truth, pred) == pytest.approx(0.75)
+    cm = sn.metrics.confusion_matrix(truth, pred)
+    assert list(cm.index) == ["0", "1", "2"] and list(cm.columns) == ["0", "1", "2"]
+    assert np.trace(cm.to_numpy()) == 3
+    assert sn.metrics.accuracy(["1.5", "x"], [1.5, "x"]) == 1.0  # other values: str()
+
+
+def test_series_are_aligned_on_a_shared_index():
+    import pandas as pd
+
+    truth = pd.Series(["a", "b", "c", "a"], index=["c1", "c2", "c3", "c4"])
+    shuffled = truth.iloc[[3, 2, 1, 0]]  # the same cells in another order
+    assert sn.metrics.accuracy(truth, shuffled) == 1.0
+    assert sn.metrics.adjusted_rand_index(truth, shuffled) == pytest.approx(1.0)
+    # unrelated indexes (e.g. a fresh Series): paired by position, as arrays are
+    assert sn.metrics.accuracy(truth, pd.Series(["a", "b", "c", "b"])) == 0.75
+    with pytest.raises(ValueError, match="share only 2 of 4 / 4 labels"):
+        sn.metrics.accuracy(truth, pd.Series(list("abca"), index=["c1", "c2", "x", "y"]))
+    with pytest.raises(ValueError, match=r"y_true must be 1-D .* shape \(2, 2\)"):
+        sn.metrics.accuracy(np.zeros((2, 2)), ["a", "b"])

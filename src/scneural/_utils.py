@@ -29,6 +29,23 @@ def set_seed(random_state: int) -> None:
         os.environ["XLA_FLAGS"] = flags
 
 
+def _label_string(value: Any) -> str:
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def label_strings(values: Any) -> np.ndarray:
+    """Labels as strings (an object array), the same whatever the column's dtype.
+
+    pandas stores an integer column that has a missing value as floats, so its labels
+    would read ``"1.0"`` where the complete column reads ``"1"``: integral floats are
+    written as integers. Missing values become ``"nan"``; leave them out first.
+    """
+    array = np.asarray(values, dtype=object)
+    return np.array([_label_string(v) for v in array.ravel()], dtype=object).reshape(array.shape)
+
+
 def to_h5ad_safe(value: Any) -> Any:
     """Convert a nested result into something :meth:`anndata.AnnData.write_h5ad` can store.
 

@@ -15,6 +15,8 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from scneural._utils import label_strings
+
 _CHUNK = 10_000
 
 
@@ -186,13 +188,13 @@ def check_labels(
         )
     labelled = ~missing
     if unlabeled_category is not None:
-        labelled &= (labels.astype(str) != str(unlabeled_category)).to_numpy()
+        labelled &= label_strings(labels) != label_strings([unlabeled_category])[0]
     if not labelled.any():
         raise ValueError(
             f"no labelled cells remain in {labels_key!r} after removing missing labels and "
             f"unlabeled_category={unlabeled_category!r}"
         )
-    counts = labels[labelled].astype(str).value_counts()
+    counts = pd.Series(label_strings(labels[labelled])).value_counts()
     small = counts[counts < min_cells_per_class]
     if len(small):
         raise ValueError(

@@ -1,4 +1,10 @@
-"""Classification metrics: thin wrappers of scikit-learn that skip missing true labels."""
+"""Classification metrics: thin wrappers of scikit-learn that skip missing true labels.
+
+Labels are compared as strings, with integral floats written as integers (an integer
+column with a missing value, which pandas stores as floats, matches the complete one).
+The two inputs are paired by position, except two pandas Series that hold the same index
+labels in another order: those are aligned on their index.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +14,48 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from scneural._utils import label_strings
+
 ArrayLike = Sequence | np.ndarray | pd.Series
 
 
+def _paired(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
+    """``y_pred`` in ``y_true``'s order when both are Series with the same index labels."""
+    if not (isinstance(y_true, pd.Series) and isinstance(y_pred, pd.Series)):
+        return y_true, y_pred
+    if y_true.index.equals(y_pred.index):
+        return y_true, y_pred
+    shared = y_true.index.intersection(y_pred.index)
+    if len(shared) == 0:
+        return y_true, y_pred  # unrelated indexes (e.g. a RangeIndex): by position
+    if (
+        len(shared) == len(y_true) == len(y_pred)
+        and y_true.index.is_unique
+        and y_pred.index.is_unique
+    ):
+        return y_true, y_pred.reindex(y_true.index)
+    raise ValueError(
+        f"y_true and y_pred are pandas Series whose indexes share only {len(shared)} of "
+        f"{len(y_true)} / {len(y_pred)} labels; select the same cells in both (e.g. with "
+        ".loc), or pass arrays to pair them by position"
+    )
+
+
 def _as_labels(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    true = pd.Series(np.asarray(y_true, dtype=object))
-    pred = pd.Series(np.asarray(y_pred, dtype=object))
+    y_true, y_pred = _paired(y_true, y_pred)
+    arrays = []
+    for name, values in (("y_true", y_true), ("y_pred", y_pred)):
+        array = np.asarray(values, dtype=object)
+        if array.ndim != 1:
+            raise ValueError(f"{name} must be 1-D (one label per cell), got shape {array.shape}")
+        arrays.append(pd.Series(array))
+    true, pred = arrays
     if len(true) != len(pred):
         raise ValueError(f"y_true has {len(true)} labels but y_pred has {len(pred)}")
     keep = true.notna().to_numpy()
     if not keep.any():
         raise ValueError("y_true holds no labels (all missing)")
-    return true[keep].astype(str).to_numpy(), pred[keep].astype(str).to_numpy()
+    return label_strings(true[keep]), label_strings(pred[keep])
 
 
 def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:

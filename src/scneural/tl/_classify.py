@@ -12,7 +12,7 @@ from anndata import AnnData
 
 from scneural import metrics
 from scneural._docs import doc_params
-from scneural._utils import set_seed, to_h5ad_safe, write_results
+from scneural._utils import label_strings, set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
     check_adata,
     check_counts,
@@ -178,7 +178,7 @@ def classify(
         labelled = check_labels(adata, labels_key, unlabeled_category=unlabeled_category)
         unlabeled = UNLABELED_SENTINEL if unlabeled_category is None else str(unlabeled_category)
         obs = pd.DataFrame(index=adata.obs_names.copy())
-        obs[labels_key] = np.where(labelled, adata.obs[labels_key].astype(str), unlabeled)
+        obs[labels_key] = np.where(labelled, label_strings(adata.obs[labels_key]), unlabeled)
         if batch_key is not None:
             check_obs_key(adata, batch_key, "batch_key")
             obs[batch_key] = adata.obs[batch_key].astype(str).to_numpy()
