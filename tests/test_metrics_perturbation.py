@@ -69,3 +69,42 @@ def test_top_de_genes_finds_the_response():
     assert set(adata.uns) == set(before)
     with pytest.raises(ValueError, match="not a value"):
         sn.metrics.top_de_genes(adata, "condition", "STIM", "control")
+
+
+def test_sparse_integer_counts_do_not_overflow():
+    from scneural.metrics._perturbation import gene_stats
+
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 400, size=(30, 8)).astype(np.uint16)  # 400² > 65535
+    np.testing.assert_allclose(
+        gene_stats(sparse.csr_matrix(counts), "var"), counts.astype(float).var(axis=0)
+    )
+    other = rng.integers(0, 400, size=(30, 8)).astype(np.uint16)
+    assert sn.metrics.r2_var(sparse.csr_matrix(counts), other) == pytest.approx(
+        sn.metrics.r2_var(counts, other)
+    )
+
+
+def test_gene_subsets_by_name_or_names():
+    rng = np.random.default_rng(4)
+    real = _adata(rng.normal(size=(20, 6)) + np.arange(6))
+    r2 = sn.metrics.r2_mean(real, real.X, genes=["g0", "g1"])  # names from either input
+    assert r2 == pytest.approx(1.0)
+    with pytest.raises(KeyError, match="not in the data"):
+        sn.metrics.r2_mean(real, real, genes="g0x")  # one name, not its letters
+
+
+def test_top_de_genes_group_arguments():
+    adata = sn.datasets.synthetic_perturbation(n_obs=200, n_vars=30, response_genes=5, seed=1)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    adata.obs["dose"] = (adata.obs["condition"] == "stimulated").astype(int).to_numpy()
+    by_int = sn.metrics.top_de_genes(adata, "dose", 1, 0, n_genes=5)
+    by_name = sn.metrics.top_de_genes(adata, "condition", "stimulated", "control", n_genes=5)
+    assert by_int == by_name
+    with pytest.raises(ValueError, match="group and reference are both '1'"):
+        sn.metrics.top_de_genes(adata, "dose", 1, 1)
+    with pytest.raises(KeyError, match="layer='counts' is not in adata.layers"):
+        sn.metrics.top_de_genes(adata, "dose", 1, 0, layer="counts")
+    with pytest.raises(KeyError, match="groupby='nope'"):
+        sn.metrics.top_de_genes(adata, "nope", 1, 0)

@@ -521,6 +521,12 @@ def test_reg_plots(trained, full):
         sn.pl.reg_mean(
             both, condition_key="condition", x="stimulated", gene_list=["nope"], show=False
         )
+    ax = sn.pl.reg_mean(
+        both, condition_key="condition", x="stimulated", gene_list=top[0], show=False
+    )
+    assert [t.get_text() for t in ax.texts if t.get_text() == top[0]] == [top[0]]  # one label
+    with pytest.raises(KeyError, match="layer='counts' is not in adata.layers"):
+        sn.pl.reg_mean(both, condition_key="condition", x="stimulated", layer="counts", show=False)
 
 
 @pytest.mark.data

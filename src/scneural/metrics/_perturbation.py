@@ -10,6 +10,8 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from scneural._validation import check_layer, check_obs_key
+
 MatrixLike = Any
 
 
@@ -18,7 +20,7 @@ def gene_stats(X: MatrixLike, what: str) -> np.ndarray:
     if isinstance(X, AnnData):
         X = X.X
     if sparse.issparse(X):
-        X = sparse.csr_matrix(X)
+        X = sparse.csr_matrix(X, dtype=np.float64)  # squares of integer counts overflow
         mean = np.asarray(X.mean(axis=0)).ravel()
         if what == "mean":
             return mean
@@ -41,8 +43,8 @@ def _gene_mask(var_names: pd.Index | None, genes: Sequence[str] | None, n: int) 
     if genes is None:
         return np.ones(n, dtype=bool)
     if var_names is None:
-        raise ValueError("genes= needs AnnData inputs (to look the gene names up)")
-    genes = list(genes)
+        raise ValueError("genes= needs an AnnData input (to look the gene names up)")
+    genes = [genes] if isinstance(genes, str) else list(genes)
     missing = [g for g in genes if g not in set(var_names)]
     if missing:
         raise KeyError(f"genes not in the data: {missing[:5]}")
@@ -50,7 +52,8 @@ def _gene_mask(var_names: pd.Index | None, genes: Sequence[str] | None, n: int) 
 
 
 def _r2_of(stat: str, real: MatrixLike, predicted: MatrixLike, genes: Sequence[str] | None):
-    names = real.var_names if isinstance(real, AnnData) else None
+    named = [data for data in (real, predicted) if isinstance(data, AnnData)]
+    names = named[0].var_names if named else None
     if isinstance(real, AnnData) and isinstance(predicted, AnnData):
         if not real.var_names.equals(predicted.var_names):
             raise ValueError("real and predicted must have the same genes in the same order")
@@ -71,7 +74,8 @@ def r2_mean(
     real, predicted
         Cells x genes matrices or AnnData objects with the same genes.
     genes
-        Only these genes (e.g. the top DE genes); needs AnnData inputs.
+        Only these genes (e.g. the top DE genes; one name or a list); needs an AnnData
+        input to look the names up.
     """
     return _r2_of("mean", real, predicted, genes)
 
@@ -94,14 +98,23 @@ def top_de_genes(
     """The top ``n_genes`` differentially expressed genes of ``group`` vs ``reference``.
 
     Runs :func:`scanpy.tl.rank_genes_groups` on a copy (``adata`` is not changed) and
-    returns the gene names ranked by score.
+    returns the gene names ranked by score. ``group`` and ``reference`` are matched as
+    strings (``1`` finds the cells of an integer column's 1).
     """
     import scanpy as sc
 
-    values = adata.obs[groupby].astype(str)
-    for name in (group, reference):
-        if name not in set(values):
-            raise ValueError(f"{name!r} is not a value of obs[{groupby!r}]")
+    check_obs_key(adata, groupby, "groupby")
+    check_layer(adata, layer)
+    group, reference = str(group), str(reference)
+    if group == reference:
+        raise ValueError(f"group and reference are both {group!r}; pass two different values")
+    values = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna())
+    for argument, name in (("group", group), ("reference", reference)):
+        if name not in set(values.dropna()):
+            raise ValueError(
+                f"{argument}={name!r} is not a value of obs[{groupby!r}]; values found: "
+                f"{sorted(set(values.dropna()))[:20]}"
+            )
     subset = adata[values.isin([group, reference]).to_numpy()]
     work = AnnData(
         X=subset.layers[layer] if layer is not None else subset.X,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
-from scneural._validation import check_obs_key
+from scneural._validation import check_layer, check_obs_key
 from scneural.metrics._perturbation import gene_stats, squared_pearson
 
 from ._utils import finish, get_axes
@@ -27,14 +27,20 @@ def _reg_plot(
     show: bool | None,
 ) -> Any:
     check_obs_key(adata, condition_key, "condition_key")
-    values = adata.obs[condition_key].astype(str).to_numpy()
+    check_layer(adata, layer)
+    known = adata.obs[condition_key].notna().to_numpy()
+    values = np.where(known, adata.obs[condition_key].astype(str).to_numpy(), None)
+    x, y = str(x), str(y)
     for argument, name in (("x", x), ("y", y)):
-        if name not in set(values):
+        if name not in set(values[known]):
             raise ValueError(
                 f"{argument}={name!r} is not a value of obs[{condition_key!r}]; values "
-                f"found: {sorted(set(values))[:20]}. Concatenate the real and predicted "
+                f"found: {sorted(set(values[known]))[:20]}. Concatenate the real and predicted "
                 "cells first, e.g. sc.concat([real, predicted])"
             )
+    # one gene name is a list of one, not of its letters
+    top_genes = [top_genes] if isinstance(top_genes, str) else top_genes
+    gene_list = [gene_list] if isinstance(gene_list, str) else gene_list
     for argument, genes in (("top_genes", top_genes), ("gene_list", gene_list)):
         missing = [g for g in genes or [] if g not in adata.var_names]
         if missing:
