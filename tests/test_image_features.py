@@ -165,6 +165,13 @@ def test_weights_from_state_dict(section, tmp_path):
     with pytest.raises(ValueError, match="do not fit"):
         sn.tl.image_features(section, weights=str(tmp_path / "bad.pth"), input_size=32)
     assert_unchanged(section, before)
+    # the right names with another shape (a sibling architecture): the same clear error
+    first = next(iter(state))
+    state[first] = state[first][:1]
+    torch.save(state, tmp_path / "sibling.pth")
+    with pytest.raises(ValueError, match=r"do not fit.*1 of another shape"):
+        sn.tl.image_features(section, weights=str(tmp_path / "sibling.pth"), input_size=32)
+    assert_unchanged(section, before)
 
 
 def test_imagenet_weights_from_torch_home_cache(section, tmp_path, monkeypatch):
@@ -361,6 +368,9 @@ def test_plots(section):
     assert shown.shape == (SPACING, SPACING, 3)
     with pytest.raises(ValueError, match="pcs"):
         sn.pl.image_features(section, pcs=(9,), show=False)
+    for bad in (0, 99, 1.5):
+        with pytest.raises(ValueError, match="color_by_pc=.* must be a PC number between 1"):
+            sn.pl.image_patches(section, n=2, color_by_pc=bad, show=False)
     # on the caller's axes, as every sn.pl function (DESIGN: ax=)
     _, grid = plt.subplots(1, 2)
     assert sn.pl.image_features(section, pcs=(1, 2), ax=grid, show=False) == list(grid)
@@ -419,3 +429,9 @@ def test_visium_crop():
     assert adata.obsm["X_image_features"].shape == (adata.n_obs, 512)
     table = sn.tl.image_gene_association(adata, layer="lognorm", n_pcs=2)
     assert table["qvalue"].between(0, 1).all() and set(table["pc"]) == {1, 2}
+
+
+def test_more_pcs_than_spots_are_lowered_with_a_warning(section):
+    with pytest.warns(UserWarning, match="n_comps=500 is more than"):
+        sn.tl.image_features(section, **_fast(n_comps=500))
+    assert section.obsm["X_image_features_pca"].shape[1] == section.n_obs

@@ -191,7 +191,17 @@ def image_patches(
         pca_key = f"X_{key}_pca"
         if pca_key not in adata.obsm:
             raise KeyError(f"adata.obsm has no {pca_key!r}; run sn.tl.image_features first")
-        values = np.asarray(adata.obsm[pca_key])[:, int(color_by_pc) - 1]
+        scores = np.asarray(adata.obsm[pca_key])
+        if (
+            isinstance(color_by_pc, bool)
+            or not isinstance(color_by_pc, int | np.integer)
+            or not 1 <= color_by_pc <= scores.shape[1]
+        ):
+            raise ValueError(
+                f"color_by_pc={color_by_pc!r} must be a PC number between 1 and "
+                f"{scores.shape[1]} (1-based)"
+            )
+        values = scores[:, int(color_by_pc) - 1]
         index = index[np.argsort(values[index])]
     patches = image.patches(index)
     axes = panel_axes(len(index), ax, ncols=ncols, size=(1.6, 1.6))

@@ -179,7 +179,8 @@ def image_features(
         once and cached under ``$TORCH_HOME``), the path of a local state dict, or ``None``
         for random initialisation. Ignored for ``"expression"``.
     n_comps
-        Number of principal components of the (standardised) features.
+        Number of principal components of the (standardised) features; at most the number
+        of spots and of features (a larger value is lowered, with a warning).
     batch_size
         Patches per minibatch of CNN inference (and of training for ``"expression"``).
     input_size
@@ -405,7 +406,9 @@ def image_gene_association(
     The associations, a tidy DataFrame with columns ``gene``, ``pc`` (1-based), ``coef``
     (slope), ``intercept``, ``r`` (Pearson correlation), ``pvalue`` and ``qvalue``, sorted
     by PC and p-value (and ``symbol`` with ``gene_symbols``); also written to
-    ``uns[key]["associations"]``. Genes constant over the spots are left out.
+    ``uns[key]["associations"]``, with this call's settings (``n_pcs``, ``layer``, whether
+    the counts were normalised here, the test) in ``uns[key]["params"]["association"]``.
+    Genes constant over the spots are left out.
     """
     from scipy import stats
     from statsmodels.stats.multitest import multipletests
@@ -434,6 +437,7 @@ def image_gene_association(
         raise ValueError(f"the association test needs at least 3 spots, adata has {adata.n_obs}")
     gene_index = np.arange(adata.n_vars)
     if genes is not None:
+        genes = [genes] if isinstance(genes, str) else list(genes)  # one name: not its letters
         missing = [g for g in genes if g not in adata.var_names]
         if missing:
             raise KeyError(f"genes {missing[:5]} are not in adata.var_names")

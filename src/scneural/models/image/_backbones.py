@@ -139,11 +139,20 @@ def build_trunk(name: str, weights: Any) -> TorchvisionTrunk:
     else:
         state = load_state_file(weights)
     mapped = _full_to_trunk(name, state)
-    missing, unexpected = trunk.load_state_dict(mapped, strict=False)
-    if missing or unexpected or not mapped:
+    own = trunk.state_dict()
+    missing = [key for key in own if key not in mapped]
+    unexpected = [key for key in mapped if key not in own]
+    misshapen = [
+        key
+        for key, value in mapped.items()
+        if key in own and tuple(getattr(value, "shape", ())) != tuple(own[key].shape)
+    ]
+    if missing or unexpected or misshapen or not mapped:
         raise ValueError(
             f"the weights do not fit torchvision's {name}: {len(missing)} missing keys "
-            f"(e.g. {list(missing)[:3]}), {len(unexpected)} unexpected (e.g. "
-            f"{list(unexpected)[:3]}); pass a state dict of torchvision.models.{name}()"
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
+            f"{len(misshapen)} of another shape (e.g. {misshapen[:3]}); pass a state dict "
+            f"of torchvision.models.{name}()"
         )
+    trunk.load_state_dict(mapped)
     return trunk

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ from sklearn.preprocessing import StandardScaler
 
 from ._backbones import TORCHVISION_BACKBONES, TorchvisionTrunk, preprocessing
 from ._model import ImageExpressionModel
+
+logger = logging.getLogger(__name__)
 
 _META = "extractor.json"
 _PCA = "pca.npz"
@@ -134,7 +138,15 @@ class ImageFeatureExtractor:
 
     def fit_pca(self, features: np.ndarray, n_comps: int, random_state: int = 0) -> np.ndarray:
         """Standardise the features and fit a PCA; returns the spots' PC scores."""
-        n_comps = int(min(n_comps, features.shape[0], features.shape[1]))
+        possible = int(min(features.shape[0], features.shape[1]))
+        if n_comps > possible:
+            message = (
+                f"n_comps={n_comps} is more than the {features.shape[0]} spots x "
+                f"{features.shape[1]} features allow; computing {possible} PCs"
+            )
+            logger.warning(message)
+            warnings.warn(message, UserWarning, stacklevel=3)
+        n_comps = int(min(n_comps, possible))
         self.scaler = StandardScaler().fit(features)
         self.pca = PCA(n_components=n_comps, random_state=random_state)
         return self.pca.fit_transform(self.scaler.transform(features)).astype(np.float32)
