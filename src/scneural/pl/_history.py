@@ -59,9 +59,12 @@ def training_history(
     -------
     The list of matplotlib Axes when ``show=False``, else ``None``.
     """
-    history = get_uns(adata, key, "<tool>").get("history")
+    history = get_uns(adata, key).get("history")
     if history is None or len(history) == 0:
-        raise ValueError(f"adata.uns[{key!r}] holds no training history (was the model reused?)")
+        raise ValueError(
+            f"adata.uns[{key!r}] holds no training history: that run trained nothing (a "
+            "reused model=, or image_features with a torchvision backbone's fixed weights)"
+        )
     nested = all(isinstance(v, dict) for v in history.values())
     if phase is None:
         phases = dict(history) if nested else {"": history}

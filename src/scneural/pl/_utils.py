@@ -57,12 +57,16 @@ def finish(axes: Any, show: bool | None) -> Any:
     return axes
 
 
-def get_uns(adata: AnnData, key: str, tool: str) -> dict:
-    """The ``uns[key]`` results of ``tool``, with an error saying how to create them."""
+def get_uns(adata: AnnData, key: str, tool: str | None = None) -> dict:
+    """The ``uns[key]`` results of ``tool`` (any tool when ``None``), with an error saying
+    how to create them."""
     if key not in adata.uns:
-        raise KeyError(
-            f"adata.uns has no {key!r}; run sn.tl.{tool}(adata, key_added={key!r}) first"
+        run = (
+            f"sn.tl.{tool}(adata, key_added={key!r})"
+            if tool is not None
+            else f"a tool (e.g. sn.tl.classify) with key_added={key!r}"
         )
+        raise KeyError(f"adata.uns has no {key!r}; run {run} first")
     return adata.uns[key]
 
 
