@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+import rich.pretty  # noqa: F401  scvi-tools 1.4.2's view_anndata_setup uses it unimported
 import torch
 from anndata import AnnData
 from scvi import settings
@@ -90,6 +91,14 @@ class SingleCellSafeDataSplitter(DataSplitter):
         super().__init__(adata_manager, train_size, *args, **kwargs)
 
 
+def with_obs(adata: AnnData, obs: Any) -> AnnData:
+    """An AnnData sharing ``adata``'s matrices (X and layers, not copied) with another
+    ``obs``: lets a model read cells that lack a column its registry asks for, without
+    writing that column into the caller's object."""
+    layers = {name: adata.layers[name] for name in adata.layers}
+    return AnnData(X=adata.X, obs=obs, var=adata.var[[]].copy(), layers=layers)
+
+
 class ScneuralModelMixin:
     """Helpers every scneural model shares: history as arrays and batched inference."""
 
@@ -117,6 +126,10 @@ class ScneuralModelMixin:
         ``max_norm``: Lightning's ``gradient_clip_val`` for torch modules."""
         return {}, {"gradient_clip_val": max_norm}
 
+    def _ready_for_inference(self) -> bool:
+        """Whether the weights are trained (a model may accept a partly trained state)."""
+        return bool(self.is_trained_)
+
     @torch.inference_mode()
     def _batched_inference(
         self,
@@ -131,6 +144,11 @@ class ScneuralModelMixin:
 
         Returns the requested inference outputs concatenated over cells, as numpy arrays.
         """
+        if not self._ready_for_inference():
+            raise RuntimeError(
+                f"this {type(self).__name__} has not been trained: its outputs would come "
+                "from random weights; call train() first (or load a trained model)"
+            )
         adata = self._validate_anndata(adata)
         loader = self._make_data_loader(
             adata=adata, indices=indices, batch_size=batch_size or 1024, shuffle=False

@@ -21,6 +21,7 @@ from scneural.models._base import (
     ScneuralModelMixin,
     early_stopping_trainer_kwargs,
     records_training,
+    with_obs,
 )
 
 from ._module import ClassifierModule
@@ -230,6 +231,20 @@ class ClassifierMixin:
         codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY).ravel()
         return bool((codes >= len(self.classes_)).any())
 
+    def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True):
+        """scvi-tools' check, for query cells too: cells to annotate usually have no labels
+        column, so they are read through a light copy whose labels are all unlabelled (the
+        caller's ``obs`` is not written)."""
+        if adata is not None and self.get_anndata_manager(adata) is None:
+            setup_args = self.registry_["setup_args"]
+            labels_key = setup_args["labels_key"]
+            if labels_key not in adata.obs:
+                obs = adata.obs.copy()
+                unlabeled = setup_args.get("unlabeled_category")
+                obs[labels_key] = UNLABELED_SENTINEL if unlabeled is None else str(unlabeled)
+                adata = with_obs(adata, obs)
+        return super()._validate_anndata(adata, copy_if_view=copy_if_view)
+
     def predict(
         self,
         adata: AnnData | None = None,
@@ -237,13 +252,17 @@ class ClassifierMixin:
         soft: bool = False,
         batch_size: int | None = None,
     ) -> np.ndarray | pd.DataFrame:
-        """Predicted labels, or class probabilities (``soft=True``) as a DataFrame."""
+        """Predicted labels, or class probabilities (``soft=True``) as a DataFrame indexed
+        by cell name (ready for ``adata.obsm``)."""
         logits = self._batched_inference(adata, ["logits"], indices=indices, batch_size=batch_size)[
             "logits"
         ]
         proba = softmax(logits, axis=-1)
         if soft:
-            return pd.DataFrame(proba, columns=list(self.classes_))
+            names = (self.adata if adata is None else adata).obs_names
+            if indices is not None:
+                names = names[np.asarray(indices)]
+            return pd.DataFrame(proba, columns=list(self.classes_), index=names.copy())
         return self.classes_[proba.argmax(axis=1)]
 
     def get_latent_representation(

@@ -23,6 +23,7 @@ from scneural.models._base import (
     SingleCellSafeDataSplitter,
     build_logger,
     records_training,
+    with_obs,
 )
 
 from ._kmeans import Geometry, check_geometry, kmeans_init
@@ -294,6 +295,9 @@ class DeepClusterMixin:
         )
         self._set_cluster_centres(centres)
         self.init_params_["non_kwargs"]["n_clusters"] = int(k)
+        summary = self._model_summary_string.rsplit(", clusters ", 1)[0]
+        estimated = " (estimated)" if self.n_clusters_estimated_ else ""
+        self._model_summary_string = f"{summary}, clusters {int(k)}{estimated}"
         return labels
 
     def train_clusters(
@@ -394,6 +398,24 @@ class DeepClusterMixin:
         )
 
     # ----------------------------------------------------------------- inference
+    def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True):
+        """scvi-tools' check, for new cells too: they lack the ``_indices`` column that
+        :meth:`setup_anndata` writes, so they are read through a light copy that has it
+        (the caller's ``obs`` is not written)."""
+        if (
+            adata is not None
+            and INDICES_COLUMN not in adata.obs
+            and self.get_anndata_manager(adata) is None
+        ):
+            obs = adata.obs.copy()
+            obs[INDICES_COLUMN] = np.arange(adata.n_obs)
+            adata = with_obs(adata, obs)
+        return super()._validate_anndata(adata, copy_if_view=copy_if_view)
+
+    def _ready_for_inference(self) -> bool:
+        """The latent space is usable once pretrained (k-means starts from it)."""
+        return bool(self.is_trained_ or self.is_pretrained_)
+
     def get_latent_representation(
         self,
         adata: AnnData | None = None,
@@ -418,6 +440,21 @@ class DeepClusterMixin:
         """Trainer arguments of one training phase (all cells, no validation, no early
         stopping); resets the history, as each phase keeps its own."""
         trainer_kwargs = dict(trainer_kwargs)
+        held_out = [
+            name
+            for name in ("train_size", "validation_size")
+            if trainer_kwargs.get(name) not in (None, 1.0)
+        ]
+        if trainer_kwargs.get("early_stopping"):
+            held_out.append("early_stopping")
+        if held_out:
+            raise ValueError(
+                f"{type(self).__name__} does not take {', '.join(held_out)}: both phases "
+                "train on every cell (clustering has no held-out cells), with no early "
+                "stopping; the DEC phase stops by tol="
+            )
+        for name in ("train_size", "validation_size"):
+            trainer_kwargs.pop(name, None)
         if trainer_kwargs.get("logger") is not None and not isinstance(
             trainer_kwargs["logger"], list
         ):

@@ -1,0 +1,120 @@
+"""The model classes used directly, as scvi-tools models are (the README's model API):
+queries without the training columns, untrained models, summaries, setup views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+
+import scneural as sn
+from conftest import HAS_JAX
+
+TRAIN = {"accelerator": "cpu", "enable_progress_bar": False}
+
+
+def _lognorm(seed: int = 0, n_obs: int = 200):
+    adata = sn.datasets.synthetic_counts(n_obs=n_obs, n_vars=50, n_groups=3, seed=seed)
+    adata.layers["counts"] = adata.X.copy()
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    return adata
+
+
+CLASSIFIERS = ["Classifier", pytest.param("JaxClassifier", marks=pytest.mark.jax)]
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classifier_predicts_cells_without_a_labels_column(name):
+    """Annotating new cells: the query has no labels column; its obs is left alone."""
+    if name.startswith("Jax") and not HAS_JAX:
+        pytest.skip("the JAX extra is not installed")
+    cls = getattr(sn.models, name)
+    reference = _lognorm()
+    cls.setup_anndata(reference, labels_key="group")
+    model = cls(reference, n_hidden=(16,))
+    model.train(max_epochs=3, **TRAIN)
+    query = _lognorm(seed=1, n_obs=40)
+    del query.obs["group"]
+    before = query.obs.copy()
+    labels = model.predict(query)
+    assert labels.shape == (40,) and set(labels) <= set(model.classes_)
+    assert model.get_latent_representation(query).shape[0] == 40
+    pd.testing.assert_frame_equal(query.obs, before)  # no column written
+    # the same cells with their labels give the same predictions
+    labelled = _lognorm(seed=1, n_obs=40)
+    np.testing.assert_array_equal(model.predict(labelled), labels)
+
+
+def test_soft_predictions_are_indexed_by_cell():
+    reference = _lognorm()
+    sn.models.Classifier.setup_anndata(reference, labels_key="group")
+    model = sn.models.Classifier(reference, n_hidden=(16,))
+    model.train(max_epochs=2, **TRAIN)
+    proba = model.predict(soft=True)
+    assert proba.index.equals(reference.obs_names)
+    reference.obsm["proba"] = proba  # what the index is for
+    subset = model.predict(indices=[3, 1], soft=True)
+    assert list(subset.index) == [reference.obs_names[3], reference.obs_names[1]]
+    np.testing.assert_allclose(subset.to_numpy(), proba.iloc[[3, 1]].to_numpy(), atol=1e-6)
+
+
+def test_deep_cluster_reads_new_cells_without_its_index_column():
+    adata = _lognorm()
+    sn.models.DeepCluster.setup_anndata(adata, layer="counts")
+    model = sn.models.DeepCluster(adata, n_clusters=None, n_hidden=(16,), n_latent=4)
+    with pytest.raises(RuntimeError, match="has not been trained"):
+        model.get_latent_representation()
+    model.pretrain(2, **TRAIN)
+    assert model.get_latent_representation().shape == (adata.n_obs, 4)  # pretrained is enough
+    model.train(max_epochs=1, pretrain_epochs=1, n_init=2, **TRAIN)
+    k = model.module.n_clusters
+    assert f"clusters {k} (estimated)" in model._model_summary_string
+    new = _lognorm(seed=2, n_obs=30)
+    before = new.obs.copy()
+    clusters = model.predict(new)
+    assert clusters.shape == (30,) and clusters.max() < k
+    pd.testing.assert_frame_equal(new.obs, before)  # no _indices column written
+
+
+def test_deep_cluster_refuses_held_out_cells_before_training():
+    adata = _lognorm()
+    sn.models.DeepCluster.setup_anndata(adata, layer="counts")
+    model = sn.models.DeepCluster(adata, n_clusters=3, n_hidden=(16,), n_latent=4)
+    for option in ({"train_size": 0.9}, {"early_stopping": True}):
+        with pytest.raises(ValueError, match="both phases train on every cell"):
+            model.train(max_epochs=1, pretrain_epochs=1, **option, **TRAIN)
+        assert not model.is_pretrained_
+
+
+@pytest.mark.parametrize("name", ["Classifier", "ScGen"])
+def test_untrained_models_refuse_to_predict(name):
+    adata = _lognorm()
+    adata.obs["condition"] = np.where(np.arange(adata.n_obs) % 2, "ctrl", "stim")
+    cls = getattr(sn.models, name)
+    if name == "ScGen":
+        cls.setup_anndata(adata, condition_key="condition", cell_type_key="group")
+        model = cls(adata, n_hidden=16, n_latent=4)
+    else:
+        cls.setup_anndata(adata, labels_key="group")
+        model = cls(adata, n_hidden=(16,))
+    with pytest.raises(RuntimeError, match=f"this {name} has not been trained"):
+        model.get_latent_representation()
+
+
+def test_view_anndata_setup_prints():
+    adata = _lognorm()
+    sn.models.Classifier.setup_anndata(adata, labels_key="group")
+    model = sn.models.Classifier(adata, n_hidden=(16,))
+    model.view_anndata_setup()  # scvi-tools needs rich.pretty imported
+
+
+def test_image_model_summary_counts_its_features():
+    rng = np.random.default_rng(0)
+    proxy = sc.AnnData(rng.normal(size=(20, 5)).astype(np.float32))
+    proxy.obsm["patches"] = rng.integers(0, 255, size=(20, 16 * 16 * 3), dtype=np.uint8)
+    sn.models.ImageExpressionModel.setup_anndata(proxy, patches_key="patches")
+    model = sn.models.ImageExpressionModel(proxy, n_channels=(4,), n_latent=8)
+    assert model.module.n_features == 16
+    assert "-> 16 features" in model._model_summary_string
