@@ -163,7 +163,7 @@ def deep_cluster(
     --------
     >>> sn.tl.deep_cluster(adata, n_clusters=8, layer="counts")
     >>> sn.pl.cluster_contingency(adata, "deep_cluster", "cell_type")
-    >>> model = sn.tl.deep_cluster(adata)          # k estimated
+    >>> model = sn.tl.deep_cluster(adata, layer="counts")  # k estimated
     >>> sn.tl.deep_cluster(new_cells, model=model)  # assign new cells
     """
     check_adata(adata)

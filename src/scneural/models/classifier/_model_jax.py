@@ -44,7 +44,9 @@ class JaxClassifier(ClassifierMixin, JaxModelMixin, JaxTrainingMixin, BaseModelC
         """Take over the weights of a trained torch :class:`~scneural.models.Classifier`.
 
         Both models must have the same architecture. The JAX model must have a training
-        state (train it for one step, e.g. ``train(max_steps=1)``, first).
+        state: train it for one step first, e.g. ``train(max_steps=1,
+        early_stopping=False)`` (one step ends before any validation, which early stopping
+        needs).
         """
         self.module._check_train_state_is_not_none()
         variables = classifier_variables_from_torch(torch_model.module)

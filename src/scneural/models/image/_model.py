@@ -74,7 +74,8 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
         )
         self._model_summary_string = (
             f"ImageExpressionModel: {input_size}x{input_size} RGB patches -> conv "
-            f"{[*n_channels, n_latent]} -> {n_latent} features -> {self.summary_stats.n_vars} "
+            f"{[*n_channels, n_latent]} -> {self.module.n_features} features (mean and max "
+            f"pooled) -> {self.summary_stats.n_vars} "
             f"expression PCs; augment {augment}"
         )
         self.init_params_ = self._get_init_params(locals())

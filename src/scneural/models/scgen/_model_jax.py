@@ -94,7 +94,9 @@ class JaxScGen(ScGenMixin, JaxModelMixin, JaxTrainingMixin, BaseModelClass):
         """Take over the weights of a trained torch :class:`~scneural.models.ScGen`.
 
         Both models must have the same architecture. The JAX model must have a training
-        state (train it for one step, e.g. ``train(max_steps=1)``, or load a saved model).
+        state: train it for one step, e.g. ``train(max_steps=1, early_stopping=False)``
+        (one step ends before any validation, which early stopping needs), or load a saved
+        model.
         """
         self.module._check_train_state_is_not_none()
         variables = scgen_variables_from_torch(torch_model.module)
