@@ -280,13 +280,10 @@ def _model_class(backend: str) -> type[ClassifierMixin]:
 
 
 def _query_proxy(adata: AnnData, source: Any, model: Classifier) -> AnnData:
-    """Proxy of a query for a trained classifier: its batch column and aligned features."""
-    setup_args = model.adata_manager.registry["setup_args"]
-    batch_key = setup_args.get("batch_key")
+    """Proxy of a query for a trained classifier: its batch column and aligned features
+    (no labels column: the model reads every query cell as unlabelled)."""
+    batch_key = model.adata_manager.registry["setup_args"].get("batch_key")
     obs = pd.DataFrame(index=adata.obs_names.copy())
-    # labels are not read for prediction; every query cell counts as unlabelled
-    unlabeled = model.adata_manager.get_state_registry("labels").unlabeled_category
-    obs[setup_args["labels_key"]] = unlabeled
     if batch_key is not None:
         check_obs_key(adata, batch_key, "batch_key (the model was trained with it)")
         known = set(model.adata_manager.get_state_registry("batch").categorical_mapping)

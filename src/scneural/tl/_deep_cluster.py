@@ -29,7 +29,7 @@ from scneural._validation import (
 )
 from scneural.models import DeepCluster
 from scneural.models.deep_cluster import check_geometry
-from scneural.models.deep_cluster._model import INDICES_COLUMN, DeepClusterMixin
+from scneural.models.deep_cluster._model import DeepClusterMixin
 
 from ._common import (
     check_backend,
@@ -260,8 +260,7 @@ def deep_cluster(
         )
         reused = False
     else:
-        proxy.obs[INDICES_COLUMN] = np.arange(proxy.n_obs)
-        reused = True
+        reused = True  # the model reads the proxy without its _indices column
 
     inference_batch = inference_batch_size(batch_size)
     soft = model.get_soft_assignment(proxy, batch_size=inference_batch)

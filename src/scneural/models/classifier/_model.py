@@ -236,12 +236,11 @@ class ClassifierMixin:
         column, so they are read through a light copy whose labels are all unlabelled (the
         caller's ``obs`` is not written)."""
         if adata is not None and self.get_anndata_manager(adata) is None:
-            setup_args = self.registry_["setup_args"]
-            labels_key = setup_args["labels_key"]
+            labels = self.registry_["field_registries"][REGISTRY_KEYS.LABELS_KEY]
+            labels_key = labels["state_registry"]["original_key"]
             if labels_key not in adata.obs:
                 obs = adata.obs.copy()
-                unlabeled = setup_args.get("unlabeled_category")
-                obs[labels_key] = UNLABELED_SENTINEL if unlabeled is None else str(unlabeled)
+                obs[labels_key] = labels["state_registry"]["unlabeled_category"]
                 adata = with_obs(adata, obs)
         return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
