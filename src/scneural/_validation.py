@@ -53,6 +53,18 @@ def check_obs_key(adata: AnnData, key: str | None, argument: str) -> None:
         )
 
 
+def check_obs_values(values: Any, key: str, *, hint: str = "", **arguments: str) -> None:
+    """Require each argument's value (e.g. ``control="CTRL"``) to be among ``values``, the
+    values of ``obs[key]`` as strings (missing ones left out)."""
+    found = sorted(set(values))
+    for argument, value in arguments.items():
+        if value not in found:
+            raise ValueError(
+                f"{argument}={value!r} is not a value of obs[{key!r}]; values found: "
+                f"{found[:20]}{hint}"
+            )
+
+
 def check_truth_labels(adata: AnnData, labels_key: str, cells: np.ndarray | None = None) -> None:
     """Require a column of known labels to score results against (``labels_key=``).
 
@@ -187,14 +199,15 @@ def check_labels(
             stacklevel=3,
         )
     labelled = ~missing
+    names = label_strings(labels)
     if unlabeled_category is not None:
-        labelled &= label_strings(labels) != label_strings([unlabeled_category])[0]
+        labelled &= names != label_strings([unlabeled_category])[0]
     if not labelled.any():
         raise ValueError(
             f"no labelled cells remain in {labels_key!r} after removing missing labels and "
             f"unlabeled_category={unlabeled_category!r}"
         )
-    counts = pd.Series(label_strings(labels[labelled])).value_counts()
+    counts = pd.Series(names[labelled]).value_counts()
     small = counts[counts < min_cells_per_class]
     if len(small):
         raise ValueError(

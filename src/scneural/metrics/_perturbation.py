@@ -10,7 +10,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from scneural._validation import check_layer, check_obs_key
+from scneural._validation import check_layer, check_obs_key, check_obs_values
 
 MatrixLike = Any
 
@@ -109,12 +109,7 @@ def top_de_genes(
     if group == reference:
         raise ValueError(f"group and reference are both {group!r}; pass two different values")
     values = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna())
-    for argument, name in (("group", group), ("reference", reference)):
-        if name not in set(values.dropna()):
-            raise ValueError(
-                f"{argument}={name!r} is not a value of obs[{groupby!r}]; values found: "
-                f"{sorted(set(values.dropna()))[:20]}"
-            )
+    check_obs_values(values.dropna(), groupby, group=group, reference=reference)
     subset = adata[values.isin([group, reference]).to_numpy()]
     work = AnnData(
         X=subset.layers[layer] if layer is not None else subset.X,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
-from scneural._validation import check_layer, check_obs_key
+from scneural._validation import check_layer, check_obs_key, check_obs_values
 from scneural.metrics._perturbation import gene_stats, squared_pearson
 
 from ._utils import finish, get_axes
@@ -31,13 +31,8 @@ def _reg_plot(
     known = adata.obs[condition_key].notna().to_numpy()
     values = np.where(known, adata.obs[condition_key].astype(str).to_numpy(), None)
     x, y = str(x), str(y)
-    for argument, name in (("x", x), ("y", y)):
-        if name not in set(values[known]):
-            raise ValueError(
-                f"{argument}={name!r} is not a value of obs[{condition_key!r}]; values "
-                f"found: {sorted(set(values[known]))[:20]}. Concatenate the real and predicted "
-                "cells first, e.g. sc.concat([real, predicted])"
-            )
+    hint = ". Concatenate the real and predicted cells first, e.g. sc.concat([real, predicted])"
+    check_obs_values(values[known], condition_key, hint=hint, x=x, y=y)
     # one gene name is a list of one, not of its letters
     top_genes = [top_genes] if isinstance(top_genes, str) else top_genes
     gene_list = [gene_list] if isinstance(gene_list, str) else gene_list

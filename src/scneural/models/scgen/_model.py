@@ -17,7 +17,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scneural._docs import doc_params
 from scneural._utils import iter_row_batches
-from scneural._validation import check_positive_float
+from scneural._validation import check_obs_values, check_positive_float
 from scneural.models._base import (
     ScneuralModelMixin,
     early_stopping_trainer_kwargs,
@@ -591,13 +591,7 @@ def check_conditions(
     conditions: np.ndarray, condition_key: str, control: str, perturbed: str
 ) -> None:
     """Require ``control`` and ``perturbed`` to be two different values of the condition."""
-    values = sorted(set(conditions))
-    for argument, value in (("control", control), ("perturbed", perturbed)):
-        if value not in values:
-            raise ValueError(
-                f"{argument}={value!r} is not a value of obs[{condition_key!r}]; "
-                f"values found: {values[:20]}"
-            )
+    check_obs_values(conditions, condition_key, control=control, perturbed=perturbed)
     if control == perturbed:
         raise ValueError(f"control and perturbed are both {control!r}; pass two different values")
 
