@@ -118,3 +118,61 @@ def test_image_model_summary_counts_its_features():
     model = sn.models.ImageExpressionModel(proxy, n_channels=(4,), n_latent=8)
     assert model.module.n_features == 16
     assert "-> 16 features" in model._model_summary_string
+
+
+def _untrained(name: str):
+    """A small model of each class, set up on synthetic cells."""
+    cls = getattr(sn.models, name)
+    if name.endswith("ImageExpressionModel"):
+        rng = np.random.default_rng(0)
+        proxy = sc.AnnData(rng.normal(size=(20, 5)).astype(np.float32))
+        proxy.obsm["patches"] = rng.integers(0, 255, size=(20, 16 * 16 * 3), dtype=np.uint8)
+        cls.setup_anndata(proxy, patches_key="patches")
+        return cls(proxy, n_channels=(4,), n_latent=8)
+    adata = _lognorm()
+    if name.endswith("ScGen"):
+        adata.obs["condition"] = np.where(np.arange(adata.n_obs) % 2, "ctrl", "stim")
+        cls.setup_anndata(adata, condition_key="condition", cell_type_key="group")
+        return cls(adata, n_hidden=16, n_latent=4)
+    if name.endswith("DeepCluster"):
+        cls.setup_anndata(adata, layer="counts")
+        return cls(adata, n_clusters=3, n_hidden=(16,), n_latent=4)
+    cls.setup_anndata(adata, labels_key="group")
+    return cls(adata, n_hidden=(16,))
+
+
+def _jax(name: str):
+    return pytest.param(name, marks=pytest.mark.jax)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Classifier",
+        "ScGen",
+        "DeepCluster",
+        "ImageExpressionModel",
+        _jax("JaxClassifier"),
+        _jax("JaxScGen"),
+        _jax("JaxDeepCluster"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"lr": -1.0}, "lr must be a number > 0"),
+        ({"plan_kwargs": {"lr": 0}}, "lr must be a number > 0"),
+        ({"plan_kwargs": {"weight_decay": -1e-4}}, "weight_decay must be a number >= 0"),
+        ({"plan_kwargs": {"eps": float("nan")}}, "eps must be a number > 0"),
+        ({"plan_kwargs": [("lr", 1e-3)]}, "plan_kwargs must be a dict"),
+    ],
+)
+def test_bad_optimizer_settings_are_refused_before_training(name, setting, message):
+    """optax would ascend the loss with a negative learning rate without a word."""
+    if name.startswith("Jax") and not HAS_JAX:
+        pytest.skip("the JAX extra is not installed")
+    model = _untrained(name)
+    error = TypeError if "dict" in message else ValueError
+    with pytest.raises(error, match=message):
+        model.train(max_epochs=1, **setting, **TRAIN)
+    assert not model.is_trained_

@@ -7,7 +7,7 @@ with a message that names the argument, says what was found and what to do.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -261,6 +261,28 @@ def check_fraction(value: Any, argument: str) -> float:
 def check_probability(value: Any, argument: str) -> float:
     """Require a number in [0, 1] (a confidence threshold)."""
     return _check_number(value, argument, "in [0, 1]", lambda number: 0 <= number <= 1)
+
+
+def check_plan_settings(plan_kwargs: Mapping[str, Any] | None, **defaults: Any) -> dict:
+    """A training plan's arguments: ``defaults`` updated by ``plan_kwargs``, checked.
+
+    ``lr`` and ``eps`` must be > 0 and ``weight_decay`` >= 0 where given. torch's optimizers
+    reject bad values only once training has started, and optax's not at all (a negative
+    learning rate silently ascends the loss).
+    """
+    if plan_kwargs is not None and not isinstance(plan_kwargs, Mapping):
+        raise TypeError(
+            f"plan_kwargs must be a dict of training plan arguments, got {plan_kwargs!r}"
+        )
+    plan = {**defaults, **(plan_kwargs or {})}
+    for name, check in (
+        ("lr", check_positive_float),
+        ("eps", check_positive_float),
+        ("weight_decay", check_non_negative_float),
+    ):
+        if name in plan:
+            check(plan[name], name)
+    return plan
 
 
 def check_optional_int(value: Any, argument: str, minimum: int = 1) -> int | None:

@@ -17,6 +17,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from sklearn.utils.class_weight import compute_class_weight
 
 from scneural._docs import doc_params
+from scneural._validation import check_plan_settings
 from scneural.models._base import (
     ScneuralModelMixin,
     early_stopping_trainer_kwargs,
@@ -203,7 +204,7 @@ class ClassifierMixin:
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and the Lightning
             trainer (``accelerator``, ``devices``, ``logger``, ...).
         """
-        plan = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
+        plan = check_plan_settings(plan_kwargs, lr=lr, weight_decay=weight_decay, eps=1e-8)
         monitor, mode = (
             ("validation_loss", "min")
             if self._has_unlabeled_cells()

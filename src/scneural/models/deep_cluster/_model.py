@@ -18,6 +18,7 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 
 from scneural._docs import doc_params
+from scneural._validation import check_plan_settings
 from scneural.models._base import (
     ScneuralModelMixin,
     SingleCellSafeDataSplitter,
@@ -218,7 +219,9 @@ class DeepClusterMixin:
             Passed to :class:`scvi.train.Trainer` (``accelerator``, ``devices``, ``logger``...).
         """
         max_epochs = max_epochs or default_pretrain_epochs(self.adata.n_obs, batch_size)
-        plan = self._pretrain_plan(lr, plan_kwargs or {})
+        # the optimizer is built here: a learning rate given in plan_kwargs is honoured too
+        plan_kwargs = check_plan_settings(plan_kwargs, lr=lr)
+        plan = self._pretrain_plan(plan_kwargs.pop("lr"), plan_kwargs)
         history = _rename(self._run(plan, max_epochs, batch_size, **trainer_kwargs))
         # pretraining has no KL term: scvi-tools logs a column of zeros for it
         self.pretrain_history_ = {k: v for k, v in history.items() if not k.startswith("kl_")}
@@ -343,9 +346,10 @@ class DeepClusterMixin:
             update_interval = int(np.ceil(n_obs / batch_size))
         if initial_labels is None:
             initial_labels = self.predict()
+        plan_kwargs = check_plan_settings(plan_kwargs, lr=lr)
         plan = self._dec_plan(
-            lr,
-            plan_kwargs or {},
+            plan_kwargs.pop("lr"),
+            plan_kwargs,
             soft_assign_all=lambda: self.get_soft_assignment(batch_size=max(batch_size, 1024)),
             initial_labels=np.asarray(initial_labels),
             update_interval=update_interval,

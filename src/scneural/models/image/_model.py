@@ -12,6 +12,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
+from scneural._validation import check_plan_settings
 from scneural.models._base import (
     ScneuralModelMixin,
     early_stopping_trainer_kwargs,
@@ -145,15 +146,15 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
         **kwargs
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train`.
         """
-        plan = {
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "optimizer": "AdamW",
-            "reduce_lr_on_plateau": True,
-            "lr_patience": 8,
-            "lr_scheduler_metric": "validation_loss",
-            **(plan_kwargs or {}),
-        }
+        plan = check_plan_settings(
+            plan_kwargs,
+            lr=lr,
+            weight_decay=weight_decay,
+            optimizer="AdamW",
+            reduce_lr_on_plateau=True,
+            lr_patience=8,
+            lr_scheduler_metric="validation_loss",
+        )
         if not has_validation_set(train_size):
             plan["reduce_lr_on_plateau"] = False
         kwargs = early_stopping_trainer_kwargs(

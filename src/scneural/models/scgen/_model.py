@@ -17,7 +17,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scneural._docs import doc_params
 from scneural._utils import iter_row_batches
-from scneural._validation import check_obs_values, check_positive_float
+from scneural._validation import check_obs_values, check_plan_settings, check_positive_float
 from scneural.models._base import (
     ScneuralModelMixin,
     early_stopping_trainer_kwargs,
@@ -187,7 +187,7 @@ class ScGenMixin:
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and the Lightning
             trainer (``accelerator``, ``devices``, ...).
         """
-        plan = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
+        plan = check_plan_settings(plan_kwargs, lr=lr, weight_decay=weight_decay, eps=1e-8)
         if max_grad_norm is not None:
             clip_plan, clip_trainer = self._gradient_clipping(
                 check_positive_float(max_grad_norm, "max_grad_norm")
