@@ -240,6 +240,8 @@ def test_predict_control_cells_directly_and_restrict(trained, full):
     model_pred, delta = model.predict("control", "stimulated", cell_type="t0", adata=train)
     np.testing.assert_allclose(model_pred.X, pred.X, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(delta, train.uns["perturb"]["delta"], rtol=1e-5)
+    # and the same obs: none of scvi-tools' registration columns of the training data
+    assert list(model_pred.obs.columns) == list(pred.obs.columns)
 
 
 def test_residual_prediction_adds_the_decoded_change(trained, full):

@@ -623,7 +623,8 @@ def predicted_anndata(
     Cells are named ``"{control cell}-predicted"`` (so they can be concatenated with the
     real data) and ``obs["control_cell"]`` names the cell each was predicted from.
     """
-    obs = obs.copy()
+    # scvi-tools' registration columns (``_scvi_labels``...) describe the training data
+    obs = obs.drop(columns=[c for c in obs.columns if str(c).startswith("_scvi_")])
     obs["control_cell"] = obs.index.astype(str).to_numpy()
     obs[condition_key] = pd.Categorical([PREDICTED] * len(obs))
     obs.index = pd.Index([f"{name}-{PREDICTED}" for name in obs.index.astype(str)])
