@@ -59,6 +59,16 @@ def test_patch_equals_image_slice(section):
     np.testing.assert_array_equal(np.concatenate(batches)[i], spots.patch(i))
 
 
+def test_spatial_coordinates_as_a_data_frame(section):
+    """A DataFrame in obsm: x and y are its first two columns, whatever follows."""
+    expected = spot_image(section).corners()
+    xy = section.obsm["spatial"]
+    section.obsm["spatial"] = pd.DataFrame(
+        {"x": xy[:, 0], "y": xy[:, 1], "note": "spot"}, index=section.obs_names
+    )
+    np.testing.assert_array_equal(spot_image(section).corners(), expected)
+
+
 def test_patch_size_from_neighbour_spacing(section):
     del section.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"]
     assert spot_image(section).patch_size == SPACING
@@ -313,6 +323,10 @@ def _outside(a):
     a.obsm["spatial"][0] = [5000.0, 5000.0]
 
 
+def _text_coordinates(a):
+    a.obsm["spatial"] = pd.DataFrame({"barcode": "AAC", "x": 1.0}, index=a.obs_names)
+
+
 def _two_channels(a):
     a.uns["spatial"]["lib"]["images"]["hires"] = np.zeros((240, 320, 2), dtype=np.uint8)
 
@@ -325,6 +339,7 @@ def _two_channels(a):
         (None, {"library_id": "nope"}, KeyError, "library_id"),
         (None, {"img_key": "lowres"}, KeyError, "img_key"),
         (_outside, {}, ValueError, "outside"),
+        (_text_coordinates, {}, ValueError, "must hold numbers"),
         (None, {"patch_size": 16}, ValueError, "patch_size=16"),
         (_two_channels, {}, ValueError, "3 channels"),
         (None, {"backbone": "alexnet"}, ValueError, "backbone"),

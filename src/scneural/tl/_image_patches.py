@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 from scipy.spatial import cKDTree
 
@@ -202,7 +203,16 @@ def spot_image(
     image = to_rgb_uint8(images[img_key], f"uns['spatial'][{library!r}]['images'][{img_key!r}]")
     scalefactors = entry.get("scalefactors", {})
     scale = _scale_factor(scalefactors, img_key)
-    coords = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
+    coords = adata.obsm[spatial_key]
+    if isinstance(coords, pd.DataFrame):  # columns beyond x, y may hold anything
+        coords = coords.iloc[:, :2]
+    try:
+        coords = np.asarray(coords, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"adata.obsm[{spatial_key!r}] must hold numbers: the spot centres (x, y) in "
+            f"full-resolution pixels ({error})"
+        ) from None
     if coords.ndim != 2 or coords.shape[1] < 2:
         raise ValueError(f"adata.obsm[{spatial_key!r}] must have two columns (x, y)")
     if not np.all(np.isfinite(coords[:, :2])):
