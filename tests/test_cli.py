@@ -58,3 +58,13 @@ def test_python_dash_m_runs_the_cli():
     )
     assert done.returncode == 0, done.stderr
     assert "demo" in done.stdout and "datasets" in done.stdout
+
+
+def test_demo_bad_options_are_usage_errors(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(_demo, "run_demo", lambda *a, **k: ran.append(a))
+    out = tmp_path / "out"
+    for args in (["--tools", "nope"], ["--tools", ""], ["--max-epochs", "0"]):
+        result = CliRunner().invoke(app, ["demo", "--output", str(out), *args])
+        assert result.exit_code == 2, (args, result.output)
+    assert not ran and not out.exists()

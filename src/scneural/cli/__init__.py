@@ -16,13 +16,23 @@ def demo(
         "all",
         help="Comma-separated tools to run (classify, deep_cluster, perturb, image_features).",
     ),
-    max_epochs: int | None = typer.Option(None, help="Cap the training epochs (for a quick run)."),
+    max_epochs: int | None = typer.Option(
+        None, min=1, help="Cap the training epochs (for a quick run)."
+    ),
 ) -> None:
-    """Run every tool end to end on real data and write results and figures to OUTPUT."""
-    from ._demo import run_demo
+    """Run every tool end to end on real data and write results and figures to --output."""
+    from ._demo import DEMOS, run_demo
 
-    names = [name.strip() for name in tools.split(",") if name.strip()]
-    run_demo(output, tools=None if names == ["all"] else names, max_epochs=max_epochs)
+    names = list(dict.fromkeys(name.strip() for name in tools.split(",") if name.strip()))
+    unknown = [name for name in names if name != "all" and name not in DEMOS]
+    if not names or unknown:
+        raise typer.BadParameter(
+            f"unknown tools {unknown}; choose from {sorted(DEMOS)} or 'all'"
+            if unknown
+            else f"name at least one tool: {sorted(DEMOS)} or 'all'",
+            param_hint="--tools",
+        )
+    run_demo(output, tools=None if "all" in names else names, max_epochs=max_epochs)
 
 
 @app.command()

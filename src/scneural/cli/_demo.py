@@ -93,10 +93,10 @@ def run_demo(
 ) -> None:
     """Run the demos of ``tools`` (all by default), writing into ``output``."""
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
     unknown = set(tools or []) - set(DEMOS)
     if unknown:
         raise ValueError(f"unknown demo tools {sorted(unknown)}; choose from {sorted(DEMOS)}")
+    output.mkdir(parents=True, exist_ok=True)
     sc.settings.verbosity = 1
     for name in tools or DEMOS:
         DEMOS[name](output, max_epochs)
