@@ -393,6 +393,10 @@ def test_plots(section):
     _, single = plt.subplots()
     assert sn.pl.image_patches(section, n=1, ax=single, show=False) == [single]
     assert single.images[0].get_array().shape == (SPACING, SPACING, 3)
+    # one spot by name, not its letters
+    name = section.obs_names[3]
+    (shown,) = sn.pl.image_patches(section, spots=name, show=False)
+    assert shown.get_title().startswith(name)
     plt.close("all")
 
 

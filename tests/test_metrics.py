@@ -66,3 +66,9 @@ def test_series_are_aligned_on_a_shared_index():
         sn.metrics.accuracy(truth, pd.Series(list("abca"), index=["c1", "c2", "x", "y"]))
     with pytest.raises(ValueError, match=r"y_true must be 1-D .* shape \(2, 2\)"):
         sn.metrics.accuracy(np.zeros((2, 2)), ["a", "b"])
+
+
+def test_classification_report_keeps_accuracy_with_extra_predicted_labels():
+    report = sn.metrics.classification_report(["a", "b", "b"], ["a", "b", "z"])
+    assert report.loc["accuracy", "f1-score"] == pytest.approx(2 / 3)
+    assert "micro avg" not in report.index

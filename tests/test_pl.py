@@ -98,3 +98,41 @@ def test_plot_errors(labelled):
         sn.pl.confusion_matrix(labelled, "nope", "pred", show=False)
     with pytest.raises(ValueError, match="no metric"):
         sn.pl.training_history(labelled, "tool", metrics=["f1"], show=False)
+
+
+def test_training_history_metrics_one_name_and_tagged_names(labelled):
+    adata = labelled
+    adata.uns["dc"] = {
+        "history": {
+            "train_loss": np.array([2.0, 1.0]),
+            "zinb_loss_train": np.array([2.0, 1.0]),
+            "label_change": np.array([0.1, 0.0]),
+        }
+    }
+    for metrics in ("loss", ["loss"]):
+        axes = sn.pl.training_history(adata, "dc", metrics=metrics, show=False)
+        assert [a.get_title() for a in axes] == ["loss", "zinb_loss"]
+    plt.close("all")
+
+
+def test_label_order_follows_categories_and_numbers(labelled):
+    adata = labelled
+    adata.obs["truth"] = adata.obs["truth"].cat.reorder_categories(["c", "b", "a"])
+    ax = sn.pl.confusion_matrix(adata, "truth", "pred", show=False)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["c", "b", "a"]
+    frame = sn.metrics.confusion_matrix([2, 10, 1], [2, 10, 1])
+    assert list(frame.index) == ["1", "2", "10"]
+    plt.close("all")
+
+
+def test_reg_mean_takes_gene_arrays():
+    rng = np.random.default_rng(0)
+    adata = AnnData(rng.normal(size=(20, 5)).astype(np.float32) + 2)
+    adata.var_names = [f"g{i}" for i in range(5)]
+    adata.obs["c"] = ["real"] * 10 + ["predicted"] * 10
+    genes = adata.var_names[:3]
+    ax = sn.pl.reg_mean(
+        adata, condition_key="c", x="real", top_genes=genes, gene_list=np.asarray(genes), show=False
+    )
+    assert {t.get_text() for t in ax.texts} >= set(genes)  # the chosen genes are labelled
+    plt.close("all")

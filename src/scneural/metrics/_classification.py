@@ -58,6 +58,21 @@ def _as_labels(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.nda
     return label_strings(true[keep]), label_strings(pred[keep])
 
 
+def label_order(values: ArrayLike, present: Sequence[str]) -> list[str]:
+    """``present`` labels in the order of ``values``' categories when it is categorical,
+    else numerically when every label is a number (``2`` before ``10``), else sorted."""
+    present = list(dict.fromkeys(present))
+    dtype = getattr(values, "dtype", None)
+    if isinstance(dtype, pd.CategoricalDtype):
+        categories = [str(c) for c in label_strings(np.asarray(dtype.categories, dtype=object))]
+        ordered = [c for c in categories if c in set(present)]
+        return ordered + sorted(c for c in present if c not in set(ordered))
+    try:  # numbers in numeric order, a missing ("nan") one last
+        return sorted(present, key=lambda c: (np.isnan(float(c)), np.nan_to_num(float(c))))
+    except ValueError:
+        return sorted(present)
+
+
 def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Fraction of cells whose predicted label equals the true one (missing truths skipped)."""
     true, pred = _as_labels(y_true, y_pred)
@@ -76,7 +91,13 @@ def classification_report(y_true: ArrayLike, y_pred: ArrayLike) -> pd.DataFrame:
     report = skm.classification_report(
         true, pred, labels=np.unique(true), output_dict=True, zero_division=0
     )
-    return pd.DataFrame(report).T
+    # scikit-learn writes "micro avg" instead of "accuracy" when some prediction is not a
+    # true class (e.g. a reference-only type): always report the accuracy, with its support
+    report.pop("micro avg", None)
+    report["accuracy"] = float(skm.accuracy_score(true, pred))
+    frame = pd.DataFrame({k: v for k, v in report.items() if k != "accuracy"}).T
+    frame.loc["accuracy"] = [np.nan, np.nan, report["accuracy"], float(len(true))]
+    return frame.loc[[*frame.index[:-3], "accuracy", "macro avg", "weighted avg"]]
 
 
 def confusion_matrix(
@@ -87,8 +108,8 @@ def confusion_matrix(
     ``normalize`` is scikit-learn's: ``None``, ``"true"``, ``"pred"`` or ``"all"``.
     """
     true, pred = _as_labels(y_true, y_pred)
-    rows = list(np.unique(true))
-    cols = rows + [c for c in np.unique(pred) if c not in rows]
+    rows = label_order(y_true, np.unique(true))
+    cols = rows + label_order(y_pred, [c for c in np.unique(pred) if c not in rows])
     labels = cols
     matrix = skm.confusion_matrix(true, pred, labels=labels, normalize=normalize)
     frame = pd.DataFrame(matrix, index=labels, columns=labels)

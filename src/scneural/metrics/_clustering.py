@@ -7,7 +7,7 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as skm
 
-from ._classification import ArrayLike, _as_labels
+from ._classification import ArrayLike, _as_labels, label_order
 
 
 def adjusted_rand_index(y_true: ArrayLike, y_pred: ArrayLike) -> float:
@@ -66,6 +66,9 @@ def cluster_contingency(
     """
     true, pred = _as_labels(y_true, y_pred)
     table = _contingency(true, pred)
+    table = table.loc[
+        label_order(y_true, list(table.index)), label_order(y_pred, list(table.columns))
+    ]
     rows, cols = linear_sum_assignment(-table.to_numpy())
     partner = dict(zip(rows, cols))
     ordered = [table.columns[partner[r]] for r in range(table.shape[0]) if r in partner]

@@ -13,17 +13,16 @@ from ._utils import finish, get_uns, panel_axes
 
 def _metric_groups(history: dict, metrics: Sequence[str] | None) -> dict[str, list[str]]:
     """Group history entries by metric name (``train_loss``/``validation_loss`` together)."""
-    names = [
-        m
-        for m in history
-        if metrics is None or any(m.startswith(x) or m.endswith(x) for x in metrics)
-    ]
+    metrics = [metrics] if isinstance(metrics, str) else metrics  # one name, not its letters
     groups: dict[str, list[str]] = {}
-    for name in names:
+    for name in history:
         base = name
         for tag in ("train_", "validation_", "_train", "_validation", "_epoch"):
             base = base.replace(tag, "")
-        groups.setdefault(base, []).append(name)
+        if metrics is None or any(
+            n.startswith(x) or n.endswith(x) for x in metrics for n in (name, base)
+        ):
+            groups.setdefault(base, []).append(name)
     return groups
 
 
@@ -45,7 +44,8 @@ def training_history(
     key
         The tool's ``key_added``.
     metrics
-        Only metrics whose names start or end with one of these (e.g. ``["loss", "accuracy"]``).
+        Only metrics whose names, with or without their ``train``/``validation`` tags, start
+        or end with one of these (one name or a list, e.g. ``["loss", "accuracy"]``).
     phase
         For tools that train in phases (``deep_cluster``: ``"pretrain"``, ``"cluster"``),
         which phase to plot; ``None`` plots the single or every phase.

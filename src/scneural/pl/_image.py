@@ -177,6 +177,7 @@ def image_patches(
     params = dict(adata.uns[key].get("params", {})) if key in adata.uns else {}
     image = _spots(adata, params, library_id, img_key, patch_size)
     if spots is not None:
+        spots = [spots] if isinstance(spots, str) else list(spots)  # one name, not its letters
         missing = [s for s in spots if s not in adata.obs_names]
         if missing:
             raise KeyError(f"spots {missing[:5]} are not in adata.obs_names")

@@ -14,6 +14,13 @@ from scneural.metrics._perturbation import gene_stats, squared_pearson
 from ._utils import finish, get_axes
 
 
+def _gene_names(genes: Any) -> list[str] | None:
+    """``None``, or the gene names as a list (one name, a list, an array, an Index)."""
+    if genes is None:
+        return None
+    return [genes] if isinstance(genes, str) else [str(g) for g in genes]
+
+
 def _reg_plot(
     stat: str,
     adata: AnnData,
@@ -33,9 +40,9 @@ def _reg_plot(
     x, y = str(x), str(y)
     hint = ". Concatenate the real and predicted cells first, e.g. sc.concat([real, predicted])"
     check_obs_values(values[known], condition_key, hint=hint, x=x, y=y)
-    # one gene name is a list of one, not of its letters
-    top_genes = [top_genes] if isinstance(top_genes, str) else top_genes
-    gene_list = [gene_list] if isinstance(gene_list, str) else gene_list
+    # one gene name is a list of one, not of its letters; arrays and Indexes become lists
+    top_genes = _gene_names(top_genes)
+    gene_list = _gene_names(gene_list)
     for argument, genes in (("top_genes", top_genes), ("gene_list", gene_list)):
         missing = [g for g in genes or [] if g not in adata.var_names]
         if missing:
