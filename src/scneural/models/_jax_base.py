@@ -55,9 +55,15 @@ class ScneuralJaxTrainingPlan(JaxTrainingPlan):
     """:class:`scvi.train.JaxTrainingPlan` that builds its training state in one jitted call."""
 
     def set_train_state(self, params: Any, state: Any = None) -> None:
-        """Create the training state (optimizer state included) unless the module has one."""
+        """Create the training state (optimizer state included).
+
+        A module that already has one (trained before, or loaded) keeps its variables, but
+        they are optimised with this plan's optimizer (a fresh state, as a torch model's
+        ``train`` builds a new optimizer): scvi-tools keeps the old state, so a second
+        ``train`` (or one after ``load``) ignored its ``lr``/``weight_decay``.
+        """
         if self.module.train_state is not None:
-            return
+            params, state = self.module.train_state.params, self.module.train_state.state
         optimizer = self.get_optimizer_creator()()
 
         @jax.jit
