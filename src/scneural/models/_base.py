@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+import pandas as pd
 import rich.pretty  # noqa: F401  scvi-tools 1.4.2's view_anndata_setup uses it unimported
 import torch
 from anndata import AnnData
@@ -106,6 +108,39 @@ class ScneuralModelMixin:
     _history_exclude: tuple[str, ...] = ()
     #: used by scvi-tools' training mixins (torch and JAX) to split and load the cells
     _data_splitter_cls = SingleCellSafeDataSplitter
+
+    @classmethod
+    def saved_var_names(cls, dir_path: str, prefix: str | None = None) -> np.ndarray:
+        """The genes (in order) of a model saved in ``dir_path``, without loading it."""
+        path = os.path.join(dir_path, f"{prefix or ''}model.pt")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no saved model at {path}; pass the folder model.save wrote")
+        return np.asarray(torch.load(path, map_location="cpu", weights_only=False)["var_names"])
+
+    @classmethod
+    def load(cls, dir_path: str, adata: AnnData | None = None, **kwargs):
+        """scvi-tools' ``load``, refusing an ``adata`` whose genes are not the saved model's
+        in the same order (scvi-tools only warns, and the model then reads the wrong genes).
+
+        Select them first: ``adata[:, Model.saved_var_names(dir_path)]``.
+        """
+        if adata is not None:
+            saved = pd.Index(cls.saved_var_names(dir_path, kwargs.get("prefix")).astype(str))
+            given = pd.Index(adata.var_names.astype(str))
+            if not given.equals(saved):
+                missing = saved.difference(given)
+                how = (
+                    f"lacks {len(missing)} of them (e.g. {list(missing[:5])})"
+                    if len(missing)
+                    else "has them in another order"
+                    if len(given) == len(saved)
+                    else f"has {len(given) - len(saved)} more"
+                )
+                raise ValueError(
+                    f"adata's genes are not the {len(saved)} genes of the saved model: it "
+                    f"{how}. Pass adata[:, {cls.__name__}.saved_var_names(dir_path)]"
+                )
+        return super().load(dir_path, adata=adata, **kwargs)
 
     def history_dict(self) -> dict[str, np.ndarray]:
         """Per-epoch training curves (``model.history``) as one array per metric."""
