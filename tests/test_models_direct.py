@@ -176,3 +176,87 @@ def test_bad_optimizer_settings_are_refused_before_training(name, setting, messa
     with pytest.raises(error, match=message):
         model.train(max_epochs=1, **setting, **TRAIN)
     assert not model.is_trained_
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classifier_loads_for_cells_to_annotate(name, tmp_path):
+    """scvi-tools' load(dir, adata=query): the query has no labels, or labels the model
+    never saw; the caller's obs is not written and predictions equal the saved model's."""
+    if name.startswith("Jax") and not HAS_JAX:
+        pytest.skip("the JAX extra is not installed")
+    cls = getattr(sn.models, name)
+    reference = _lognorm()
+    cls.setup_anndata(reference, labels_key="group")
+    model = cls(reference, n_hidden=(16,))
+    model.train(max_epochs=2, **TRAIN)
+    model.save(tmp_path / "clf")
+    unlabelled = _lognorm(seed=1, n_obs=40)
+    del unlabelled.obs["group"]
+    unseen = _lognorm(seed=1, n_obs=40)
+    unseen.obs["group"] = "a type the reference lacks"
+    for query in (unlabelled, unseen):
+        before = query.obs.copy()
+        loaded = cls.load(tmp_path / "clf", adata=query)
+        pd.testing.assert_frame_equal(query.obs, before)
+        np.testing.assert_array_equal(loaded.predict(), model.predict(query))
+
+
+def test_scgen_loads_with_a_new_cell_type(tmp_path):
+    adata = _lognorm()
+    adata.obs["condition"] = np.where(np.arange(adata.n_obs) % 2, "ctrl", "stim")
+    sn.models.ScGen.setup_anndata(adata, condition_key="condition", cell_type_key="group")
+    model = sn.models.ScGen(adata, n_hidden=16, n_latent=4)
+    model.train(max_epochs=2, **TRAIN)
+    model.save(tmp_path / "scgen")
+    other = adata.copy()
+    other.obs["group"] = "a new type"
+    loaded = sn.models.ScGen.load(tmp_path / "scgen", adata=other)
+    np.testing.assert_allclose(
+        loaded.get_latent_representation(), model.get_latent_representation(), atol=1e-5
+    )
+
+
+def test_load_refuses_genes_that_are_not_the_models(tmp_path):
+    """scvi-tools only warns, and the model would read every gene as another."""
+    reference = _lognorm()
+    sn.models.Classifier.setup_anndata(reference, labels_key="group")
+    model = sn.models.Classifier(reference, n_hidden=(16,))
+    model.train(max_epochs=2, **TRAIN)
+    model.save(tmp_path / "clf")
+    query = _lognorm(seed=1, n_obs=40)
+    reordered = query[:, query.var_names[::-1]].copy()
+    with pytest.raises(ValueError, match="has them in another order"):
+        sn.models.Classifier.load(tmp_path / "clf", adata=reordered)
+    renamed = query.copy()
+    renamed.var_names = [f"other{i}" for i in range(renamed.n_vars)]
+    with pytest.raises(ValueError, match="lacks 50 of them"):
+        sn.models.Classifier.load(tmp_path / "clf", adata=renamed)
+    # the fix the message names
+    genes = sn.models.Classifier.saved_var_names(tmp_path / "clf")
+    loaded = sn.models.Classifier.load(tmp_path / "clf", adata=reordered[:, genes].copy())
+    np.testing.assert_array_equal(loaded.predict(), model.predict(query))
+    with pytest.raises(FileNotFoundError, match="no saved model"):
+        sn.models.Classifier.saved_var_names(tmp_path / "nothing")
+
+
+@pytest.mark.jax
+@pytest.mark.skipif(not HAS_JAX, reason="the JAX extra is not installed")
+def test_jax_training_again_uses_the_new_learning_rate():
+    """scvi-tools' JAX plan kept the first optimizer: a second train() (or one after
+    load) ignored lr and weight_decay. A torch model builds a new optimizer each time."""
+    import jax
+
+    reference = _lognorm()
+    sn.models.JaxClassifier.setup_anndata(reference, labels_key="group")
+    model = sn.models.JaxClassifier(reference, n_hidden=(16,))
+    model.train(max_epochs=2, **TRAIN)
+
+    def params():
+        return [np.asarray(p) for p in jax.tree_util.tree_leaves(model.module.params)]
+
+    before = params()
+    model.train(max_epochs=1, lr=1e-9, **TRAIN)
+    moved = max(np.abs(a - b).max() for a, b in zip(before, params()))
+    assert moved < 1e-6
+    model.train(max_epochs=1, lr=1e-2, **TRAIN)
+    assert max(np.abs(a - b).max() for a, b in zip(before, params())) > 1e-4

@@ -53,6 +53,22 @@ label_smoothing
 
 
 @doc_params(model_params=CLASSIFIER_PARAMS)
+def readable_query(adata: AnnData, registry: dict) -> AnnData:
+    """``adata`` as the classifier can read it: cells to annotate usually have no labels
+    column, or labels the model never saw (or missing ones), which scvi-tools refuses to
+    register. Those are read through a light copy whose labels are all unlabelled (they
+    play no part in inference); the caller's ``obs`` is not written."""
+    state = registry["field_registries"][REGISTRY_KEYS.LABELS_KEY]["state_registry"]
+    labels_key = registry["setup_args"]["labels_key"]
+    column = adata.obs.get(labels_key)
+    known = {str(c) for c in state["categorical_mapping"]}
+    if column is not None and not column.isna().any() and set(column.astype(str)) <= known:
+        return adata
+    obs = adata.obs.copy()
+    obs[labels_key] = state["unlabeled_category"]
+    return with_obs(adata, obs)
+
+
 class ClassifierMixin:
     """Model-level code of the cell-type classifier, shared by both backends.
 
@@ -233,17 +249,19 @@ class ClassifierMixin:
         return bool((codes >= len(self.classes_)).any())
 
     def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True):
-        """scvi-tools' check, for query cells too: cells to annotate usually have no labels
-        column, so they are read through a light copy whose labels are all unlabelled (the
-        caller's ``obs`` is not written)."""
+        """scvi-tools' check, for query cells too (see :func:`readable_query`)."""
         if adata is not None and self.get_anndata_manager(adata) is None:
-            labels = self.registry_["field_registries"][REGISTRY_KEYS.LABELS_KEY]
-            labels_key = labels["state_registry"]["original_key"]
-            if labels_key not in adata.obs:
-                obs = adata.obs.copy()
-                obs[labels_key] = labels["state_registry"]["unlabeled_category"]
-                adata = with_obs(adata, obs)
+            adata = readable_query(adata, self.registry_)
         return super()._validate_anndata(adata, copy_if_view=copy_if_view)
+
+    @classmethod
+    def load(cls, dir_path: str, adata: AnnData | None = None, **kwargs):
+        """scvi-tools' ``load``; ``adata`` may be cells to annotate (see
+        :func:`readable_query`)."""
+        if adata is not None:
+            registry = cls.load_registry(dir_path, prefix=kwargs.get("prefix"))
+            adata = readable_query(adata, registry)
+        return super().load(dir_path, adata=adata, **kwargs)
 
     def predict(
         self,

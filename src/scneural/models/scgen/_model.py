@@ -131,6 +131,10 @@ class ScGenMixin:
             CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
         ]
         adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        if kwargs.get("source_registry") is not None:
+            # load(adata=...): new cell types, conditions or batches are fine (as in
+            # register_query); the VAE reads only the expression
+            kwargs.setdefault("extend_categories", True)
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
 
