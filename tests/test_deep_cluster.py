@@ -284,9 +284,17 @@ def test_init_geometry_reaches_the_model():
 
 def test_tl_cosine_init_recorded_and_clusters():
     adata = _data()
-    _run(adata, labels_key="group", init="cosine")
-    assert adata.uns["deep_cluster"]["params"]["init"] == "cosine"
+    model = _run(adata, labels_key="group", init="cosine", n_top_genes=60, gamma=0.5)
+    params = adata.uns["deep_cluster"]["params"]
+    assert params["init"] == "cosine"
     assert adata.uns["deep_cluster"]["metrics"]["ari"] > 0.8
+    # reused, the model's settings are recorded, not this call's defaults it did not use
+    new = _data(seed=1, n_obs=100)
+    sn.tl.deep_cluster(new, model=model)
+    reused = new.uns["deep_cluster"]["params"]
+    assert reused["model_reused"] is True
+    for name in ("init", "gamma", "tol", "pretrain_epochs", "max_epochs", "n_top_genes"):
+        assert reused[name] == params[name], name
 
 
 def test_target_distribution_sharpens():

@@ -276,24 +276,32 @@ def deep_cluster(
     soft_full[keep] = soft
 
     model_params = model.init_params_["non_kwargs"]
+    # a reused model's clusters come from its own training: record its settings, not this
+    # call's defaults (which it did not use)
+    trained = model.training_record().get("train", {}) if reused else {}
     uns: dict[str, Any] = {
         "params": {
             "n_clusters": n_clusters,
             "layer": source.layer,
             "batch_key": batch_key,
-            "n_top_genes": n_top_genes,
+            "n_top_genes": len(genes) if reused else n_top_genes,
             "n_latent": model_params.get("n_latent"),
             "n_hidden": list(model_params.get("n_hidden", n_hidden)),
             "noise_sd": model_params.get("noise_sd"),
-            "gamma": gamma,
-            "tol": tol,
-            "update_interval": update_interval,
-            "pretrain_epochs": pretrain_epochs,
-            "init": init,
-            "resolution": resolution,
-            "random_state": random_state,
-            "max_epochs": max_epochs,
-            "batch_size": batch_size,
+            **{
+                name: trained.get(name, value)
+                for name, value in (
+                    ("gamma", gamma),
+                    ("tol", tol),
+                    ("update_interval", update_interval),
+                    ("pretrain_epochs", pretrain_epochs),
+                    ("init", init),
+                    ("resolution", resolution),
+                    ("random_state", random_state),
+                    ("max_epochs", max_epochs),
+                    ("batch_size", batch_size),
+                )
+            },
             "backend": model.backend,
             "model_reused": reused,
             "train_kwargs": {key: str(v) for key, v in train_kwargs.items()},
