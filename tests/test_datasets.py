@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anndata as ad
 import h5py
 import numpy as np
@@ -132,3 +134,40 @@ def test_synthetic_counts_structure():
     in_g1 = (adata.obs["group"] == "g1").to_numpy()
     X = adata[:, markers].X.toarray()
     assert X[in_g1].mean() > 2 * X[~in_g1].mean()
+
+
+def test_a_corrupt_local_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kang_ifnb_sub.h5ad").write_bytes(b"\x89HDF\r\n a partial copy")
+    with pytest.raises(ValueError, match="could not be read as .h5ad") as info:
+        sn.datasets.load("kang_ifnb_sub")
+    assert str(tmp_path / "kang_ifnb_sub.h5ad") in str(info.value)
+    assert "replace or delete that file" in str(info.value)
+
+
+def test_downloads_go_to_the_data_dir_and_a_bad_one_is_not_kept(tmp_path, monkeypatch):
+    """DESIGN: the data directory is $SCNEURAL_DATA_DIR (default a user cache)."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(data))
+    monkeypatch.chdir(tmp_path)
+    info = _registry.DatasetInfo("toy", "toy", (20, 5), "0" * 64, "https://example/x.h5", {"Y": 4})
+    pages = []
+
+    def proxy_error_page(url, known_hash, fname, path, progressbar):
+        target = Path(path) / fname
+        target.write_bytes(b"<html>proxy error</html>")
+        pages.append(target)
+        return str(target)
+
+    monkeypatch.setattr("pooch.retrieve", proxy_error_page)
+    with pytest.raises(ValueError, match="is not the published file.*deleted, try again"):
+        _registry.download(info)
+    assert pages[0].parent == data and not pages[0].exists()
+
+    def good(url, known_hash, fname, path, progressbar):
+        _fake_scdeepcluster_h5(Path(path) / fname, 20, 5, 4)
+        return str(Path(path) / fname)
+
+    monkeypatch.setattr("pooch.retrieve", good)
+    assert _registry.download(info) == data / info.filename

@@ -173,7 +173,13 @@ def load(name: str, *, backed: bool = False) -> ad.AnnData:
                 f"data set {name!r} was not found and has no public download; {_where_to_put(info)}"
             )
         path = download(info)
-    adata = ad.read_h5ad(path, backed="r" if backed else None)
+    try:
+        adata = ad.read_h5ad(path, backed="r" if backed else None)
+    except Exception as error:  # corrupt, truncated or not HDF5 at all
+        raise ValueError(
+            f"{name}: {path} could not be read as .h5ad ({type(error).__name__}: {error}); "
+            "replace or delete that file"
+        ) from error
     try:
         check_content(adata, info)
     except ValueError as error:
@@ -198,7 +204,11 @@ def download(info: DatasetInfo, directory: Path | None = None) -> Path:
     """
     import pooch
 
-    directory = Path(directory or cache_dir())
+    if directory is None:
+        env = os.environ.get(DATA_DIR_ENV)
+        directory = Path(env).expanduser() if env else cache_dir()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     try:
         raw = pooch.retrieve(
             info.url, known_hash=None, fname=f"{info.name}.h5", path=directory, progressbar=False
@@ -208,8 +218,15 @@ def download(info: DatasetInfo, directory: Path | None = None) -> Path:
             f"could not download data set {info.name!r} from {info.url} "
             f"({type(error).__name__}: {error}); {_where_to_put(info)}"
         ) from error
-    adata = read_scdeepcluster_h5(raw)
-    check_content(adata, info)
+    try:
+        adata = read_scdeepcluster_h5(raw)
+        check_content(adata, info)
+    except Exception as error:  # a bad earlier download would otherwise be reused forever
+        Path(raw).unlink(missing_ok=True)
+        raise ValueError(
+            f"the download of {info.name!r} ({raw}) is not the published file "
+            f"({type(error).__name__}: {error}); it was deleted, try again"
+        ) from error
     target = directory / info.filename
     adata.write_h5ad(target)
     return target
