@@ -150,6 +150,64 @@ def test_model_reuse_and_save_load(section, tmp_path):
         extractor.save(tmp_path / "ext")
 
 
+def _downscaled(section: AnnData, factor: int = 2) -> AnnData:
+    """The same tissue with its image stored at 1/factor of the resolution."""
+    other = section.copy()
+    entry = other.uns["spatial"]["lib"]
+    image = entry["images"]["hires"]
+    height, width = image.shape[0] // factor, image.shape[1] // factor
+    entry["images"]["hires"] = (
+        image[: height * factor, : width * factor]
+        .reshape(height, factor, width, factor, 3)
+        .mean(axis=(1, 3))
+        .astype(np.uint8)
+    )
+    entry["scalefactors"]["tissue_hires_scalef"] = SCALE / factor
+    return other
+
+
+def test_model_reuse_covers_the_same_tissue_on_another_scale(section, tmp_path):
+    """SPADE's transfer: another section's image has its own scale factor, so the model's
+    patch (in pixels of its own image) is rescaled to cover the same tissue area."""
+    extractor = sn.tl.image_features(section, **_fast(), patch_size=64)
+    half = _downscaled(section)
+    sn.tl.image_features(half, model=extractor)
+    assert half.uns["image_features"]["params"]["patch_size"] == 32
+    extractor.save(tmp_path / "ext")  # the scale travels with the model
+    loaded = sn.models.ImageFeatureExtractor.load(tmp_path / "ext")
+    assert loaded.scale_factor == extractor.scale_factor == SCALE
+    again = _downscaled(section)
+    sn.tl.image_features(again, model=loaded)
+    np.testing.assert_allclose(
+        again.obsm["X_image_features"], half.obsm["X_image_features"], rtol=1e-4, atol=1e-4
+    )
+
+
+def test_spots_of_another_library_are_refused(section):
+    """After sc.concat(..., label="library_id"), every spot is not on every image."""
+    both = section.copy()
+    both.uns["spatial"]["other"] = both.uns["spatial"]["lib"]
+    both.obs["library_id"] = pd.Categorical(["lib", "other"] * (both.n_obs // 2) + ["lib"])
+    before = snapshot(both)
+    with pytest.raises(ValueError, match=r"spots belong to other libraries than 'lib'"):
+        sn.tl.image_features(both, library_id="lib", **_fast())
+    assert_unchanged(both, before)
+    one = both[both.obs["library_id"] == "lib"].copy()
+    sn.tl.image_features(one, library_id="lib", **_fast())
+    assert one.obsm["X_image_features"].shape[0] == one.n_obs
+
+
+def test_float_patches_give_the_features_of_their_uint8_twins(section):
+    extractor = sn.tl.image_features(section, **{**_fast(), **FAST_EXPRESSION_BACKBONE})
+    patches = spot_image(section).patches(np.arange(6))
+    np.testing.assert_allclose(
+        extractor.features_of(patches.astype(np.float32) / 255.0),
+        extractor.features_of(patches),
+        rtol=1e-3,
+        atol=1e-3,
+    )
+
+
 def test_weights_from_state_dict(section, tmp_path):
     torch.manual_seed(3)
     trunk = TorchvisionTrunk("vgg16")

@@ -124,6 +124,19 @@ def _train_expression_model(
     return model, normalised
 
 
+def _model_patch_size(
+    adata: AnnData, model: ImageFeatureExtractor, library_id: str | None, img_key: str
+) -> int:
+    """The model's patch, covering the same tissue area on this image (its scale factor)."""
+    from ._image_patches import MIN_PATCH_SIZE, _scale_factor, resolve_library
+
+    if model.scale_factor is None:
+        return model.patch_size
+    entry = adata.uns["spatial"][resolve_library(adata, library_id)]
+    scale = _scale_factor(entry.get("scalefactors", {}), img_key)
+    return max(MIN_PATCH_SIZE, round(model.patch_size * scale / model.scale_factor))
+
+
 @doc_params(**_IMAGE_DOC)
 def image_features(
     adata: AnnData,
@@ -170,7 +183,8 @@ def image_features(
     patch_size
         Side of the square patch in pixels of the chosen image (at least 32). Default: the
         spot diameter (``spot_diameter_fullres`` x scale factor) when that is at least 32
-        px, else the spacing of neighbouring spots. With ``model=``: the model's.
+        px, else the spacing of neighbouring spots. With ``model=``: the model's,
+        rescaled by this image's scale factor so it covers the same tissue area.
         Spots near the border are padded with white.
     backbone
         ``"vgg16"``, ``"resnet50"`` or ``"expression"``.
@@ -258,7 +272,7 @@ def image_features(
     else:
         backbone, weights_desc = model.backbone, model.weights
         if patch_size is None:
-            patch_size = model.patch_size
+            patch_size = _model_patch_size(adata, model, library_id, img_key)
     batch_size = check_positive_int(batch_size, "batch_size")
     input_size = check_optional_int(input_size, "input_size", minimum=32)
     spots = spot_image(
@@ -298,6 +312,7 @@ def image_features(
                 patch_size=spots.patch_size,
                 expression_model=expression_model,
                 info={"expression_pcs": expression_pcs, "layer": layer},
+                scale_factor=spots.scale_factor,
             )
             history = expression_model.history_dict()
         else:
@@ -308,6 +323,7 @@ def image_features(
                 input_size=input_size or default_input_size(backbone),
                 patch_size=spots.patch_size,
                 trunk=trunk,
+                scale_factor=spots.scale_factor,
             )
         features = extractor.features(spots, batch_size=batch_size, accelerator=accelerator)
         if not np.all(np.isfinite(features)):

@@ -142,6 +142,29 @@ def resolve_library(adata: AnnData, library_id: str | None) -> str:
     return str(library_id)
 
 
+def _check_spots_of_library(adata: AnnData, library: str) -> None:
+    """With several libraries, refuse spots that an obs column assigns to another one
+    (squidpy's ``library_key``, e.g. ``obs["library_id"]`` from ``sc.concat(label=...)``)."""
+    libraries = {str(k) for k in adata.uns["spatial"].keys()}
+    if len(libraries) < 2:
+        return
+    for column in adata.obs.columns:
+        values = adata.obs[column]
+        if not (isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object):
+            continue
+        found = set(values.dropna().astype(str).unique())
+        if len(found) < 2 or not found <= libraries:
+            continue
+        other = values.astype(str).to_numpy() != library
+        if other.any():
+            raise ValueError(
+                f"{int(other.sum())} spots belong to other libraries than {library!r} "
+                f"(obs[{column!r}]: {sorted(found)}); their patches would be cut from "
+                f"{library!r}'s image: run image_features on "
+                f"adata[adata.obs[{column!r}] == {library!r}].copy() for each library"
+            )
+
+
 def _scale_factor(scalefactors: Any, img_key: str) -> float:
     for name in (f"tissue_{img_key}_scalef", f"{img_key}_scalef"):
         if name in scalefactors:
@@ -193,6 +216,7 @@ def spot_image(
             "full-resolution pixels"
         )
     library = resolve_library(adata, library_id)
+    _check_spots_of_library(adata, library)
     entry = adata.uns["spatial"][library]
     images = entry.get("images", {})
     if img_key not in images:

@@ -77,6 +77,7 @@ class ImageFeatureExtractor:
         trunk: TorchvisionTrunk | None = None,
         expression_model: ImageExpressionModel | None = None,
         info: dict[str, Any] | None = None,
+        scale_factor: float | None = None,
     ):
         if (trunk is None) == (expression_model is None):
             raise ValueError("give exactly one of trunk= and expression_model=")
@@ -84,6 +85,8 @@ class ImageFeatureExtractor:
         self.weights = weights
         self.input_size = int(input_size)
         self.patch_size = int(patch_size)
+        #: scale factor of the image ``patch_size`` is measured on (None: unknown)
+        self.scale_factor = None if scale_factor is None else float(scale_factor)
         self.trunk = trunk
         self.expression_model = expression_model
         self.info = dict(info or {})
@@ -113,7 +116,14 @@ class ImageFeatureExtractor:
 
     @torch.inference_mode()
     def features_of(self, patches: np.ndarray, device: torch.device | None = None) -> np.ndarray:
-        """Features ``(n, n_features)`` of uint8 patches ``(n, s, s, 3)`` (one minibatch)."""
+        """Features ``(n, n_features)`` of uint8 patches ``(n, s, s, 3)`` (one minibatch);
+        float patches in ``[0, 1]`` are converted to uint8 first."""
+        patches = np.asarray(patches)
+        if patches.dtype != np.uint8:
+            from scneural.tl._image_patches import to_rgb_uint8
+
+            flat = to_rgb_uint8(patches.reshape(-1, *patches.shape[-2:]), "patches")
+            patches = flat.reshape(patches.shape)
         images = resize_patches(patches, self.input_size)
         if self.expression_model is not None:
             model = self.expression_model
@@ -168,6 +178,7 @@ class ImageFeatureExtractor:
             "weights": self.weights,
             "input_size": self.input_size,
             "patch_size": self.patch_size,
+            "scale_factor": self.scale_factor,
             "info": self.info,
         }
         (path / _META).write_text(json.dumps(meta, indent=1, default=str))
@@ -211,6 +222,7 @@ class ImageFeatureExtractor:
             trunk=trunk,
             expression_model=model,
             info=meta.get("info"),
+            scale_factor=meta.get("scale_factor"),
         )
         if (path / _PCA).is_file():
             stored = np.load(path / _PCA)
