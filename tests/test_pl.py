@@ -136,3 +136,19 @@ def test_reg_mean_takes_gene_arrays():
     )
     assert {t.get_text() for t in ax.texts} >= set(genes)  # the chosen genes are labelled
     plt.close("all")
+
+
+def test_panel_titles_clear_the_labels_of_the_row_above(labelled):
+    adata = labelled
+    adata.uns["many"] = {
+        "history": {f"metric{i}_train": np.array([2.0, 1.0, 0.5]) for i in range(6)}
+    }
+    axes = sn.pl.training_history(adata, "many", show=False)
+    assert len(axes) == 6
+    figure = axes[0].figure
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    label_above = axes[0].xaxis.label.get_window_extent(renderer)
+    title_below = axes[3].title.get_window_extent(renderer)
+    assert label_above.y0 > title_below.y1  # display coordinates grow upwards
+    plt.close("all")

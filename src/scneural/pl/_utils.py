@@ -35,13 +35,17 @@ def panel_axes(
         return given[:n]
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
-    fig, grid = plt.subplots(
-        nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False
+    # constrained layout spaces the panels when drawn, after their titles and labels are set
+    _, grid = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(size[0] * ncols, size[1] * nrows),
+        squeeze=False,
+        layout="constrained",
     )
     cells = list(grid.ravel())
     for extra in cells[n:]:
         extra.set_visible(False)
-    fig.tight_layout()
     return cells[:n]
 
 
