@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import scanpy as sc
+from scipy import sparse
 
 import scneural as sn
-from conftest import assert_unchanged, load_real, record_train_kwargs, snapshot
+from conftest import HAS_JAX, assert_unchanged, load_real, record_train_kwargs, snapshot
 
 FAST = {"max_epochs": 15, "enable_progress_bar": False}
 
@@ -280,6 +281,15 @@ def test_batch_size_sets_the_training_minibatch(lognorm_adata, backend, monkeypa
         ({"labels_key": "group", "n_hidden": (64, 0)}, ValueError, "every width in n_hidden"),
         ({"labels_key": "group", "n_hidden": "64"}, ValueError, "n_hidden must be a list"),
         ({"labels_key": "group", "dropout_rate": 1.0}, ValueError, "dropout_rate must be in"),
+        (
+            {"labels_key": "group", "batch_size": 1},
+            ValueError,
+            "batch_size must be an integer >= 2",
+        ),
+        ({"labels_key": "group", "key_added": "a/b"}, ValueError, "key_added must be a non-empty"),
+        ({"labels_key": "group", "key_added": None}, ValueError, "key_added must be a non-empty"),
+        ({"labels_key": "group", "random_state": None}, ValueError, "random_state must be an"),
+        ({"labels_key": "group", "random_state": 1.5}, ValueError, "random_state must be an"),
     ],
 )
 def test_bad_arguments(lognorm_adata, kwargs, error, match, backend):
@@ -493,3 +503,27 @@ def test_integer_labels_with_a_missing_value_are_scored(lognorm_adata):
     # a float column with NaN trains on integer names too
     refit = sn.tl.classify(query, "code", **{**FAST, "max_epochs": 2}, key_added="refit")
     assert set(refit.classes_) == {"0", "1", "2"}
+
+
+@pytest.mark.parametrize("backend_name", ["torch", pytest.param("jax", marks=pytest.mark.jax)])
+def test_too_few_cells_for_a_validation_split(backend_name):
+    """Under 20 cells, 5% validation is no cell: say so before training."""
+    if backend_name == "jax" and not HAS_JAX:
+        pytest.skip("the JAX extra is not installed")
+    adata = sn.datasets.synthetic_counts(n_obs=19, n_vars=30, n_groups=2, seed=0)
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match="leaves no cell for validation.*train_size=1.0"):
+        sn.tl.classify(adata, "group", layer="counts", backend=backend_name, **FAST)
+    assert_unchanged(adata, before)
+    sn.tl.classify(adata, "group", layer="counts", train_size=1.0, backend=backend_name, **FAST)
+    assert adata.obs["classify_label"].shape == (19,)
+
+
+def test_sparse_representation(lognorm_adata):
+    adata = lognorm_adata
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(adata.n_obs, 6)).astype(np.float32)
+    dense[:, 0] += adata.obs["group"].cat.codes.to_numpy() * 3
+    adata.obsm["X_sparse"] = sparse.csr_matrix(dense)
+    sn.tl.classify(adata, "group", use_rep="X_sparse", **FAST)
+    assert adata.obsm["classify_proba"].shape[0] == adata.n_obs

@@ -339,6 +339,14 @@ def _duplicate_a_gene_name(adata):
         (lambda a: None, {"pretrain_epochs": 0}, ValueError, "pretrain_epochs must be"),
         (lambda a: None, {"max_epochs": -1}, ValueError, "max_epochs must be an integer >= 0"),
         (lambda a: None, {"model": "x"}, TypeError, "DeepCluster"),
+        (lambda a: None, {"key_added": ""}, ValueError, "key_added must be a non-empty"),
+        (lambda a: None, {"random_state": -1}, ValueError, "random_state must be an integer"),
+        (
+            lambda a: None,
+            {"n_clusters": None, "resolution": "high"},
+            ValueError,
+            "resolution must be a number > 0",
+        ),
         (_duplicate_a_gene_name, {"n_top_genes": None}, ValueError, "var_names are not unique"),
     ],
 )
@@ -412,6 +420,17 @@ def test_pbmc_beats_pca_kmeans(backend):
     adata = load_real("pbmc_10x_scdeepcluster_top2000")
     sn.tl.deep_cluster(adata, 8, labels_key="Y", backend=backend, **TRAINER)
     assert adata.uns["deep_cluster"]["metrics"]["ari"] > 0.7
+
+
+def test_reuse_refuses_another_number_of_clusters(trained):
+    _, model = trained
+    query = _data(seed=2, n_obs=60)
+    before = snapshot(query)
+    with pytest.raises(ValueError, match="n_clusters=5, but the model= learned 3 clusters"):
+        sn.tl.deep_cluster(query, n_clusters=5, model=model)
+    assert_unchanged(query, before)
+    sn.tl.deep_cluster(query, n_clusters=3, model=model)
+    assert query.uns["deep_cluster"]["params"]["n_clusters"] == 3
 
 
 def test_reuse_refuses_another_batch_key(trained):

@@ -406,6 +406,9 @@ def _two_channels(a):
         (None, {"batch_size": 0}, ValueError, "batch_size"),
         (None, {"model": "vgg"}, TypeError, "model="),
         (None, {"backend": "jax"}, ValueError, "backend"),
+        (None, {"n_pcs": 3}, TypeError, "unexpected arguments \\['n_pcs'\\]"),
+        (None, {"accelerator": "cdua"}, ValueError, "accelerator='cdua' is not one of"),
+        (None, {"key_added": "a/b"}, ValueError, "key_added must be"),
     ],
 )
 def test_bad_input_leaves_adata_unchanged(section, change, kwargs, error, match):

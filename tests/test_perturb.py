@@ -456,6 +456,13 @@ def test_bad_inputs_leave_adata_unchanged(train_data, trained, backend):
     _bad(adata, backend=backend, error=TypeError, match="residual must be", residual="yes")
     _bad(adata, backend=backend, error=ValueError, match="delta_cells", delta_cells="shared")
     _bad(adata, backend=backend, error=ValueError, match="batch_size must be", batch_size=0)
+    _bad(adata, backend=backend, error=ValueError, match="an integer >= 2", batch_size=1)
+    _bad(adata, backend=backend, error=ValueError, match="key_added must be", key_added="x/y")
+    _bad(adata, backend=backend, error=ValueError, match="random_state must be", random_state=None)
+    untyped = adata.copy()
+    untyped.obs["cell_type"] = untyped.obs["cell_type"].astype(object)
+    untyped.obs.iloc[:3, untyped.obs.columns.get_loc("cell_type")] = np.nan
+    _bad(untyped, backend=backend, error=ValueError, match="missing \\(NaN\\) for 3 cells")
     _bad(adata, backend=backend, error=ValueError, match="max_grad_norm must be", max_grad_norm=0)
     for argument, value in (("max_epochs", 0), ("n_latent", 0), ("n_hidden", 0), ("n_layers", 0)):
         match = f"{argument} must be an integer >= 1"
@@ -578,3 +585,13 @@ def test_numeric_condition_and_type_values_are_matched_as_strings(full, monkeypa
     pred = sn.tl.perturb(adata, **call, predict=0, max_epochs=2, **SMALL)
     assert pred.n_obs == int(_control(adata).sum())
     assert adata.uns["perturb"]["params"]["control"] == "0"
+
+
+def test_boolean_condition_column(train_data):
+    """control=False on a boolean column, as control=0 on an integer one."""
+    adata = train_data.copy()
+    adata.obs["stimulated"] = (adata.obs["condition"] == "stimulated").to_numpy()
+    call = {**ARGS, "condition_key": "stimulated", "control": False, "perturbed": True}
+    pred = sn.tl.perturb(adata, **call, predict="t0", max_epochs=1, **SMALL)
+    assert (pred.obs["stimulated"] == "predicted").all()
+    assert adata.uns["perturb"]["params"]["control"] == "False"

@@ -20,6 +20,15 @@ def set_seed(random_state: int) -> None:
     """Seed numpy, torch, Python's ``random`` and scvi-tools' JAX key with one number."""
     import scvi
 
+    if (
+        isinstance(random_state, bool)
+        or not isinstance(random_state, int | np.integer)
+        or not 0 <= random_state < 2**32
+    ):
+        raise ValueError(
+            f"random_state must be an integer in [0, 2**32), got {random_state!r}; "
+            "pass e.g. random_state=0"
+        )
     flags = os.environ.get("XLA_FLAGS")
     scvi.settings.seed = int(random_state)
     # scvi-tools appends "--xla_gpu_deterministic_ops=true" to XLA_FLAGS at every seeding;

@@ -315,3 +315,13 @@ def check_unique_var_names(adata: AnnData, argument: str = "adata") -> None:
         raise ValueError(
             f"{argument}.var_names are not unique; call {argument}.var_names_make_unique() first"
         )
+
+
+def check_key_added(key_added: Any) -> str:
+    """Require a key that ``write_h5ad`` can store and read back (a non-empty str, no '/')."""
+    if not isinstance(key_added, str) or not key_added or "/" in key_added:
+        raise ValueError(
+            f"key_added must be a non-empty string without '/', got {key_added!r} "
+            "(write_h5ad cannot store such a key, or reads it back as a nested group)"
+        )
+    return key_added

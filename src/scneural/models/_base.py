@@ -238,6 +238,7 @@ def early_stopping_trainer_kwargs(
     monitor: str = "validation_loss",
     mode: str = "min",
     train_size: float | None = 0.9,
+    n_obs: int | None = None,
 ) -> dict[str, Any]:
     """Trainer arguments every scneural model trains with.
 
@@ -252,6 +253,14 @@ def early_stopping_trainer_kwargs(
     if not has_validation_set(train_size):
         kwargs["early_stopping"] = False
         return kwargs
+    if n_obs is not None:
+        fraction = 0.9 if train_size is None else float(train_size)
+        if 0 < fraction < 1 and n_obs - math.ceil(fraction * n_obs) == 0:
+            raise ValueError(
+                f"train_size={fraction:g} of {n_obs} cells leaves no cell for validation "
+                "(early stopping and the validation metrics need some); pass train_size=1.0 "
+                "to train on every cell without validation, or use more cells"
+            )
     kwargs["early_stopping"] = early_stopping
     kwargs.setdefault("early_stopping_monitor", monitor)
     kwargs.setdefault("early_stopping_patience", patience)

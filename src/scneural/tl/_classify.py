@@ -19,6 +19,7 @@ from scneural._validation import (
     check_finite,
     check_fraction,
     check_hidden_sizes,
+    check_key_added,
     check_labels,
     check_obs_key,
     check_optional_int,
@@ -142,7 +143,8 @@ def classify(
     check_backend(backend, "classify", available=("torch", "jax"))
     if min_confidence is not None:
         min_confidence = check_probability(min_confidence, "min_confidence")
-    check_optional_int(batch_size, "batch_size")
+    check_key_added(key_added)
+    check_optional_int(batch_size, "batch_size", minimum=2)  # batch norm: 2+ cells
     check_optional_int(max_epochs, "max_epochs")
     n_hidden = check_hidden_sizes(n_hidden)
     check_fraction(dropout_rate, "dropout_rate")

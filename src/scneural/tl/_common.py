@@ -123,6 +123,7 @@ def make_proxy(
         obs = adata.obs.loc[:, list(obs_keys)].copy()
     matrix = source.matrix(adata)
     if source.use_rep is not None:
+        matrix = matrix.toarray() if sparse.issparse(matrix) else matrix  # (cells x a few)
         matrix = np.asarray(matrix, dtype=np.float32)
         var = pd.DataFrame(index=rep_feature_names(source.use_rep, matrix.shape[1]))
         return AnnData(X=matrix, obs=obs, var=var)

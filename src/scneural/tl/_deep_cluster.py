@@ -20,9 +20,11 @@ from scneural._validation import (
     check_counts,
     check_fraction,
     check_hidden_sizes,
+    check_key_added,
     check_non_negative_float,
     check_obs_key,
     check_optional_int,
+    check_positive_float,
     check_positive_int,
     check_truth_labels,
     check_unique_var_names,
@@ -186,6 +188,9 @@ def deep_cluster(
     check_optional_int(pretrain_epochs, "pretrain_epochs")
     check_optional_int(max_epochs, "max_epochs", minimum=0)
     check_geometry(init)
+    check_key_added(key_added)
+    if n_clusters is None:
+        check_positive_float(resolution, "resolution")
     source = resolve_source(adata, layer=layer, use_rep=None, model=model)
     check_unique_var_names(adata)  # the model's genes are found by name (and on reuse)
     matrix = source.matrix(adata)
@@ -213,6 +218,13 @@ def deep_cluster(
             )
     else:
         check_reused_batch_key(model, batch_key)
+        learned = model.module.n_clusters
+        if n_clusters is not None and n_clusters != learned:
+            raise ValueError(
+                f"n_clusters={n_clusters}, but the model= learned {learned} clusters and "
+                "assigns cells to those; leave n_clusters out, or train a new model"
+            )
+        n_clusters = learned
         batch_key = model.adata_manager.registry["setup_args"].get("batch_key")
         _check_model_genes(adata, model)
         if batch_key is not None:

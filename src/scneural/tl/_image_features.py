@@ -18,6 +18,7 @@ from scneural._validation import (
     check_adata,
     check_choice,
     check_finite,
+    check_key_added,
     check_layer,
     check_optional_int,
     check_positive_int,
@@ -26,7 +27,7 @@ from scneural._validation import (
 )
 from scneural.models.image import ImageExpressionModel, ImageFeatureExtractor, build_trunk
 from scneural.models.image._backbones import default_input_size
-from scneural.models.image._extractor import resize_patches
+from scneural.models.image._extractor import pick_device, resize_patches
 
 from ._common import check_backend, trainer_kwargs
 from ._image_patches import SpotImage, spot_image
@@ -273,6 +274,13 @@ def image_features(
         backbone, weights_desc = model.backbone, model.weights
         if patch_size is None:
             patch_size = _model_patch_size(adata, model, library_id, img_key)
+    check_key_added(key_added)
+    pick_device(accelerator)  # a misspelt or absent accelerator fails now, not after training
+    if train_kwargs and (model is not None or backbone != "expression"):
+        raise TypeError(
+            f"image_features got unexpected arguments {sorted(train_kwargs)}; extra "
+            "arguments go to the expression CNN's training (backbone='expression') only"
+        )
     batch_size = check_positive_int(batch_size, "batch_size")
     input_size = check_optional_int(input_size, "input_size", minimum=32)
     spots = spot_image(

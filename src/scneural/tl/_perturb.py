@@ -18,6 +18,7 @@ from scneural._validation import (
     check_adata,
     check_finite,
     check_fraction,
+    check_key_added,
     check_non_negative_float,
     check_obs_key,
     check_optional_int,
@@ -186,7 +187,8 @@ def perturb(
     check_arithmetic_options(balance, delta_cells)
     if not isinstance(residual, bool | np.bool_):
         raise TypeError(f"residual must be True or False, got {residual!r}")
-    check_optional_int(batch_size, "batch_size")
+    check_key_added(key_added)
+    check_optional_int(batch_size, "batch_size", minimum=2)  # batch norm: 2+ cells
     check_optional_int(max_epochs, "max_epochs")
     for value, argument in ((n_hidden, "n_hidden"), (n_latent, "n_latent"), (n_layers, "n_layers")):
         check_positive_int(value, argument)
@@ -194,6 +196,12 @@ def perturb(
     check_non_negative_float(kl_weight, "kl_weight")
     check_obs_key(adata, condition_key, "condition_key")
     check_obs_key(adata, cell_type_key, "cell_type_key")
+    n_untyped = int(adata.obs[cell_type_key].isna().sum())
+    if n_untyped:
+        raise ValueError(
+            f"cell_type_key={cell_type_key!r} is missing (NaN) for {n_untyped} cells; they "
+            "would count as a cell type 'nan' in the delta: give them a type or remove them"
+        )
     control, perturbed = as_label(control, "control"), as_label(perturbed, "perturbed")
     if not isinstance(predict, AnnData | str):
         try:

@@ -232,6 +232,7 @@ class ClassifierMixin:
             patience=early_stopping_patience,
             logger=logger,
             train_size=train_size,
+            n_obs=self.adata.n_obs,
             monitor=monitor,
             mode=mode,
         )

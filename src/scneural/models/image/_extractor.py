@@ -34,9 +34,24 @@ def resize_patches(patches: np.ndarray, size: int) -> torch.Tensor:
     return tensor.contiguous()
 
 
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
 def pick_device(accelerator: str = "auto") -> torch.device:
-    """CUDA when asked for (or ``"auto"``) and present, else CPU."""
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+    """The device of an ``accelerator`` named as Lightning's: ``"auto"`` takes CUDA when
+    present, else the CPU; a GPU asked for by name must be present."""
+    if accelerator not in ACCELERATORS:
+        raise ValueError(f"accelerator={accelerator!r} is not one of {list(ACCELERATORS)}")
+    if accelerator == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError("accelerator='mps' but no Apple GPU is available; pass 'cpu'")
+        return torch.device("mps")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"accelerator={accelerator!r} but no CUDA GPU is available; pass "
+            "accelerator='cpu' or 'auto'"
+        )
+    if accelerator != "cpu" and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
 

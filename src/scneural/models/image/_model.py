@@ -163,6 +163,7 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             patience=early_stopping_patience,
             logger=logger,
             train_size=train_size,
+            n_obs=self.adata.n_obs,
         )
         return super().train(
             max_epochs=max_epochs,

@@ -203,6 +203,7 @@ class ScGenMixin:
             patience=early_stopping_patience,
             logger=logger,
             train_size=train_size,
+            n_obs=self.adata.n_obs,
         )
         return super().train(
             max_epochs=max_epochs,
@@ -586,8 +587,8 @@ def as_label(value: Any, argument: str) -> str:
     """
     if isinstance(value, str):
         return value
-    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
-        return str(value)
+    if isinstance(value, bool | np.bool_ | int | float | np.integer | np.floating):
+        return str(value)  # a boolean column's values read "True" and "False"
     raise TypeError(f"{argument} must be a value of the obs column (a str), got {value!r}")
 
 
