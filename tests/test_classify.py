@@ -527,3 +527,23 @@ def test_sparse_representation(lognorm_adata):
     adata.obsm["X_sparse"] = sparse.csr_matrix(dense)
     sn.tl.classify(adata, "group", use_rep="X_sparse", **FAST)
     assert adata.obsm["classify_proba"].shape[0] == adata.n_obs
+
+
+def test_reuse_does_not_log_scvi_setup_transfer(lognorm_adata, caplog):
+    """The tool hands the model a fresh proxy each call; scvi-tools' note about
+    transferring the setup would follow every annotation and say nothing actionable."""
+    import logging
+
+    adata = lognorm_adata
+    model = sn.tl.classify(adata, "group", **{**FAST, "max_epochs": 2})
+    query = adata[:50].copy()
+    del query.obs["group"]
+    scvi_logger = logging.getLogger("scvi")
+    scvi_logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="scvi"):
+            sn.tl.classify(query, model=model)
+    finally:
+        scvi_logger.removeHandler(caplog.handler)
+    assert "attempting to transfer" not in caplog.text
+    assert query.obs["classify_label"].notna().all()

@@ -38,6 +38,7 @@ from ._common import (
     inference_batch_size,
     make_proxy,
     model_feature_names,
+    quiet_setup_transfer,
     resolve_source,
     trainer_kwargs,
 )
@@ -216,8 +217,9 @@ def classify(
         proxy = _query_proxy(adata, source, model)
         reused = True
 
-    proba = model.predict(proxy, soft=True, batch_size=inference_batch)
-    embedding = model.get_latent_representation(proxy, batch_size=inference_batch)
+    with quiet_setup_transfer():
+        proba = model.predict(proxy, soft=True, batch_size=inference_batch)
+        embedding = model.get_latent_representation(proxy, batch_size=inference_batch)
     classes = [str(c) for c in model.classes_]
     confidence = proba.to_numpy().max(axis=1).astype(np.float32)
     predicted = np.asarray(classes, dtype=object)[proba.to_numpy().argmax(axis=1)]

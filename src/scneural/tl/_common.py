@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,6 +26,21 @@ from scneural._validation import check_choice, check_input_source, check_unique_
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "jax")
+
+
+@contextmanager
+def quiet_setup_transfer() -> Iterator[None]:
+    """Hide scvi-tools' note "Input AnnData not setup with scvi-tools. attempting to
+    transfer AnnData setup": a tool always hands its model a fresh proxy of the user's
+    cells, so the note would follow every call and say nothing the user can act on.
+    Warnings still show."""
+    scvi_logger = logging.getLogger("scvi.model.base._base_model")
+    previous = scvi_logger.level
+    scvi_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        scvi_logger.setLevel(previous)
 
 
 @dataclass(frozen=True)

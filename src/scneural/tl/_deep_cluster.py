@@ -38,6 +38,7 @@ from ._common import (
     check_reused_batch_key,
     inference_batch_size,
     make_proxy,
+    quiet_setup_transfer,
     resolve_source,
 )
 
@@ -275,8 +276,9 @@ def deep_cluster(
         reused = True  # the model reads the proxy without its _indices column
 
     inference_batch = inference_batch_size(batch_size)
-    soft = model.get_soft_assignment(proxy, batch_size=inference_batch)
-    latent = model.get_latent_representation(proxy, batch_size=inference_batch)
+    with quiet_setup_transfer():
+        soft = model.get_soft_assignment(proxy, batch_size=inference_batch)
+        latent = model.get_latent_representation(proxy, batch_size=inference_batch)
     k = soft.shape[1]
     labels = np.full(adata.n_obs, -1)
     labels[keep] = soft.argmax(axis=1)

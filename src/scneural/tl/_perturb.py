@@ -44,6 +44,7 @@ from ._common import (
     inference_batch_size,
     make_proxy,
     model_feature_names,
+    quiet_setup_transfer,
     resolve_source,
     trainer_kwargs,
 )
@@ -278,7 +279,8 @@ def perturb(
         reused = True
 
     inference_batch = inference_batch_size(batch_size)
-    latent = model.get_latent_representation(proxy, batch_size=inference_batch)
+    with quiet_setup_transfer():
+        latent = model.get_latent_representation(proxy, batch_size=inference_batch)
     delta, delta_types = model.latent_delta(
         control,
         perturbed,
