@@ -228,8 +228,9 @@ def perturb(
         if n_seen:
             warnings.warn(
                 f"adata holds {n_seen} {perturbed!r} cells of {predict!r}, the type to "
-                "predict; they are trained on, so this is not a held-out prediction. Remove "
-                "them from adata to predict an unseen response",
+                f"predict; they are {'' if model is not None else 'trained on and '}used "
+                "in the delta, so this is not a held-out prediction. Remove them from adata "
+                "to predict an unseen response",
                 UserWarning,
                 stacklevel=2,
             )
