@@ -187,7 +187,8 @@ def test_classifier_loads_for_cells_to_annotate(name, tmp_path):
     cls = getattr(sn.models, name)
     reference = _lognorm()
     cls.setup_anndata(reference, labels_key="group")
-    model = cls(reference, n_hidden=(16,))
+    # balanced class weights are computed from labels, which a query lacks
+    model = cls(reference, n_hidden=(16,), class_weight="balanced")
     model.train(max_epochs=2, **TRAIN)
     model.save(tmp_path / "clf")
     unlabelled = _lognorm(seed=1, n_obs=40)

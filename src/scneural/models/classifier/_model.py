@@ -109,9 +109,14 @@ class ClassifierMixin:
         labelled_codes = codes[codes < n_labels]
         weights = None
         if class_weight == "balanced":
+            # no labelled cell: a query passed to load(); the saved weights are restored
+            # from the state dict, so these placeholder ones are never used
             present = np.unique(labelled_codes)
             weights = np.ones(n_labels)
-            weights[present] = compute_class_weight("balanced", classes=present, y=labelled_codes)
+            if present.size:
+                weights[present] = compute_class_weight(
+                    "balanced", classes=present, y=labelled_codes
+                )
         elif class_weight is not None:
             raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}")
         n_batch = self.summary_stats.n_batch
