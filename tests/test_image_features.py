@@ -146,6 +146,7 @@ def test_model_reuse_and_save_load(section, tmp_path):
     np.testing.assert_allclose(
         other.obsm["X_loaded_pca"], section.obsm["X_image_features_pca"], rtol=1e-4, atol=1e-4
     )
+    assert dict(other.uns["loaded"]["history"]) == {}  # a torchvision backbone trains nothing
     with pytest.raises(ValueError, match="not empty"):
         extractor.save(tmp_path / "ext")
 
@@ -299,6 +300,9 @@ def test_expression_backbone(section, tmp_path):
     np.testing.assert_allclose(
         other.obsm["X_loaded_pca"], section.obsm["X_image_features_pca"], rtol=1e-4, atol=1e-4
     )
+    # reused, fresh or loaded: the history says how the CNN was trained, as params do
+    for key in ("again", "loaded"):
+        assert list(other.uns[key]["history"]["train_loss"]) == list(uns["history"]["train_loss"])
 
 
 def test_augmentations_keep_range_and_shape():

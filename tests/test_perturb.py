@@ -192,6 +192,11 @@ def test_model_reuse_and_save_load(trained, backend, tmp_path):
     pred_reused = sn.tl.perturb(again, predict="t0", model=model, **ARGS)
     np.testing.assert_allclose(pred_reused.X, pred.X, rtol=1e-5, atol=1e-5)
     assert again.uns["perturb"]["params"]["model_reused"] is True
+    # the history of the reused model's training, as params['training'] (and classify)
+    history = again.uns["perturb"]["history"]
+    np.testing.assert_array_equal(
+        history["train_loss"], train.uns["perturb"]["history"]["train_loss"]
+    )
     assert again.uns["perturb"]["params"]["backend"] == backend
     model.save(tmp_path / "scgen", save_anndata=True)
     loaded = _model_class(backend).load(tmp_path / "scgen", accelerator="cpu")

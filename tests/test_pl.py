@@ -92,7 +92,7 @@ def test_plot_errors(labelled):
     with pytest.raises(KeyError, match=r"run a tool \(e.g. sn.tl.classify\) with key_added="):
         sn.pl.training_history(labelled, "missing", show=False)
     labelled.uns["fixed"] = {"history": {}}
-    with pytest.raises(ValueError, match="trained nothing .*reused model="):
+    with pytest.raises(ValueError, match="its model trained nothing .*torchvision"):
         sn.pl.training_history(labelled, "fixed", show=False)
     with pytest.raises(KeyError, match="true_key='nope'"):
         sn.pl.confusion_matrix(labelled, "nope", "pred", show=False)

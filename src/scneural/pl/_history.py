@@ -62,8 +62,9 @@ def training_history(
     history = get_uns(adata, key).get("history")
     if history is None or len(history) == 0:
         raise ValueError(
-            f"adata.uns[{key!r}] holds no training history: that run trained nothing (a "
-            "reused model=, or image_features with a torchvision backbone's fixed weights)"
+            f"adata.uns[{key!r}] holds no training history: its model trained nothing "
+            "(image_features with a torchvision backbone's fixed weights) or was saved "
+            "without its history"
         )
     nested = all(isinstance(v, dict) for v in history.values())
     if phase is None:

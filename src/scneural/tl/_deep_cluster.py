@@ -138,8 +138,10 @@ def deep_cluster(
     {accelerator}
     {devices}
     batch_size
-        Minibatch size of training and inference.
+        Minibatch size of training; inference uses minibatches of at least 1,024 cells.
     {train_kwargs}
+        Both phases train on every cell: ``train_size``, ``validation_size`` and
+        ``early_stopping`` are refused.
 
     Returns
     -------
@@ -156,8 +158,8 @@ def deep_cluster(
     ``uns[key_added]``
         ``params`` (with ``training``: every argument of the model's ``pretrain`` and
         ``train`` calls, defaults included); ``history`` as
-        ``{{"pretrain": {{...}}, "cluster": {{...}}}}`` (per-epoch losses; ``cluster`` also
-        holds ``label_change``); ``n_clusters``;
+        ``{{"pretrain": {{...}}, "cluster": {{...}}}}`` (per-epoch losses of the model's
+        training, also when reused; ``cluster`` also holds ``label_change``); ``n_clusters``;
         ``n_clusters_estimated``; ``label_change`` (fraction of labels changed at each
         target update); ``converged``; ``n_cells_dropped``; ``genes`` (genes used); and,
         with ``labels_key``, ``metrics`` (``ari``, ``nmi``, ``accuracy``).

@@ -216,14 +216,15 @@ def image_features(
     spatial_key
         Key of ``adata.obsm`` with the spot coordinates.
     n_latent
-        For ``"expression"``: number of features (channels of the last convolutional block,
-        the penultimate layer).
+        For ``"expression"``: channels of the last convolutional block; each gives an
+        average- and a max-pooled feature, so there are ``2 * n_latent`` features.
     {random_state}
     {max_epochs}
         For ``"expression"``; default 60, with early stopping on the validation loss.
     {accelerator}
     {devices}
     {train_kwargs}
+        Only with ``backbone="expression"`` (a torchvision backbone is not trained).
 
     Returns
     -------
@@ -238,7 +239,7 @@ def image_features(
         ``training``: every argument the expression CNN was trained with, defaults
         included, empty otherwise),
         ``variance``, ``variance_ratio`` (of the PCs) and ``history`` (per-epoch losses of
-        the expression CNN; empty otherwise).
+        the expression CNN, also when reused; empty for a torchvision backbone).
 
     Examples
     --------
@@ -349,6 +350,8 @@ def image_features(
             )
         features = extractor.features(spots, batch_size=batch_size, accelerator=accelerator)
         pcs = extractor.transform(features)
+        if extractor.expression_model is not None:  # how the reused CNN was trained
+            history = extractor.expression_model.history_dict()
         reused = True
 
     uns = {

@@ -164,7 +164,7 @@ def perturb(
         Latent code (posterior mean) of every cell.
     ``uns[key_added]``
         ``params`` (with ``training``: every argument the model was trained with, its
-        defaults included), ``history`` (per-epoch losses; empty when reused), ``delta`` (the
+        defaults included), ``history`` (per-epoch losses of the model's training, also when reused), ``delta`` (the
         latent shift), ``delta_cell_types`` (types it was computed from), ``n_predicted``
         and ``train_seconds``.
 
@@ -346,7 +346,7 @@ def perturb(
     }
     uns = {
         "params": params,
-        "history": model.history_dict() if not reused else {},
+        "history": model.history_dict(),
         "delta": delta,
         "delta_cell_types": [str(t) for t in delta_types],
         "n_predicted": int(predicted.n_obs),
