@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint format notebooks benchmarks clean
+.PHONY: install demo test test-all lint format notebooks clean
 
 install: $(STAMP)
 

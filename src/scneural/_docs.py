@@ -50,7 +50,7 @@ DOC_PARAMS: dict[str, str] = {
     "max_epochs": dedent(
         """\
         max_epochs
-            Maximum number of training epochs; ``None`` picks a default from the data size."""
+            Maximum number of training epochs; ``None``: the tool's default, below."""
     ),
     "accelerator": dedent(
         """\
@@ -82,8 +82,7 @@ DOC_PARAMS: dict[str, str] = {
     "train_kwargs": dedent(
         """\
         **train_kwargs
-            Passed to the model's ``train`` (e.g. ``batch_size``, ``early_stopping``,
-            ``plan_kwargs``, ``logger``)."""
+            Passed to the model's ``train`` (e.g. ``plan_kwargs``, ``logger``)."""
     ),
 }
 
