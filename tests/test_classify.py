@@ -547,3 +547,13 @@ def test_reuse_does_not_log_scvi_setup_transfer(lognorm_adata, caplog):
         scvi_logger.removeHandler(caplog.handler)
     assert "attempting to transfer" not in caplog.text
     assert query.obs["classify_label"].notna().all()
+
+
+def test_reduce_lr_on_plateau_watches_the_classifier_loss(lognorm_adata):
+    """scvi-tools' scheduler watches elbo_validation by default, which a classifier does
+    not log: the classifier's validation loss is watched instead."""
+    adata = lognorm_adata
+    sn.tl.classify(
+        adata, "group", plan_kwargs={"reduce_lr_on_plateau": True}, **{**FAST, "max_epochs": 3}
+    )
+    assert "lr-Adam" in adata.uns["classify"]["history"]

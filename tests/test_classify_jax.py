@@ -249,3 +249,68 @@ def test_loaded_model_takes_torch_weights(tmp_path, trained):
     assert not np.allclose(
         model.predict(soft=True).to_numpy(), loaded.predict(soft=True).to_numpy(), atol=1e-5
     )
+
+
+def test_load_torch_weights_refuses_a_model_that_does_not_match(trained, data):
+    """Other genes, classes or layer sizes would load without a word and predict wrongly."""
+    _, model = trained["jax"]
+    _, torch_model = trained["torch"]
+    reordered = data[:, data.var_names[::-1]].copy()
+    other_genes = sn.tl.classify(reordered, "group", **{**FAST, "max_epochs": 1})
+    with pytest.raises(ValueError, match="other genes \\(or another order\\)"):
+        model.load_torch_weights(other_genes)
+    renamed = data.copy()
+    renamed.obs["group"] = renamed.obs["group"].cat.rename_categories(lambda c: f"z_{c}")
+    other_classes = sn.tl.classify(renamed, "group", **{**FAST, "max_epochs": 1})
+    with pytest.raises(ValueError, match="classes .* are not this model's"):
+        model.load_torch_weights(other_classes)
+    narrow = sn.tl.classify(data.copy(), "group", n_hidden=(8,), **{**FAST, "max_epochs": 1})
+    with pytest.raises(ValueError, match="architecture differs"):
+        model.load_torch_weights(narrow)
+    with pytest.raises(TypeError, match="needs a trained Classifier"):
+        model.load_torch_weights(model)
+    before = model.predict(soft=True).to_numpy()
+    np.testing.assert_array_equal(model.predict(soft=True).to_numpy(), before)  # untouched
+    assert isinstance(torch_model, Classifier)
+
+
+def test_lightning_gradient_clipping_and_adamw_work_as_on_torch(data):
+    """gradient_clip_val is Lightning's torch clipping; JAX clips in its optax chain."""
+    adata = data.copy()
+    model = sn.tl.classify(
+        adata,
+        "group",
+        backend="jax",
+        gradient_clip_val=0.5,
+        plan_kwargs={"optimizer": "AdamW"},
+        **{**FAST, "max_epochs": 2},
+    )
+    assert model.training_plan.max_norm == 0.5
+    assert adata.obs["classify_label"].notna().all()
+    with pytest.raises(ValueError, match="reduce_lr_on_plateau.*not supported"):
+        sn.tl.classify(
+            data.copy(), "group", backend="jax", plan_kwargs={"reduce_lr_on_plateau": True}, **FAST
+        )
+
+
+def test_auto_accelerator_falls_back_to_cpu_without_a_jax_gpu(monkeypatch):
+    """torch may see a GPU that a CPU-only jaxlib cannot use: train on the CPU and say how
+    to install JAX for GPUs; an explicit GPU request is an error."""
+    from scneural.models._jax import jax_trainer_kwargs
+
+    def no_gpu(kind=None):
+        if kind in ("gpu", "cuda"):
+            raise RuntimeError("Unknown backend gpu")
+        return [object()]
+
+    monkeypatch.setattr(jax, "devices", no_gpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.warns(UserWarning, match="trains on the CPU"):
+        assert jax_trainer_kwargs({}, {})["accelerator"] == "cpu"
+    with pytest.raises(ValueError, match="no GPU backend"):
+        jax_trainer_kwargs({"accelerator": "gpu"}, {})
+    plan = {}
+    assert jax_trainer_kwargs({"gradient_clip_val": 2, "accelerator": "cpu"}, plan) == {
+        "accelerator": "cpu"
+    }
+    assert plan == {"max_norm": 2.0}

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.jax
 
 jax = pytest.importorskip("jax")  # conftest.py sets its persistent compilation cache
 import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
 
 from scneural.models import DeepCluster, DeepClusterModule, JaxDeepCluster  # noqa: E402
 from scneural.models.deep_cluster import target_distribution  # noqa: E402
@@ -218,3 +219,21 @@ def test_loaded_model_takes_torch_weights(tmp_path, trained):
     assert not np.allclose(
         model.get_latent_representation(), loaded.get_latent_representation(), atol=1e-4
     )
+
+
+def test_gradient_clip_val_clips_in_the_optax_chain():
+    """Lightning refuses gradient_clip_val for hand-optimised JAX steps; the JAX model
+    clips both phases' updates in optax instead, as Lightning does for torch."""
+    from scneural.models._jax_base import ScneuralJaxTrainingPlan
+
+    plan = ScneuralJaxTrainingPlan.__new__(ScneuralJaxTrainingPlan)
+    plan.optimizer_name, plan.max_norm = "Custom", 1e-3
+    plan.optimizer_creator = optax.sgd(1.0)
+    step = plan.get_optimizer_creator()()
+    grads = {"w": jnp.full(4, 10.0)}
+    updates, _ = step.update(grads, step.init(grads))
+    assert float(jnp.linalg.norm(updates["w"])) == pytest.approx(1e-3, rel=1e-4)
+    adata = _data(n_obs=128)
+    fast = {**FAST, "pretrain_epochs": 2, "max_epochs": 1}
+    sn.tl.deep_cluster(adata, 3, backend="jax", gradient_clip_val=1.0, **fast, **TRAINER)
+    assert adata.obs["deep_cluster"].notna().all()

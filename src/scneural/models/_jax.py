@@ -56,12 +56,104 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def jax_trainer_kwargs(trainer_kwargs: dict[str, Any], plan_kwargs: dict[str, Any]) -> dict:
+    """Trainer arguments of a JAX model's training, made to mean what they mean for torch.
+
+    - ``gradient_clip_val`` (Lightning clips the gradients of torch models; JAX steps are
+      optimised by hand, where Lightning refuses it) becomes the plan's ``max_norm`` (optax
+      ``clip_by_global_norm``), written into ``plan_kwargs``.
+    - ``accelerator="auto"`` trains on the CPU when this JAX install has no GPU backend
+      (torch may see a GPU that a CPU-only ``jaxlib`` cannot use); an explicit GPU
+      accelerator then raises a ValueError that says how to install JAX for GPUs.
+    """
+    import warnings
+
+    trainer_kwargs = dict(trainer_kwargs)
+    clip = trainer_kwargs.pop("gradient_clip_val", None)
+    algorithm = trainer_kwargs.pop("gradient_clip_algorithm", None)
+    if clip is not None:
+        if algorithm not in (None, "norm"):
+            raise ValueError(
+                f'gradient_clip_algorithm={algorithm!r} is not supported with backend="jax"; '
+                'only "norm" (the default) is'
+            )
+        plan_kwargs["max_norm"] = float(clip)
+    accelerator = trainer_kwargs.get("accelerator", "auto")
+    if accelerator != "cpu":
+        import jax
+
+        try:
+            jax.devices("gpu")
+        except RuntimeError:
+            if accelerator == "auto":
+                import torch
+
+                if torch.cuda.is_available():
+                    warnings.warn(
+                        'backend="jax" trains on the CPU: this JAX install has no GPU backend '
+                        '(pip install "jax[cuda12]" to train on the GPU)',
+                        UserWarning,
+                        stacklevel=3,
+                    )
+                trainer_kwargs["accelerator"] = "cpu"
+            elif accelerator in ("gpu", "cuda"):
+                raise ValueError(
+                    f"accelerator={accelerator!r}, but this JAX install has no GPU backend "
+                    f'(jax.devices(): {jax.devices()}); pip install "jax[cuda12]", or pass '
+                    'accelerator="cpu"'
+                ) from None
+    return trainer_kwargs
+
+
 class JaxModelMixin(ScneuralModelMixin):
     """:class:`~scneural.models._base.ScneuralModelMixin` for models with a JAX module.
 
     Provides the same ``_batched_inference`` as the torch models (jitted inference over
     minibatches, numpy out) and the device plumbing scvi-tools' JAX models need.
     """
+
+    def train(self, *args: Any, plan_kwargs: dict | None = None, **kwargs: Any) -> Any:
+        """scvi-tools' JAX ``train`` with Lightning's clipping and device arguments translated
+        (see :func:`jax_trainer_kwargs`)."""
+        plan_kwargs = dict(plan_kwargs or {})
+        kwargs = jax_trainer_kwargs(kwargs, plan_kwargs)
+        return super().train(*args, plan_kwargs=plan_kwargs, **kwargs)
+
+    def _check_torch_counterpart(self, torch_model: Any) -> None:
+        """Refuse a torch model whose weights would not mean the same here: another model
+        class, other genes (or their order) or other classes."""
+        expected = type(self).__name__.removeprefix("Jax")  # JaxScGen -> ScGen
+        if type(torch_model).__name__ != expected:
+            raise TypeError(
+                f"load_torch_weights needs a trained {expected}, got {type(torch_model).__name__}"
+            )
+        mine, theirs = self.adata.var_names, torch_model.adata.var_names
+        if not mine.equals(theirs):
+            raise ValueError(
+                f"the torch model was trained on other genes (or another order) than this "
+                f"{type(self).__name__} ({len(theirs)} vs {len(mine)} genes); set both up on "
+                "the same genes in the same order"
+            )
+        classes = getattr(self, "classes_", None)
+        if classes is not None and list(classes) != list(torch_model.classes_):
+            raise ValueError(
+                f"the torch model's classes {list(torch_model.classes_)} are not this "
+                f"model's {list(classes)}; set both up with the same labels"
+            )
+
+    def _check_torch_shapes(self, variables: dict[str, Any]) -> None:
+        """Refuse converted torch weights whose shapes are not this module's."""
+        import jax
+
+        current = {"params": self.module.params, **self.module.state}
+        shapes = jax.tree_util.tree_map(lambda a: tuple(a.shape), current)
+        given = jax.tree_util.tree_map(lambda a: tuple(a.shape), variables)
+        for collection, tree in given.items():
+            if collection in shapes and shapes[collection] != tree:
+                raise ValueError(
+                    f"the torch model's architecture differs from this {type(self).__name__}'s "
+                    "(layer sizes, batches or clusters): build both with the same arguments"
+                )
 
     def _gradient_clipping(self, max_norm: float) -> tuple[dict, dict]:
         """JAX steps are optimised by hand, so Lightning cannot clip them: scvi-tools' JAX

@@ -54,6 +54,18 @@ class ScneuralJaxModule(JaxBaseModuleClass):
 class ScneuralJaxTrainingPlan(JaxTrainingPlan):
     """:class:`scvi.train.JaxTrainingPlan` that builds its training state in one jitted call."""
 
+    def __init__(self, module: Any, **kwargs: Any):
+        if kwargs.get("reduce_lr_on_plateau"):
+            # JAX steps are optimised by optax; Lightning's scheduler would only step the
+            # plan's dummy torch optimizer (and log its learning rate as "lr-Adam")
+            raise ValueError(
+                'plan_kwargs={"reduce_lr_on_plateau": True} is not supported with '
+                'backend="jax" (the learning rate would stay fixed); use backend="torch", '
+                'or plan_kwargs={"optimizer": "Custom", "optimizer_creator": <optax '
+                "transformation with a schedule>}"
+            )
+        super().__init__(module, **kwargs)
+
     def set_train_state(self, params: Any, state: Any = None) -> None:
         """Create the training state (optimizer state included).
 
@@ -83,9 +95,24 @@ class ScneuralJaxTrainingPlan(JaxTrainingPlan):
         self.module.train_state = jax.device_put(train_state, self.module.device)
 
     def get_optimizer_creator(self) -> Any:
-        """As scvi-tools', but ``optimizer="Custom"`` works: scvi-tools 1.4 reads a missing
-        ``_optimizer_creator``; here ``optimizer_creator`` is the optax transformation."""
+        """As scvi-tools', but ``optimizer="Custom"`` works (scvi-tools 1.4 reads a missing
+        ``_optimizer_creator``; here ``optimizer_creator`` is the optax transformation, clipped
+        at ``max_norm`` when given) and ``"AdamW"`` works without ``max_norm``."""
+        import optax
+
+        clip = optax.clip_by_global_norm(self.max_norm) if self.max_norm else optax.identity()
         if self.optimizer_name == "Custom":
-            optimizer = self.optimizer_creator
+            optimizer = (
+                optax.chain(clip, self.optimizer_creator)
+                if self.max_norm
+                else self.optimizer_creator
+            )
+            return lambda: optimizer
+        if self.optimizer_name == "AdamW":
+            # scvi-tools 1.4 chains clip_by_global_norm(max_norm) even when max_norm is None,
+            # which fails inside the jitted step
+            optimizer = optax.chain(
+                clip, optax.adamw(self.lr, eps=self.eps, weight_decay=self.weight_decay)
+            )
             return lambda: optimizer
         return super().get_optimizer_creator()

@@ -226,6 +226,9 @@ class ClassifierMixin:
             trainer (``accelerator``, ``devices``, ``logger``, ...).
         """
         plan = check_plan_settings(plan_kwargs, lr=lr, weight_decay=weight_decay, eps=1e-8)
+        if plan.get("reduce_lr_on_plateau"):
+            # scvi-tools' default, elbo_validation, is not logged by a classifier
+            plan.setdefault("lr_scheduler_metric", "validation_loss")
         monitor, mode = (
             ("validation_loss", "min")
             if self._has_unlabeled_cells()

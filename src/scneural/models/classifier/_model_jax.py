@@ -49,7 +49,11 @@ class JaxClassifier(ClassifierMixin, JaxModelMixin, JaxTrainingMixin, BaseModelC
         needs).
         """
         self.module._check_train_state_is_not_none()
+        self._check_torch_counterpart(torch_model)
         variables = classifier_variables_from_torch(torch_model.module)
+        self._check_torch_shapes(
+            {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+        )
         state = self.module.train_state
         self.module.train_state = state.replace(
             params=variables["params"], state={"batch_stats": variables["batch_stats"]}

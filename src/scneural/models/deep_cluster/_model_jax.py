@@ -99,6 +99,12 @@ class JaxDeepCluster(DeepClusterMixin, JaxModelMixin, BaseModelClass):
         import flax
         from scvi.model._utils import parse_device_args
 
+        from scneural.models._jax import jax_trainer_kwargs
+
+        clip: dict[str, Any] = {}
+        trainer_kwargs = jax_trainer_kwargs(trainer_kwargs, clip)
+        if "max_norm" in clip:
+            plan.max_norm = clip["max_norm"]  # read when _set_state builds the optimizer
         accelerator = trainer_kwargs.pop("accelerator", "auto")
         devices = trainer_kwargs.pop("devices", "auto")
         _, _, device = parse_device_args(
@@ -147,6 +153,8 @@ class JaxDeepCluster(DeepClusterMixin, JaxModelMixin, BaseModelClass):
         """Take over the weights, buffers and centres of a torch
         :class:`~scneural.models.DeepCluster` of the same architecture (and the same k)."""
         self.module._check_train_state_is_not_none()
+        self._check_torch_counterpart(torch_model)
         variables = deep_cluster_variables_from_torch(torch_model.module)
+        self._check_torch_shapes(variables)
         params = variables.pop("params")
         self._set_state(params, {**self.module.state, **variables})

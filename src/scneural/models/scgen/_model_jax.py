@@ -99,7 +99,9 @@ class JaxScGen(ScGenMixin, JaxModelMixin, JaxTrainingMixin, BaseModelClass):
         model.
         """
         self.module._check_train_state_is_not_none()
+        self._check_torch_counterpart(torch_model)
         variables = scgen_variables_from_torch(torch_model.module)
+        self._check_torch_shapes(variables)
         state = self.module.train_state
         self.module.train_state = state.replace(
             params=variables["params"],
