@@ -9,6 +9,7 @@ future port touches one file. The classes are loaded on first access (module
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -66,8 +67,6 @@ def jax_trainer_kwargs(trainer_kwargs: dict[str, Any], plan_kwargs: dict[str, An
       (torch may see a GPU that a CPU-only ``jaxlib`` cannot use); an explicit GPU
       accelerator then raises a ValueError that says how to install JAX for GPUs.
     """
-    import warnings
-
     trainer_kwargs = dict(trainer_kwargs)
     clip = trainer_kwargs.pop("gradient_clip_val", None)
     algorithm = trainer_kwargs.pop("gradient_clip_algorithm", None)
