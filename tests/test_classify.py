@@ -557,3 +557,14 @@ def test_reduce_lr_on_plateau_watches_the_classifier_loss(lognorm_adata):
         adata, "group", plan_kwargs={"reduce_lr_on_plateau": True}, **{**FAST, "max_epochs": 3}
     )
     assert "lr-Adam" in adata.uns["classify"]["history"]
+
+
+def test_predicted_labels_follow_the_labels_column_order(lognorm_adata):
+    """scanpy colours categories by position: the same type gets the same colour in the
+    true and the predicted column only if both list the types in the same order."""
+    adata = lognorm_adata
+    adata.obs["group"] = adata.obs["group"].cat.reorder_categories(["g2", "g0", "g1"])
+    sn.tl.classify(adata, "group", min_confidence=0.99, **{**FAST, "max_epochs": 2})
+    categories = list(adata.obs["classify_label"].cat.categories)
+    assert categories == ["g2", "g0", "g1", "Unknown"]
+    assert list(adata.uns["classify"]["classes"]) == ["g0", "g1", "g2"]  # the model's order

@@ -119,6 +119,8 @@ def test_predicted_anndata_shapes_and_names(trained, full, backend):
     assert list(pred.obs["control_cell"]) == list(control.obs_names)
     assert all(name.endswith("-predicted") for name in pred.obs_names)
     assert (pred.obs["cell_type"].astype(str) == "t0").all()
+    # as a subset of an AnnData: no category without cells (sc.concat, groupby)
+    assert list(pred.obs["cell_type"].cat.categories) == ["t0"]
     assert pred.X.dtype == np.float32
     assert pred.obsm["X_perturb"].shape == (pred.n_obs, 16)
     assert train.obsm["X_perturb"].shape == (train.n_obs, 16)

@@ -224,11 +224,12 @@ def classify(
     classes = [str(c) for c in model.classes_]
     confidence = proba.to_numpy().max(axis=1).astype(np.float32)
     predicted = np.asarray(classes, dtype=object)[proba.to_numpy().argmax(axis=1)]
-    categories = list(classes)
+    categories = _category_order(adata, labels_key, classes)
     if min_confidence is not None:
         predicted = np.where(confidence < min_confidence, UNKNOWN, predicted)
         if UNKNOWN not in categories:
             categories.append(UNKNOWN)
+    label = pd.Categorical(predicted, categories=categories)
 
     uns: dict[str, Any] = {
         "params": {
@@ -263,7 +264,7 @@ def classify(
     write_results(
         adata,
         obs={
-            f"{key_added}_label": pd.Categorical(predicted, categories=categories),
+            f"{key_added}_label": label,
             f"{key_added}_confidence": confidence,
         },
         obsm={
@@ -273,6 +274,17 @@ def classify(
         uns={key_added: to_h5ad_safe(uns)},
     )
     return model
+
+
+def _category_order(adata: AnnData, labels_key: str | None, classes: list[str]) -> list[str]:
+    """The classes in the order of ``obs[labels_key]``'s categories when it is categorical (so
+    scanpy colours a type alike in both columns), the others after them."""
+    if labels_key is None or not isinstance(adata.obs[labels_key].dtype, pd.CategoricalDtype):
+        return list(classes)
+    order = [str(c) for c in label_strings(adata.obs[labels_key].cat.categories.to_numpy())]
+    known = set(classes)
+    first = [c for c in order if c in known]
+    return first + [c for c in classes if c not in set(first)]
 
 
 def _model_class(backend: str) -> type[ClassifierMixin]:

@@ -152,7 +152,8 @@ def deep_cluster(
         Cluster of each cell (categorical ``"0"``, ``"1"``, ...; NaN for dropped cells
         without counts).
     ``obsm[f"X_{{key_added}}"]``
-        Latent representation (float32), for ``sc.pp.neighbors(use_rep=...)``.
+        Latent representation (float32), for ``sc.pp.neighbors(use_rep=...)``; NaN rows
+        for dropped cells without counts (leave them out before ``sc.pp.neighbors``).
     ``obsm[f"{{key_added}}_soft"]``
         Soft assignment q (cells x clusters, rows sum to 1).
     ``uns[key_added]``
@@ -235,7 +236,10 @@ def deep_cluster(
     if n_dropped:
         message = (
             f"{n_dropped} cells have zero counts in {source.describe()}; they are left out "
-            "(NaN cluster)"
+            f"(NaN cluster, NaN rows in obsm['X_{key_added}'] and obsm['{key_added}_soft']): "
+            f"run sc.pp.neighbors(use_rep='X_{key_added}') on "
+            f"adata[adata.obs[{key_added!r}].notna()], or remove them first "
+            "(sc.pp.filter_cells(adata, min_counts=1))"
         )
         logger.warning(message)
         warnings.warn(message, UserWarning, stacklevel=2)

@@ -630,6 +630,9 @@ def predicted_anndata(
     """
     # scvi-tools' registration columns (``_scvi_labels``...) describe the training data
     obs = obs.drop(columns=[c for c in obs.columns if str(c).startswith("_scvi_")])
+    for column in obs.columns:  # as an AnnData subset: no category without cells
+        if isinstance(obs[column].dtype, pd.CategoricalDtype):
+            obs[column] = obs[column].cat.remove_unused_categories()
     obs["control_cell"] = obs.index.astype(str).to_numpy()
     obs[condition_key] = pd.Categorical([PREDICTED] * len(obs))
     obs.index = pd.Index([f"{name}-{PREDICTED}" for name in obs.index.astype(str)])
