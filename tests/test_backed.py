@@ -69,6 +69,26 @@ def test_classify_backed(lognorm_adata, tmp_path):
     _assert_x_unchanged(backed, lognorm_adata)
 
 
+def test_backed_query_with_other_genes_is_aligned(lognorm_adata, tmp_path):
+    """model= reuse aligns a query's genes to the model's; backed, in row chunks."""
+    lognorm_adata.obs["group"] = lognorm_adata.obs["group"].astype("category")
+    model = sn.tl.classify(lognorm_adata.copy(), "group", max_epochs=2, **FAST)
+    query = lognorm_adata[:, lognorm_adata.var_names[::-1][:-5]].copy()  # reordered, 5 missing
+    memory = _memory_copy(query)
+    backed = _backed_twin(query, tmp_path / "query.h5ad")
+    with pytest.warns(UserWarning, match="5 of the model.s 200 genes are missing"):
+        sn.tl.classify(memory, model=model, **FAST)
+    with pytest.warns(UserWarning, match="5 of the model.s 200 genes are missing"):
+        sn.tl.classify(backed, model=model, **FAST)
+    np.testing.assert_allclose(
+        backed.obsm["classify_proba"].to_numpy(),
+        memory.obsm["classify_proba"].to_numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    _assert_x_unchanged(backed, query)
+
+
 @pytest.mark.parametrize("residual", [False, True])
 def test_perturb_backed(lognorm_adata, tmp_path, residual):
     adata = lognorm_adata.copy()

@@ -108,3 +108,30 @@ def test_top_de_genes_group_arguments():
         sn.metrics.top_de_genes(adata, "dose", 1, 0, layer="counts")
     with pytest.raises(KeyError, match="groupby='nope'"):
         sn.metrics.top_de_genes(adata, "nope", 1, 0)
+
+
+def test_gene_stats_in_row_chunks_and_backed(tmp_path):
+    """Means and variances are gathered chunk by chunk: the same numbers as numpy, for
+    dense, sparse and backed matrices, without a whole float64 copy."""
+    from anndata import read_h5ad
+
+    from scneural.metrics._perturbation import gene_stats
+
+    rng = np.random.default_rng(0)
+    dense = (rng.poisson(2.0, size=(250, 7)) * rng.random((250, 7))).astype(np.float32)
+    dense += 1000  # a large offset: variance around the mean, not E[x^2] - mean^2
+    expected = {"mean": dense.mean(axis=0, dtype=np.float64), "var": dense.var(axis=0)}
+    counts = sparse.csr_matrix(rng.poisson(0.5, size=(250, 7)).astype(np.float32))
+    path = tmp_path / "cells.h5ad"
+    AnnData(counts).write_h5ad(path)
+    backed = read_h5ad(path, backed="r")
+    counts_dense = counts.toarray().astype(np.float64)
+    for what in ("mean", "var"):
+        np.testing.assert_allclose(gene_stats(dense, what, chunk=16), expected[what], rtol=1e-6)
+        reference = counts_dense.mean(axis=0) if what == "mean" else counts_dense.var(axis=0)
+        np.testing.assert_allclose(gene_stats(counts, what, chunk=16), reference, rtol=1e-9)
+        np.testing.assert_allclose(gene_stats(backed, what, chunk=16), reference, rtol=1e-9)
+    real = AnnData(dense[:100])
+    assert sn.metrics.r2_mean(real, backed[:100].to_memory()) == pytest.approx(
+        sn.metrics.r2_mean(real, AnnData(counts[:100]))
+    )

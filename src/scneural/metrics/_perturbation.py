@@ -15,20 +15,47 @@ from scneural._validation import check_layer, check_obs_key, check_obs_values
 MatrixLike = Any
 
 
-def gene_stats(X: MatrixLike, what: str) -> np.ndarray:
-    """Per-gene mean or variance of a dense, sparse or AnnData matrix."""
+def gene_stats(X: MatrixLike, what: str, chunk: int = 10_000) -> np.ndarray:
+    """Per-gene mean or variance of a dense, sparse, backed or AnnData matrix.
+
+    Accumulated in float64 over row chunks: the matrix is never copied whole (a float64
+    copy of a float32 matrix alone is twice its size).
+    """
     if isinstance(X, AnnData):
         X = X.X
-    if sparse.issparse(X):
-        X = sparse.csr_matrix(X, dtype=np.float64)  # squares of integer counts overflow
-        mean = np.asarray(X.mean(axis=0)).ravel()
-        if what == "mean":
-            return mean
-        return np.asarray(X.multiply(X).mean(axis=0)).ravel() - mean**2
-    X = np.asarray(X, dtype=float)
-    if X.ndim != 2:
+    if not (sparse.issparse(X) or hasattr(X, "shape")):
+        X = np.asarray(X, dtype=float)
+    if len(X.shape) != 2:
         raise ValueError(f"expected a 2-D matrix (cells x genes), got shape {X.shape}")
-    return X.mean(axis=0) if what == "mean" else X.var(axis=0)
+    n = X.shape[0]
+    rows = max(1, min(chunk, 2_000_000 // max(X.shape[1], 1)))  # ~16 MB float64 per chunk
+
+    def blocks():
+        for start in range(0, n, rows):
+            block = X[start : start + rows]
+            # float64 per chunk: squares of integer counts overflow
+            yield (
+                sparse.csr_matrix(block, dtype=np.float64)
+                if sparse.issparse(block)
+                else np.asarray(block, dtype=np.float64)
+            )
+
+    total = np.zeros(X.shape[1])
+    for block in blocks():
+        total += np.asarray(block.sum(axis=0)).ravel()
+    mean = total / n
+    if what == "mean":
+        return mean
+    # second pass around the mean (as numpy's var) for dense blocks; sparse ones keep zeros
+    squares = np.zeros(X.shape[1])
+    is_sparse = False
+    for block in blocks():
+        if sparse.issparse(block):
+            is_sparse = True
+            squares += np.asarray(block.multiply(block).sum(axis=0)).ravel()
+        else:
+            squares += np.square(block - mean).sum(axis=0)
+    return squares / n - mean**2 if is_sparse else squares / n
 
 
 def squared_pearson(x: np.ndarray, y: np.ndarray) -> float:

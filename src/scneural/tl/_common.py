@@ -191,8 +191,19 @@ def align_features(
     )
     key = source.layer
     matrix = proxy.layers[key] if key is not None else proxy.X
-    aligned = matrix @ selector
-    aligned = sparse.csr_matrix(aligned) if sparse.issparse(matrix) else np.asarray(aligned)
+    if sparse.issparse(matrix) or isinstance(matrix, np.ndarray):
+        aligned = matrix @ selector
+        aligned = sparse.csr_matrix(aligned) if sparse.issparse(matrix) else np.asarray(aligned)
+    else:  # backed (h5py dataset or anndata's backed CSR/CSC): aligned in row chunks
+        blocks = [
+            (sparse.csr_matrix(block) if sparse.issparse(block) else np.asarray(block)) @ selector
+            for block in (matrix[start : start + 4096] for start in range(0, proxy.n_obs, 4096))
+        ]
+        aligned = (
+            sparse.vstack(blocks, format="csr")
+            if sparse.issparse(blocks[0])
+            else np.concatenate(blocks, axis=0)
+        )
     var = pd.DataFrame(index=feature_names.copy())
     if key is not None:
         return AnnData(obs=proxy.obs, var=var, layers={key: aligned})

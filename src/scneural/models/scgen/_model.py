@@ -325,17 +325,24 @@ class ScGenMixin:
         """
         batch = batch_size or 1024
         z_predicted = (z_control + delta[None, :]).astype(np.float32)
-        expression = self.decode(z_predicted, batch_size=batch)
+        expected = (z_predicted.shape[0], self.summary_stats.n_vars)
+        if control_expression is not None and control_expression.shape != expected:
+            raise ValueError(
+                f"control_expression has shape {control_expression.shape}, expected "
+                f"{expected} (the control cells x the model's genes)"
+            )
+        expression = self.decode(z_predicted, batch_size=batch)  # float32, (cells x genes)
         if control_expression is not None:
-            if control_expression.shape != expression.shape:
-                raise ValueError(
-                    f"control_expression has shape {control_expression.shape}, expected "
-                    f"{expression.shape} (the control cells x the model's genes)"
-                )
-            control = np.concatenate(list(iter_row_batches(control_expression, batch)), axis=0)
-            reconstruction = self.decode(np.asarray(z_control, dtype=np.float32), batch_size=batch)
-            expression = control + (expression - reconstruction)
-        return expression.astype(np.float32), z_predicted
+            # in place, block by block: no dense copies of the control cells' expression or
+            # of their reconstruction as a whole
+            z_control = np.asarray(z_control, dtype=np.float32)
+            for start, control in zip(
+                range(0, expected[0], batch), iter_row_batches(control_expression, batch)
+            ):
+                rows = slice(start, start + batch)
+                expression[rows] -= self.decode(z_control[rows], batch_size=batch)
+                expression[rows] += control
+        return expression, z_predicted
 
     def predict(
         self,
@@ -527,13 +534,13 @@ class ScGen(ScGenMixin, ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModel
     def decode(self, z: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Expression decoded from latent codes ``z`` (cells x ``n_latent``)."""
         self.module.eval()
-        parts = []
+        # filled block by block: no list of parts, concatenation and cast, each as large
+        # as the (cells x genes) result
+        out = np.empty((z.shape[0], self.summary_stats.n_vars), dtype=np.float32)
         for start in range(0, z.shape[0], batch_size):
             block = torch.as_tensor(z[start : start + batch_size], dtype=torch.float32)
-            parts.append(self.module.decode(block.to(self.device)).cpu().numpy())
-        if not parts:
-            return np.zeros((0, self.summary_stats.n_vars), dtype=np.float32)
-        return np.concatenate(parts, axis=0).astype(np.float32)
+            out[start : start + batch_size] = self.module.decode(block.to(self.device)).cpu()
+        return out
 
 
 def check_arithmetic_options(balance: str, delta_cells: str) -> None:

@@ -67,13 +67,11 @@ class JaxScGen(ScGenMixin, JaxModelMixin, JaxTrainingMixin, BaseModelClass):
         self.module.eval()
         generative = self._jit_generative()
         variables = self._variables()
-        parts = [
-            np.asarray(generative(variables, np.asarray(z[start : start + batch_size], np.float32)))
-            for start in range(0, z.shape[0], batch_size)
-        ]
-        if not parts:
-            return np.zeros((0, self.summary_stats.n_vars), dtype=np.float32)
-        return np.concatenate(parts, axis=0).astype(np.float32)
+        out = np.empty((z.shape[0], self.summary_stats.n_vars), dtype=np.float32)
+        for start in range(0, z.shape[0], batch_size):
+            block = np.asarray(z[start : start + batch_size], np.float32)
+            out[start : start + batch_size] = np.asarray(generative(variables, block))
+        return out
 
     def _jit_generative(self) -> Callable[..., Any]:
         """The module's decoder jitted once per module, with the variables as arguments."""
