@@ -52,7 +52,6 @@ label_smoothing
     Label smoothing of the cross-entropy."""
 
 
-@doc_params(model_params=CLASSIFIER_PARAMS)
 def readable_query(adata: AnnData, registry: dict) -> AnnData:
     """``adata`` as the classifier can read it: cells to annotate usually have no labels
     column, or labels the model never saw (or missing ones), which scvi-tools refuses to
@@ -69,6 +68,7 @@ def readable_query(adata: AnnData, registry: dict) -> AnnData:
     return with_obs(adata, obs)
 
 
+@doc_params(model_params=CLASSIFIER_PARAMS)
 class ClassifierMixin:
     """Model-level code of the cell-type classifier, shared by both backends.
 
