@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,21 @@ def label_strings(values: Any) -> np.ndarray:
     """
     array = np.asarray(values, dtype=object)
     return np.array([_label_string(v) for v in array.ravel()], dtype=object).reshape(array.shape)
+
+
+def label_order(values: Any, present: Sequence[str]) -> list[str]:
+    """``present`` labels in the order of ``values``' categories when it is categorical,
+    else numerically when every label is a number (``2`` before ``10``), else sorted."""
+    present = list(dict.fromkeys(present))
+    dtype = getattr(values, "dtype", None)
+    if isinstance(dtype, pd.CategoricalDtype):
+        categories = list(label_strings(np.asarray(dtype.categories, dtype=object)))
+        ordered = [c for c in categories if c in set(present)]
+        return ordered + sorted(c for c in present if c not in set(ordered))
+    try:  # numbers in numeric order, a missing ("nan") one last
+        return sorted(present, key=lambda c: (np.isnan(float(c)), np.nan_to_num(float(c))))
+    except ValueError:
+        return sorted(present)
 
 
 def to_h5ad_safe(value: Any) -> Any:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from scneural._utils import label_strings
+from scneural._utils import label_order, label_strings
 
 ArrayLike = Sequence | np.ndarray | pd.Series
 
@@ -56,21 +56,6 @@ def _as_labels(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.nda
     if not keep.any():
         raise ValueError("y_true holds no labels (all missing)")
     return label_strings(true[keep]), label_strings(pred[keep])
-
-
-def label_order(values: ArrayLike, present: Sequence[str]) -> list[str]:
-    """``present`` labels in the order of ``values``' categories when it is categorical,
-    else numerically when every label is a number (``2`` before ``10``), else sorted."""
-    present = list(dict.fromkeys(present))
-    dtype = getattr(values, "dtype", None)
-    if isinstance(dtype, pd.CategoricalDtype):
-        categories = [str(c) for c in label_strings(np.asarray(dtype.categories, dtype=object))]
-        ordered = [c for c in categories if c in set(present)]
-        return ordered + sorted(c for c in present if c not in set(ordered))
-    try:  # numbers in numeric order, a missing ("nan") one last
-        return sorted(present, key=lambda c: (np.isnan(float(c)), np.nan_to_num(float(c))))
-    except ValueError:
-        return sorted(present)
 
 
 def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:

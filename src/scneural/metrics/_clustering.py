@@ -7,7 +7,9 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as skm
 
-from ._classification import ArrayLike, _as_labels, label_order
+from scneural._utils import label_order
+
+from ._classification import ArrayLike, _as_labels
 
 
 def adjusted_rand_index(y_true: ArrayLike, y_pred: ArrayLike) -> float:

@@ -12,7 +12,7 @@ from anndata import AnnData
 
 from scneural import metrics
 from scneural._docs import doc_params
-from scneural._utils import label_strings, set_seed, to_h5ad_safe, write_results
+from scneural._utils import label_order, label_strings, set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
     check_adata,
     check_counts,
@@ -224,7 +224,10 @@ def classify(
     classes = [str(c) for c in model.classes_]
     confidence = proba.to_numpy().max(axis=1).astype(np.float32)
     predicted = np.asarray(classes, dtype=object)[proba.to_numpy().argmax(axis=1)]
-    categories = _category_order(adata, labels_key, classes)
+    # a categorical labels column's order, so scanpy colours a type alike in both columns
+    labels = adata.obs[labels_key] if labels_key is not None else None
+    categorical = labels is not None and isinstance(labels.dtype, pd.CategoricalDtype)
+    categories = label_order(labels, classes) if categorical else list(classes)
     if min_confidence is not None:
         predicted = np.where(confidence < min_confidence, UNKNOWN, predicted)
         if UNKNOWN not in categories:
@@ -274,17 +277,6 @@ def classify(
         uns={key_added: to_h5ad_safe(uns)},
     )
     return model
-
-
-def _category_order(adata: AnnData, labels_key: str | None, classes: list[str]) -> list[str]:
-    """The classes in the order of ``obs[labels_key]``'s categories when it is categorical (so
-    scanpy colours a type alike in both columns), the others after them."""
-    if labels_key is None or not isinstance(adata.obs[labels_key].dtype, pd.CategoricalDtype):
-        return list(classes)
-    order = [str(c) for c in label_strings(adata.obs[labels_key].cat.categories.to_numpy())]
-    known = set(classes)
-    first = [c for c in order if c in known]
-    return first + [c for c in classes if c not in set(first)]
 
 
 def _model_class(backend: str) -> type[ClassifierMixin]:
