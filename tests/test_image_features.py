@@ -22,7 +22,8 @@ from conftest import (
     synthetic_section,
 )
 from scneural.models.image import TorchvisionTrunk
-from scneural.tl._image_patches import PAD_VALUE, spot_image, to_rgb_uint8
+from scneural.models.image._extractor import to_rgb_uint8
+from scneural.tl._image_patches import PAD_VALUE, spot_image
 
 
 @pytest.fixture

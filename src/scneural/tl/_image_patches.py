@@ -17,6 +17,8 @@ import pandas as pd
 from anndata import AnnData
 from scipy.spatial import cKDTree
 
+from scneural.models.image._extractor import to_rgb_uint8
+
 #: smallest patch a CNN backbone can take (five 2x poolings of VGG16 / ResNet50; SPADE)
 MIN_PATCH_SIZE = 32
 
@@ -77,47 +79,6 @@ class SpotImage:
         """Patches of all spots in order, ``batch_size`` at a time (never all in memory)."""
         for start in range(0, self.n_spots, batch_size):
             yield self.patches(np.arange(start, min(start + batch_size, self.n_spots)))
-
-
-def to_rgb_uint8(image: Any, argument: str = "image") -> np.ndarray:
-    """Convert an image to ``(height, width, 3)`` uint8 RGB.
-
-    Grayscale (2-D or one channel) is repeated into three channels, RGBA loses its alpha
-    channel, uint16 is rescaled to 0-255 and floats in ``[0, 1]`` are multiplied by 255
-    (other floats are clipped to 0-255). Anything else without three channels is an error.
-    """
-    img = np.asarray(image)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.ndim != 3:
-        raise ValueError(
-            f"{argument} has shape {img.shape}; expected (height, width) or "
-            "(height, width, channels)"
-        )
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    elif img.shape[2] == 4:
-        img = img[:, :, :3]
-    if img.shape[2] != 3:
-        raise ValueError(
-            f"{argument} has {img.shape[2]} channels after converting grayscale and RGBA; "
-            "image_features needs an RGB image (3 channels): pass an RGB, RGBA or grayscale image"
-        )
-    if img.dtype == np.uint8:
-        return np.ascontiguousarray(img)
-    if img.dtype == np.uint16:
-        return (img.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
-    if img.dtype == np.bool_:
-        return img.astype(np.uint8) * 255
-    if np.issubdtype(img.dtype, np.integer):
-        return np.clip(img, 0, 255).astype(np.uint8)
-    if np.issubdtype(img.dtype, np.floating):
-        finite = img[np.isfinite(img)]
-        if finite.size != img.size:
-            raise ValueError(f"{argument} holds NaN or infinite pixel values")
-        scale = 255.0 if finite.size and finite.max() <= 1.0 else 1.0
-        return np.clip(img * scale + 0.5, 0, 255).astype(np.uint8)
-    raise ValueError(f"{argument} has unsupported dtype {img.dtype}; use uint8, uint16 or float")
 
 
 def resolve_library(adata: AnnData, library_id: str | None) -> str:

@@ -34,6 +34,47 @@ def resize_patches(patches: np.ndarray, size: int) -> torch.Tensor:
     return tensor.contiguous()
 
 
+def to_rgb_uint8(image: Any, argument: str = "image") -> np.ndarray:
+    """Convert an image to ``(height, width, 3)`` uint8 RGB.
+
+    Grayscale (2-D or one channel) is repeated into three channels, RGBA loses its alpha
+    channel, uint16 is rescaled to 0-255 and floats in ``[0, 1]`` are multiplied by 255
+    (other floats are clipped to 0-255). Anything else without three channels is an error.
+    """
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3:
+        raise ValueError(
+            f"{argument} has shape {img.shape}; expected (height, width) or "
+            "(height, width, channels)"
+        )
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.shape[2] != 3:
+        raise ValueError(
+            f"{argument} has {img.shape[2]} channels after converting grayscale and RGBA; "
+            "image_features needs an RGB image (3 channels): pass an RGB, RGBA or grayscale image"
+        )
+    if img.dtype == np.uint8:
+        return np.ascontiguousarray(img)
+    if img.dtype == np.uint16:
+        return (img.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    if img.dtype == np.bool_:
+        return img.astype(np.uint8) * 255
+    if np.issubdtype(img.dtype, np.integer):
+        return np.clip(img, 0, 255).astype(np.uint8)
+    if np.issubdtype(img.dtype, np.floating):
+        finite = img[np.isfinite(img)]
+        if finite.size != img.size:
+            raise ValueError(f"{argument} holds NaN or infinite pixel values")
+        scale = 255.0 if finite.size and finite.max() <= 1.0 else 1.0
+        return np.clip(img * scale + 0.5, 0, 255).astype(np.uint8)
+    raise ValueError(f"{argument} has unsupported dtype {img.dtype}; use uint8, uint16 or float")
+
+
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
 
@@ -135,8 +176,6 @@ class ImageFeatureExtractor:
         float patches in ``[0, 1]`` are converted to uint8 first."""
         patches = np.asarray(patches)
         if patches.dtype != np.uint8:
-            from scneural.tl._image_patches import to_rgb_uint8
-
             flat = to_rgb_uint8(patches.reshape(-1, *patches.shape[-2:]), "patches")
             patches = flat.reshape(patches.shape)
         images = resize_patches(patches, self.input_size)
