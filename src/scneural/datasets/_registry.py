@@ -122,12 +122,17 @@ def available() -> pd.DataFrame:
 
 def data_dirs() -> list[Path]:
     """Directories searched, in order: ``$SCNEURAL_DATA_DIR``, ``../shared/data``, the cache."""
-    dirs = []
-    if os.environ.get(DATA_DIR_ENV):
-        dirs.append(Path(os.environ[DATA_DIR_ENV]).expanduser())
+    env = _env_data_dir()
+    dirs = [env] if env is not None else []
     dirs.append(Path.cwd().parent / "shared" / "data")
     dirs.append(cache_dir())
     return dirs
+
+
+def _env_data_dir() -> Path | None:
+    """``$SCNEURAL_DATA_DIR``, when set."""
+    value = os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None
 
 
 def cache_dir() -> Path:
@@ -197,17 +202,15 @@ def _where_to_put(info: DatasetInfo) -> str:
 
 
 def download(info: DatasetInfo, directory: Path | None = None) -> Path:
-    """Download ``info.url`` with pooch and convert the scDeepCluster ``.h5`` to ``.h5ad``.
+    """Download ``info.url`` with pooch and convert the scDeepCluster ``.h5`` to ``.h5ad``,
+    into ``directory`` (default ``$SCNEURAL_DATA_DIR`` when set, else the cache).
 
     The original files' checksums are not published; the converted data is checked
     against the recorded shape and number of classes instead.
     """
     import pooch
 
-    if directory is None:
-        env = os.environ.get(DATA_DIR_ENV)
-        directory = Path(env).expanduser() if env else cache_dir()
-    directory = Path(directory)
+    directory = Path(directory or _env_data_dir() or cache_dir())
     directory.mkdir(parents=True, exist_ok=True)
     try:
         raw = pooch.retrieve(

@@ -30,7 +30,13 @@ from scneural.models.image._backbones import default_input_size
 from scneural.models.image._extractor import pick_device, resize_patches
 
 from ._common import check_backend, trainer_kwargs
-from ._image_patches import SpotImage, spot_image
+from ._image_patches import (
+    MIN_PATCH_SIZE,
+    SpotImage,
+    _scale_factor,
+    resolve_library,
+    spot_image,
+)
 
 BACKBONES = ("vgg16", "resnet50", "expression")
 EXPRESSION_INPUT_SIZE = 64
@@ -129,8 +135,6 @@ def _model_patch_size(
     adata: AnnData, model: ImageFeatureExtractor, library_id: str | None, img_key: str
 ) -> int:
     """The model's patch, covering the same tissue area on this image (its scale factor)."""
-    from ._image_patches import MIN_PATCH_SIZE, _scale_factor, resolve_library
-
     if model.scale_factor is None:
         return model.patch_size
     entry = adata.uns["spatial"][resolve_library(adata, library_id)]

@@ -14,7 +14,7 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from scneural._docs import doc_params
-from scneural.models._jax import JaxModelMixin
+from scneural.models._jax import JaxModelMixin, jax_trainer_kwargs
 from scneural.models._jax_base import ScneuralJaxTrainingPlan
 
 from ._model import DEEP_CLUSTER_PARAMS, DeepClusterMixin
@@ -98,8 +98,6 @@ class JaxDeepCluster(DeepClusterMixin, JaxModelMixin, BaseModelClass):
         """Train one phase with ``plan`` (a fresh optimizer on the current variables)."""
         import flax
         from scvi.model._utils import parse_device_args
-
-        from scneural.models._jax import jax_trainer_kwargs
 
         clip: dict[str, Any] = {}
         trainer_kwargs = jax_trainer_kwargs(trainer_kwargs, clip)
