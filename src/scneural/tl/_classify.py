@@ -130,10 +130,10 @@ def classify(
         Penultimate-layer embedding, for ``sc.pp.neighbors(use_rep=...)``.
     ``uns[key_added]``
         ``params`` (with ``training``: every argument the model was trained with, its
-        defaults included), ``history`` (per-epoch losses and accuracies of the model's training, also when
-        reused), ``classes``,
-        ``validation`` (accuracy and macro-F1 on the held-out validation cells) and, when
-        ``labels_key`` is given with ``model=``, ``metrics`` against those labels.
+        defaults included), ``history`` (per-epoch losses and accuracies of the model's
+        training, also when reused), ``classes``, ``validation`` (accuracy and macro-F1 on
+        the held-out validation cells) and, when ``labels_key`` is given with ``model=``,
+        ``metrics`` against those labels.
 
     Examples
     --------

@@ -164,9 +164,9 @@ def perturb(
         Latent code (posterior mean) of every cell.
     ``uns[key_added]``
         ``params`` (with ``training``: every argument the model was trained with, its
-        defaults included), ``history`` (per-epoch losses of the model's training, also when reused), ``delta`` (the
-        latent shift), ``delta_cell_types`` (types it was computed from), ``n_predicted``
-        and ``train_seconds``.
+        defaults included), ``history`` (per-epoch losses of the model's training, also
+        when reused), ``delta`` (the latent shift), ``delta_cell_types`` (types it was
+        computed from), ``n_predicted`` and ``train_seconds``.
 
     Examples
     --------
