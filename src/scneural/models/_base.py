@@ -156,11 +156,6 @@ class ScneuralModelMixin:
         method name (empty for a model saved before the record existed)."""
         return dict(getattr(self, "training_params_", None) or {})
 
-    def _gradient_clipping(self, max_norm: float) -> tuple[dict, dict]:
-        """Training-plan and trainer arguments that clip the global gradient norm at
-        ``max_norm``: Lightning's ``gradient_clip_val`` for torch modules."""
-        return {}, {"gradient_clip_val": max_norm}
-
     def _ready_for_inference(self) -> bool:
         """Whether the weights are trained (a model may accept a partly trained state)."""
         return bool(self.is_trained_)

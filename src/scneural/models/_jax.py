@@ -62,7 +62,7 @@ def jax_trainer_kwargs(trainer_kwargs: dict[str, Any], plan_kwargs: dict[str, An
 
     - ``gradient_clip_val`` (Lightning clips the gradients of torch models; JAX steps are
       optimised by hand, where Lightning refuses it) becomes the plan's ``max_norm`` (optax
-      ``clip_by_global_norm``), written into ``plan_kwargs``.
+      ``clip_by_global_norm``), written into ``plan_kwargs`` unless they name one.
     - ``accelerator="auto"`` trains on the CPU when this JAX install has no GPU backend
       (torch may see a GPU that a CPU-only ``jaxlib`` cannot use); an explicit GPU
       accelerator then raises a ValueError that says how to install JAX for GPUs.
@@ -76,7 +76,7 @@ def jax_trainer_kwargs(trainer_kwargs: dict[str, Any], plan_kwargs: dict[str, An
                 f'gradient_clip_algorithm={algorithm!r} is not supported with backend="jax"; '
                 'only "norm" (the default) is'
             )
-        plan_kwargs["max_norm"] = float(clip)
+        plan_kwargs.setdefault("max_norm", float(clip))
     accelerator = trainer_kwargs.get("accelerator", "auto")
     if accelerator != "cpu":
         import jax
@@ -153,11 +153,6 @@ class JaxModelMixin(ScneuralModelMixin):
                     f"the torch model's architecture differs from this {type(self).__name__}'s "
                     "(layer sizes, batches or clusters): build both with the same arguments"
                 )
-
-    def _gradient_clipping(self, max_norm: float) -> tuple[dict, dict]:
-        """JAX steps are optimised by hand, so Lightning cannot clip them: scvi-tools' JAX
-        training plan clips in its optax chain (``max_norm``)."""
-        return {"max_norm": max_norm}, {}
 
     def _batched_inference(
         self,

@@ -193,10 +193,9 @@ class ScGenMixin:
         """
         plan = check_plan_settings(plan_kwargs, lr=lr, weight_decay=weight_decay, eps=1e-8)
         if max_grad_norm is not None:
-            clip_plan, clip_trainer = self._gradient_clipping(
-                check_positive_float(max_grad_norm, "max_grad_norm")
-            )
-            plan, kwargs = {**clip_plan, **plan}, {**clip_trainer, **kwargs}
+            # Lightning's clipping; JAX models translate it into their optax chain
+            max_norm = check_positive_float(max_grad_norm, "max_grad_norm")
+            kwargs = {"gradient_clip_val": max_norm, **kwargs}
         kwargs = early_stopping_trainer_kwargs(
             kwargs,
             early_stopping=early_stopping,
