@@ -21,6 +21,7 @@ from scneural.models._base import (
 )
 
 from ._module import PATCHES_KEY, ImageExpressionModule
+from ._plan import ImageExpressionTrainingPlan
 
 
 class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
@@ -46,6 +47,7 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
     """
 
     _module_cls = ImageExpressionModule
+    _training_plan_cls = ImageExpressionTrainingPlan
     _history_exclude = ("elbo_", "reconstruction_loss_", "kl_local_", "kl_global_")
 
     def __init__(
