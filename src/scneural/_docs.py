@@ -60,7 +60,10 @@ DOC_PARAMS: dict[str, str] = {
     "devices": dedent(
         """\
         devices
-            Lightning devices: ``"auto"``, a number of devices or a list of device ids."""
+            Lightning devices: ``"auto"`` (one device), a number of devices or a list of
+            device ids. Several devices train with DDP, one process per device, each on its
+            share of the cells (run from a script; in a notebook Lightning forks); early
+            stopping is then off, as in scvi-tools. ``backend="jax"`` trains on one device."""
     ),
     "heatmap": dedent(
         """\

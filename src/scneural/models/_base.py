@@ -218,6 +218,53 @@ def build_logger(logger: Any, save_dir: str = ".") -> Any:
     return [SimpleLogger(), logger]
 
 
+def several_devices(devices: Any) -> bool:
+    """Whether Lightning's ``devices`` asks for more than one device: a number above 1,
+    ``-1`` (all of them), or a list of several ids (``[0, 1]``, ``"0,1"``)."""
+    if isinstance(devices, str):
+        parts = [part for part in devices.split(",") if part.strip()]
+        if len(parts) != 1:
+            return len(parts) > 1
+        try:
+            devices = int(parts[0])
+        except ValueError:  # "auto": one device (scvi-tools' choice for GPUs)
+            return False
+    if isinstance(devices, Sequence):
+        return len(devices) > 1
+    if isinstance(devices, int | np.integer) and not isinstance(devices, bool):
+        return bool(devices == -1 or devices > 1)
+    return False
+
+
+def distributed_trainer_kwargs(
+    kwargs: dict[str, Any], *, find_unused_parameters: bool = False
+) -> dict[str, Any]:
+    """Trainer arguments for several devices: name the DDP strategy Lightning would pick.
+
+    With several ``devices`` and no ``strategy``, Lightning chooses DDP (``"ddp_fork"`` in a
+    notebook) by itself, but scvi-tools splits the cells across the processes only when
+    the strategy's name says DDP; otherwise every minibatch reaches the module with an extra
+    leading dimension and training fails. ``find_unused_parameters`` is for modules with
+    parameters a training phase does not use (DDP refuses them otherwise). Validation runs
+    under ``no_grad`` rather than inference mode (``inference_mode=False``): Lightning's
+    gloo backend (CPUs) cannot average metrics logged in inference mode. As in
+    scvi-tools, early stopping is off under DDP (scvi-tools says so in a warning).
+    """
+    kwargs = dict(kwargs)
+    if not several_devices(kwargs.get("devices", "auto")):
+        return kwargs
+    # metrics logged in inference mode cannot be averaged across processes by gloo (CPUs)
+    kwargs.setdefault("inference_mode", False)
+    if kwargs.get("strategy", "auto") == "auto":
+        from lightning.fabric.utilities.imports import _IS_INTERACTIVE
+
+        strategy = "ddp_fork" if _IS_INTERACTIVE else "ddp"
+        if find_unused_parameters:
+            strategy += "_find_unused_parameters_true"
+        kwargs["strategy"] = strategy
+    return kwargs
+
+
 def has_validation_set(train_size: float | None) -> bool:
     """Whether scvi-tools holds cells out for validation: ``None`` keeps its default split,
     ``train_size >= 1`` trains on every cell."""
@@ -242,7 +289,7 @@ def early_stopping_trainer_kwargs(
     With ``train_size >= 1`` there is no validation set, so nothing is validated and early
     stopping is off.
     """
-    kwargs = dict(kwargs)
+    kwargs = distributed_trainer_kwargs(kwargs)
     if logger is not None:
         kwargs["logger"] = build_logger(logger)
     if not has_validation_set(train_size):

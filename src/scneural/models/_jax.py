@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
-from scneural.models._base import ScneuralModelMixin
+from scneural.models._base import ScneuralModelMixin, several_devices
 
 JAX_INSTALL_HINT = 'backend="jax" needs the optional JAX dependencies: pip install "scneural[jax]"'
 
@@ -63,11 +63,19 @@ def jax_trainer_kwargs(trainer_kwargs: dict[str, Any], plan_kwargs: dict[str, An
     - ``gradient_clip_val`` (Lightning clips the gradients of torch models; JAX steps are
       optimised by hand, where Lightning refuses it) becomes the plan's ``max_norm`` (optax
       ``clip_by_global_norm``), written into ``plan_kwargs`` unless they name one.
+    - several ``devices`` raise a ValueError: scvi-tools' JAX training runs on one device.
     - ``accelerator="auto"`` trains on the CPU when this JAX install has no GPU backend
       (torch may see a GPU that a CPU-only ``jaxlib`` cannot use); an explicit GPU
       accelerator then raises a ValueError that says how to install JAX for GPUs.
     """
     trainer_kwargs = dict(trainer_kwargs)
+    devices = trainer_kwargs.get("devices", "auto")
+    if several_devices(devices):
+        raise ValueError(
+            f'devices={devices!r}, but backend="jax" trains on one device (scvi-tools\' JAX '
+            'models have no multi-device training); pass devices=1, or backend="torch" to '
+            "train on several devices (DDP)"
+        )
     clip = trainer_kwargs.pop("gradient_clip_val", None)
     algorithm = trainer_kwargs.pop("gradient_clip_algorithm", None)
     if clip is not None:

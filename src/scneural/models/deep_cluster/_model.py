@@ -23,6 +23,7 @@ from scneural.models._base import (
     ScneuralModelMixin,
     SingleCellSafeDataSplitter,
     build_logger,
+    distributed_trainer_kwargs,
     records_training,
     with_obs,
 )
@@ -465,6 +466,8 @@ class DeepClusterMixin:
             trainer_kwargs["logger"] = build_logger(trainer_kwargs["logger"])
         trainer_kwargs.setdefault("early_stopping", False)
         trainer_kwargs.setdefault("check_val_every_n_epoch", None)
+        # the cluster centres take no part in pretraining
+        trainer_kwargs = distributed_trainer_kwargs(trainer_kwargs, find_unused_parameters=True)
         self.history_ = None
         self.is_trained_ = False
         return trainer_kwargs

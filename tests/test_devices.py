@@ -1,0 +1,167 @@
+"""Training on several devices: DDP with two CPU processes (Lightning's gloo backend).
+
+The same code path trains on several GPUs (NCCL). Lightning's DDP launcher starts the
+other process by running the script again, so the tools run in a script in a subprocess;
+rank 0 writes what it measured to a JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scneural as sn
+from conftest import assert_unchanged, snapshot
+from scneural.models._base import distributed_trainer_kwargs, several_devices
+
+TESTS_DIR = Path(__file__).parent
+
+SCRIPT = """
+import json, os, sys
+sys.path.insert(0, {tests_dir!r})
+import numpy as np
+import scanpy as sc
+import torch
+import scneural as sn
+from conftest import FAST_EXPRESSION_BACKBONE, synthetic_section
+
+def main(out):
+    two = dict(accelerator="cpu", devices=2, enable_progress_bar=False)
+    results = {{}}
+
+    counts = sn.datasets.synthetic_counts(n_obs=400, n_vars=100, n_groups=3, seed=0)
+    ref = counts.copy()
+    sc.pp.normalize_total(ref)
+    sc.pp.log1p(ref)
+    sn.tl.classify(ref, "group", max_epochs=5, **two)
+    results["world_size"] = torch.distributed.get_world_size()
+    results["classify"] = {{
+        "accuracy": sn.metrics.accuracy(ref.obs["group"], ref.obs["classify_label"]),
+        # the history is logged by rank 0 only (Lightning's loggers), empty on rank 1
+        "epochs": len(ref.uns["classify"]["history"].get("train_loss", [])),
+    }}
+
+    sn.tl.deep_cluster(
+        counts, n_clusters=3, pretrain_epochs=30, max_epochs=10, batch_size=64, **two
+    )
+    results["deep_cluster"] = {{
+        "ari": sn.metrics.adjusted_rand_index(counts.obs["group"], counts.obs["deep_cluster"]),
+        "soft": list(counts.obsm["deep_cluster_soft"].shape),
+    }}
+
+    data = sn.datasets.synthetic_perturbation(seed=0)
+    sc.pp.normalize_total(data)
+    sc.pp.log1p(data)
+    held_out = (data.obs["cell_type"] == "t1") & (data.obs["condition"] == "stimulated")
+    train = data[~held_out].copy()
+    predicted = sn.tl.perturb(
+        train, condition_key="condition", control="control", perturbed="stimulated",
+        cell_type_key="cell_type", predict="t1", max_epochs=20, **two,
+    )
+    control = data[(data.obs["cell_type"] == "t1") & (data.obs["condition"] == "control")]
+    results["perturb"] = {{
+        "shape": list(predicted.shape),
+        "r2": sn.metrics.r2_mean(data[held_out], predicted),
+        "r2_control": sn.metrics.r2_mean(data[held_out], control),
+    }}
+
+    section = synthetic_section()
+    kwargs = {{**FAST_EXPRESSION_BACKBONE, "max_epochs": 2, **two}}
+    sn.tl.image_features(section, **kwargs)
+    results["image_features"] = {{
+        "pca": list(section.obsm["X_image_features_pca"].shape), "spots": section.n_obs,
+    }}
+
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        with open(out, "w") as handle:
+            json.dump(results, handle)
+
+if __name__ == "__main__":
+    main(sys.argv[1])
+"""
+
+
+@pytest.fixture(scope="module")
+def two_process_results(tmp_path_factory) -> dict:
+    """Every torch tool trained on two CPU processes, in one DDP launch."""
+    folder = tmp_path_factory.mktemp("ddp")
+    script = folder / "train_on_two_devices.py"
+    script.write_text(textwrap.dedent(SCRIPT.format(tests_dir=str(TESTS_DIR))))
+    out = folder / "results.json"
+    run = subprocess.run(
+        [sys.executable, str(script), str(out)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-5000:]
+    return json.loads(out.read_text())
+
+
+def test_tools_train_on_two_processes(two_process_results):
+    results = two_process_results
+    assert results["world_size"] == 2
+    assert results["classify"]["accuracy"] > 0.9
+    assert results["classify"]["epochs"] == 5  # early stopping is off under DDP
+    assert results["deep_cluster"]["ari"] > 0.8
+    assert results["deep_cluster"]["soft"] == [400, 3]
+    perturb = results["perturb"]
+    assert perturb["shape"][1] == 200
+    assert perturb["r2"] > perturb["r2_control"]
+    assert results["image_features"]["pca"] == [results["image_features"]["spots"], 4]
+
+
+@pytest.mark.parametrize(
+    ("devices", "expected"),
+    [
+        (2, True),
+        (np.int64(2), True),
+        (-1, True),
+        ([0, 1], True),
+        ("0,1", True),
+        ("2", True),
+        (1, False),
+        ([0], False),
+        ("1", False),
+        ("auto", False),
+        (True, False),
+    ],
+)
+def test_several_devices(devices, expected):
+    assert several_devices(devices) is expected
+
+
+def test_ddp_strategy_is_named_for_several_devices():
+    named = distributed_trainer_kwargs({"devices": 2})
+    assert named == {"devices": 2, "strategy": "ddp", "inference_mode": False}
+    unused = distributed_trainer_kwargs({"devices": 2}, find_unused_parameters=True)
+    assert unused["strategy"] == "ddp_find_unused_parameters_true"
+    # one device, or a strategy the caller chose, stay as they are
+    assert "strategy" not in distributed_trainer_kwargs({"devices": 1})
+    mine = {"devices": 2, "strategy": "ddp_spawn", "inference_mode": True}
+    assert distributed_trainer_kwargs(mine) == mine
+
+
+@pytest.mark.parametrize("tool", ["classify", "deep_cluster"])
+def test_jax_refuses_several_devices(tool):
+    pytest.importorskip("jax")
+    adata = sn.datasets.synthetic_counts(n_obs=60, n_vars=30, seed=0)
+    before = snapshot(adata)
+    call = {
+        "classify": lambda: sn.tl.classify(
+            adata, "group", backend="jax", devices=2, layer="counts"
+        ),
+        "deep_cluster": lambda: sn.tl.deep_cluster(
+            adata, n_clusters=3, backend="jax", devices=2, pretrain_epochs=1
+        ),
+    }[tool]
+    with pytest.raises(ValueError, match=r'devices=2, but backend="jax" trains on one device'):
+        call()
+    assert_unchanged(adata, before)
