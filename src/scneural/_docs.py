@@ -80,7 +80,8 @@ DOC_PARAMS: dict[str, str] = {
     "show": dedent(
         """\
         show
-            Show the figure; ``False`` returns the Axes."""
+            Show the figure (``None``: scanpy's ``sc.settings.autoshow``); ``False`` returns
+            the Axes."""
     ),
     "train_kwargs": dedent(
         """\

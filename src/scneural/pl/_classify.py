@@ -41,7 +41,7 @@ def confusion_matrix(
 
     Returns
     -------
-    The matplotlib Axes when ``show=False``, else ``None``.
+    The matplotlib Axes when the figure is not shown (see ``show``), else ``None``.
     """
     check_obs_key(adata, true_key, "true_key")
     check_obs_key(adata, pred_key, "pred_key")

@@ -48,7 +48,7 @@ def cluster_contingency(
 
     Returns
     -------
-    The matplotlib Axes when ``show=False``, else ``None``.
+    The matplotlib Axes when the figure is not shown (see ``show``), else ``None``.
     """
     check_obs_key(adata, key, "key")
     check_obs_key(adata, labels_key, "labels_key")

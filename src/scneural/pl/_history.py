@@ -53,11 +53,11 @@ def training_history(
         Axes to draw on: one per panel (a sequence or array), or one Axes for a single
         panel; a new figure by default.
     show
-        Show the figure; ``False`` returns the Axes.
+        Show the figure (``None``: scanpy's ``sc.settings.autoshow``); ``False`` returns the Axes.
 
     Returns
     -------
-    The list of matplotlib Axes when ``show=False``, else ``None``.
+    The list of matplotlib Axes when the figure is not shown (see ``show``), else ``None``.
     """
     history = get_uns(adata, key).get("history")
     if history is None or len(history) == 0:

@@ -80,11 +80,12 @@ def image_features(
     ax
         One Axes per PC (one Axes for a single PC); new figure by default.
     show
-        Show the figure; ``False`` returns the list of Axes.
+        Show the figure (``None``: scanpy's ``sc.settings.autoshow``); ``False``
+        returns the list of Axes.
 
     Returns
     -------
-    The list of Axes when ``show=False``, else ``None``.
+    The list of Axes when the figure is not shown (see ``show``), else ``None``.
     """
     pca_key = f"X_{key}_pca"
     params = get_uns(adata, key, "image_features").get("params", {})
@@ -168,11 +169,12 @@ def image_patches(
     ax
         One Axes per patch; new figure by default.
     show
-        Show the figure; ``False`` returns the list of Axes.
+        Show the figure (``None``: scanpy's ``sc.settings.autoshow``); ``False``
+        returns the list of Axes.
 
     Returns
     -------
-    The list of Axes when ``show=False``, else ``None``.
+    The list of Axes when the figure is not shown (see ``show``), else ``None``.
     """
     params = dict(adata.uns[key].get("params", {})) if key in adata.uns else {}
     image = _spots(adata, params, library_id, img_key, patch_size)

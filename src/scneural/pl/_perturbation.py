@@ -106,11 +106,11 @@ def reg_mean(
     ax
         Matplotlib axes to draw into.
     show
-        Show the figure; ``False`` returns the Axes.
+        Show the figure (``None``: scanpy's ``sc.settings.autoshow``); ``False`` returns the Axes.
 
     Returns
     -------
-    The matplotlib Axes when ``show=False``, else ``None``.
+    The matplotlib Axes when the figure is not shown (see ``show``), else ``None``.
     """
     return _reg_plot("mean", adata, condition_key, x, y, top_genes, gene_list, layer, ax, show)
 
@@ -133,6 +133,6 @@ def reg_var(
 
     Returns
     -------
-    The matplotlib Axes when ``show=False``, else ``None``.
+    The matplotlib Axes when the figure is not shown (see ``show``), else ``None``.
     """
     return _reg_plot("var", adata, condition_key, x, y, top_genes, gene_list, layer, ax, show)
