@@ -131,9 +131,10 @@ def classify(
     ``uns[key_added]``
         ``params`` (with ``training``: every argument the model was trained with, its
         defaults included), ``history`` (per-epoch losses and accuracies of the model's
-        training, also when reused), ``classes``, ``validation`` (accuracy and macro-F1 on
-        the held-out validation cells) and, when ``labels_key`` is given with ``model=``,
-        ``metrics`` against those labels.
+        training, also when reused), ``classes``, ``validation`` (``n_cells``, and
+        ``accuracy`` and ``macro_f1`` on those held-out labelled validation cells when there
+        are any) and, when ``labels_key`` is given with ``model=``, ``metrics``
+        (``accuracy``, ``macro_f1``) against those labels.
 
     Examples
     --------
