@@ -154,8 +154,9 @@ def load(name: str, *, backed: bool = False) -> ad.AnnData:
     """Load a real data set by name.
 
     Looks for ``{name}.h5ad`` in ``$SCNEURAL_DATA_DIR``, then ``../shared/data``, then the
-    user cache directory; if absent and the data set has a public source, downloads it
-    there with pooch and converts it to ``.h5ad``.
+    user cache directory; if absent and the data set has a public source, downloads it with
+    pooch into ``$SCNEURAL_DATA_DIR`` when set, else the cache, and converts it to ``.h5ad``
+    (:func:`download`); without a public source it raises ``FileNotFoundError``.
 
     Parameters
     ----------
@@ -270,8 +271,8 @@ def pbmc68k_reduced_counts() -> ad.AnnData:
 
     ``.raw`` holds log-normalised values ``log1p(x / n_counts * 1e4)``; counts are rebuilt as
     ``round(expm1(raw) * n_counts / 1e4)``. ``X`` holds the counts, ``layers['counts']`` too,
-    ``layers['lognorm']`` the log-normalised values and ``obs['bulk_labels']`` the labels.
-    Works offline.
+    ``layers['lognorm']`` the log-normalised values, ``obs`` the bundled one (labels in
+    ``obs['bulk_labels']``) and ``obsm['X_umap']`` the bundled UMAP. Works offline.
     """
     import scanpy as sc
 

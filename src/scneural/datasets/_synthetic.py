@@ -97,12 +97,33 @@ def synthetic_perturbation(
     the means of the same ``response_genes`` genes by ``response_fold_change``, so the
     true response of a held-out type is known.
 
+    Parameters
+    ----------
+    n_obs, n_vars
+        Cells and genes; about half of the cells are perturbed.
+    n_types
+        Number of cell types (``obs['cell_type']``: ``"t0"``, ``"t1"``, ...).
+    markers_per_type
+        Genes over-expressed by each type.
+    response_genes
+        Genes that respond to the perturbation (the last ``response_genes`` genes).
+    fold_change
+        Mean fold change of a type's markers.
+    response_fold_change
+        Mean fold change of the response genes in perturbed cells.
+    mean_count
+        Average count of a gene before marker and response fold changes.
+    dispersion
+        Negative-binomial inverse dispersion (larger: closer to Poisson).
+    seed
+        Random seed.
+
     Returns
     -------
     AnnData with integer counts in ``X`` (CSR, float32), ``obs['cell_type']``
-    (``"t0"``, ``"t1"``, ...), ``obs['condition']`` (``"control"``/``"stimulated"``) and
-    ``var['response']`` (whether a gene responds to the perturbation). ``mean_count`` is
-    the average count of a gene before marker and response fold changes.
+    (``"t0"``, ``"t1"``, ...) and ``obs['condition']`` (``"control"``/``"stimulated"``),
+    both categorical, and ``var['response']`` (bool: whether a gene responds to the
+    perturbation). Unlike :func:`synthetic_counts` there is no ``layers['counts']``.
     """
     rng = np.random.default_rng(seed)
     types = rng.integers(0, n_types, size=n_obs)
