@@ -154,8 +154,9 @@ def perturb(
 
     Returns
     -------
-    The predicted cells as a new AnnData: one per control cell, with the input's genes and
-    ``var``, the control cells' ``obs`` with ``obs[condition_key] = "predicted"`` and
+    The predicted cells as a new AnnData: one per control cell, with the model's genes
+    (``adata``'s, unless ``model=`` was trained on others) and their rows of ``adata.var``,
+    the control cells' ``obs`` with ``obs[condition_key] = "predicted"`` and
     ``obs["control_cell"]`` (the cell it was predicted from), and ``obsm[f"X_{{key_added}}"]``
     (shifted latent codes). With ``return_model=True``, ``(predicted, model)``.
     Writes into ``adata``:
