@@ -108,7 +108,10 @@ def r2_mean(
 
 
 def r2_var(real: MatrixLike, predicted: MatrixLike, *, genes: Sequence[str] | None = None) -> float:
-    """Squared Pearson correlation of per-gene variances of real and predicted cells."""
+    """Squared Pearson correlation of per-gene variances of real and predicted cells.
+
+    Parameters are those of :func:`r2_mean` (``genes=`` too).
+    """
     return _r2_of("var", real, predicted, genes)
 
 
