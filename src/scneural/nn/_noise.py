@@ -27,7 +27,10 @@ class GaussianNoise(nn.Module):
         noisy = self.training if noisy is None else noisy
         if not noisy or self.sigma == 0:
             return x
-        return x + torch.randn_like(x) * self.sigma
+        # randn, not randn_like: randn_like follows x's memory layout, so a column-major
+        # minibatch (rows of a CSC matrix) would draw other noise than the same cells in CSR
+        noise = torch.randn(x.shape, dtype=x.dtype, device=x.device)
+        return x + noise * self.sigma
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}"
