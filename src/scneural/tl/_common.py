@@ -138,6 +138,10 @@ def make_proxy(
     if obs is None:
         obs = adata.obs.loc[:, list(obs_keys)].copy()
     matrix = source.matrix(adata)
+    if sparse.issparse(matrix) and not sparse.isspmatrix(matrix):
+        # a scipy sparse array (csr_array): scvi-tools' count check knows only sparse
+        # matrices ("data type not understood"); the matrix shares the array's data
+        matrix = sparse.csr_matrix(matrix) if matrix.format == "csr" else sparse.csc_matrix(matrix)
     if source.use_rep is not None:
         matrix = matrix.toarray() if sparse.issparse(matrix) else matrix  # (cells x a few)
         matrix = np.asarray(matrix, dtype=np.float32)
