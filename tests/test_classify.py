@@ -568,3 +568,22 @@ def test_predicted_labels_follow_the_labels_column_order(lognorm_adata):
     categories = list(adata.obs["classify_label"].cat.categories)
     assert categories == ["g2", "g0", "g1", "Unknown"]
     assert list(adata.uns["classify"]["classes"]) == ["g0", "g1", "g2"]  # the model's order
+
+
+@pytest.mark.parametrize("unlabeled_category", [None, "Unknown"])
+def test_classes_sorted_when_some_cells_are_unlabelled(lognorm_adata, unlabeled_category):
+    """scvi-tools swaps the unlabeled category with the last class of its sorted mapping:
+    with lowercase labels (after "_" and "U") and some cell unlabelled, the classes came out
+    as g2, g0, g1 in the labels' categories, the probability columns and uns."""
+    adata = lognorm_adata
+    labels = adata.obs["group"].astype(str).to_numpy(dtype=object)
+    labels[::10] = np.nan if unlabeled_category is None else unlabeled_category
+    adata.obs["lab"] = labels
+    model = sn.tl.classify(
+        adata, "lab", unlabeled_category=unlabeled_category, **{**FAST, "max_epochs": 2}
+    )
+    classes = ["g0", "g1", "g2"]
+    assert list(model.classes_) == classes
+    assert list(adata.obs["classify_label"].cat.categories) == classes
+    assert list(adata.obsm["classify_proba"].columns) == classes
+    assert list(adata.uns["classify"]["classes"]) == classes

@@ -183,7 +183,12 @@ def classify(
         labelled = check_labels(adata, labels_key, unlabeled_category=unlabeled_category)
         unlabeled = UNLABELED_SENTINEL if unlabeled_category is None else str(unlabeled_category)
         obs = pd.DataFrame(index=adata.obs_names.copy())
-        obs[labels_key] = np.where(labelled, label_strings(adata.obs[labels_key]), unlabeled)
+        names = np.where(labelled, label_strings(adata.obs[labels_key]), unlabeled)
+        # the unlabeled category last: scvi-tools swaps it with the last of the sorted
+        # classes, which scrambled the classes' order whenever some label was missing
+        obs[labels_key] = pd.Categorical(
+            names, categories=[*sorted(set(names[labelled])), unlabeled]
+        )
         if batch_key is not None:
             check_obs_key(adata, batch_key, "batch_key")
             obs[batch_key] = adata.obs[batch_key].astype(str).to_numpy()
