@@ -587,3 +587,23 @@ def test_classes_sorted_when_some_cells_are_unlabelled(lognorm_adata, unlabeled_
     assert list(adata.obs["classify_label"].cat.categories) == classes
     assert list(adata.obsm["classify_proba"].columns) == classes
     assert list(adata.uns["classify"]["classes"]) == classes
+
+
+def test_missing_batches_are_refused_before_training(lognorm_adata):
+    """A missing batch read "nan", "<NA>" or "None" depending on the column's dtype, so a
+    query's missing batches never matched its reference's (and scvi-tools refuses them)."""
+    adata = lognorm_adata
+    batches = np.array(["x", "y"] * (adata.n_obs // 2), dtype=object)
+    adata.obs["b"] = pd.array(np.where(np.arange(adata.n_obs) < 3, None, batches), dtype="string")
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match="batch_key='b' is missing .NaN. for 3 cells"):
+        sn.tl.classify(adata, "group", batch_key="b", **FAST)
+    assert_unchanged(adata, before)
+    adata.obs["b"] = batches
+    model = sn.tl.classify(adata, "group", batch_key="b", **{**FAST, "max_epochs": 2})
+    query = adata.copy()
+    query.obs["b"] = np.where(np.arange(query.n_obs) < 3, np.nan, batches)
+    before = snapshot(query)
+    with pytest.raises(ValueError, match=r"batch_key \(the model was trained with it\)='b' is"):
+        sn.tl.classify(query, model=model, key_added="q")
+    assert_unchanged(query, before)

@@ -334,6 +334,12 @@ def _duplicate_a_gene_name(adata):
         (lambda a: None, {"n_clusters": 1}, ValueError, "n_clusters must be an integer >= 2"),
         (lambda a: None, {"n_clusters": 500}, ValueError, "only 256 cells"),
         (lambda a: None, {"batch_key": "nope"}, KeyError, "batch_key='nope'"),
+        (
+            lambda a: a.obs.__setitem__("b", pd.array([None] + ["x"] * (a.n_obs - 1), "string")),
+            {"batch_key": "b"},
+            ValueError,
+            "batch_key='b' is missing .NaN. for 1 cells",
+        ),
         (lambda a: None, {"layer": "nope"}, KeyError, "layer='nope'"),
         (lambda a: None, {"labels_key": "nope"}, KeyError, "labels_key='nope'"),
         (

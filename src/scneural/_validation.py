@@ -53,6 +53,24 @@ def check_obs_key(adata: AnnData, key: str | None, argument: str) -> None:
         )
 
 
+def batch_labels(adata: AnnData, batch_key: str, argument: str = "batch_key") -> np.ndarray:
+    """The batch of each cell as a string (an object array); a missing batch is an error.
+
+    As strings a missing value would read ``"nan"``, ``"<NA>"`` or ``"None"`` depending on
+    the column's dtype, so a query could not match its reference (and scvi-tools refuses
+    missing batches itself, with a cryptic message).
+    """
+    check_obs_key(adata, batch_key, argument)
+    column = adata.obs[batch_key]
+    n_missing = int(column.isna().sum())
+    if n_missing:
+        raise ValueError(
+            f"{argument}={batch_key!r} is missing (NaN) for {n_missing} cells; give them a "
+            "batch (e.g. a category 'unknown') or remove them"
+        )
+    return column.astype(str).to_numpy(dtype=object)
+
+
 def check_obs_values(values: Any, key: str, *, hint: str = "", **arguments: str) -> None:
     """Require each argument's value (e.g. ``control="CTRL"``) to be among ``values``, the
     values of ``obs[key]`` as strings (missing ones left out)."""

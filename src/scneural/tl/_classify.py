@@ -14,6 +14,7 @@ from scneural import metrics
 from scneural._docs import doc_params
 from scneural._utils import label_order, label_strings, set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
+    batch_labels,
     check_adata,
     check_counts,
     check_finite,
@@ -21,7 +22,6 @@ from scneural._validation import (
     check_hidden_sizes,
     check_key_added,
     check_labels,
-    check_obs_key,
     check_optional_int,
     check_probability,
     check_truth_labels,
@@ -190,8 +190,7 @@ def classify(
             names, categories=[*sorted(set(names[labelled])), unlabeled]
         )
         if batch_key is not None:
-            check_obs_key(adata, batch_key, "batch_key")
-            obs[batch_key] = adata.obs[batch_key].astype(str).to_numpy()
+            obs[batch_key] = batch_labels(adata, batch_key)
         proxy = make_proxy(adata, source, obs=obs)
         model_cls = _model_class(backend)
         model_cls.setup_anndata(
@@ -300,16 +299,15 @@ def _query_proxy(adata: AnnData, source: Any, model: Classifier) -> AnnData:
     batch_key = model.adata_manager.registry["setup_args"].get("batch_key")
     obs = pd.DataFrame(index=adata.obs_names.copy())
     if batch_key is not None:
-        check_obs_key(adata, batch_key, "batch_key (the model was trained with it)")
+        values = batch_labels(adata, batch_key, "batch_key (the model was trained with it)")
         known = set(model.adata_manager.get_state_registry("batch").categorical_mapping)
-        values = adata.obs[batch_key].astype(str)
         unknown = sorted(set(values) - {str(k) for k in known})
         if unknown:
             raise ValueError(
                 f"batch_key={batch_key!r} has batches the model has not seen: {unknown[:5]}; "
                 "a classifier trained with batch_key can only be applied to its own batches"
             )
-        obs[batch_key] = values.to_numpy()
+        obs[batch_key] = values
     proxy = make_proxy(adata, source, obs=obs)
     return align_features(proxy, model_feature_names(model), source)
 

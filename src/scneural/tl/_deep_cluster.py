@@ -16,13 +16,13 @@ from scneural import metrics
 from scneural._docs import doc_params
 from scneural._utils import set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
+    batch_labels,
     check_adata,
     check_counts,
     check_fraction,
     check_hidden_sizes,
     check_key_added,
     check_non_negative_float,
-    check_obs_key,
     check_optional_int,
     check_positive_float,
     check_positive_int,
@@ -210,7 +210,7 @@ def deep_cluster(
         check_truth_labels(adata, labels_key, cells=keep)
     if model is None:
         if batch_key is not None:
-            check_obs_key(adata, batch_key, "batch_key")
+            batch_labels(adata, batch_key)
         if n_clusters is not None and int(keep.sum()) < n_clusters:
             raise ValueError(
                 f"n_clusters={n_clusters} but adata has only {int(keep.sum())} cells with "
@@ -247,7 +247,7 @@ def deep_cluster(
 
     obs = pd.DataFrame(index=adata.obs_names.copy())
     if batch_key is not None:
-        obs[batch_key] = adata.obs[batch_key].astype(str).to_numpy()
+        obs[batch_key] = batch_labels(adata, batch_key)
     proxy = make_proxy(adata, source, obs=obs)
     if model is None:
         genes = _select_genes(proxy, source, keep, n_top_genes)
@@ -406,9 +406,9 @@ def _check_model_genes(adata: AnnData, model: DeepClusterMixin) -> None:
 
 
 def _check_model_batches(adata: AnnData, model: DeepClusterMixin, batch_key: str) -> None:
-    check_obs_key(adata, batch_key, "batch_key (the model was trained with it)")
+    values = batch_labels(adata, batch_key, "batch_key (the model was trained with it)")
     known = {str(b) for b in model.adata_manager.get_state_registry("batch").categorical_mapping}
-    unknown = sorted(set(adata.obs[batch_key].astype(str)) - known)
+    unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(
             f"batch_key={batch_key!r} has batches the model has not seen: {unknown[:5]}; "
