@@ -607,3 +607,33 @@ def test_missing_batches_are_refused_before_training(lognorm_adata):
     with pytest.raises(ValueError, match=r"batch_key \(the model was trained with it\)='b' is"):
         sn.tl.classify(query, model=model, key_added="q")
     assert_unchanged(query, before)
+
+
+def test_dataframe_representation_with_nullable_columns(lognorm_adata):
+    """A DataFrame in obsm with nullable (Int64, Float64, boolean) columns is numbers; it
+    failed in np.isfinite with "ufunc 'isfinite' not supported". A text column is refused
+    before training, naming use_rep."""
+    adata = lognorm_adata
+    rng = np.random.default_rng(0)
+    codes = adata.obs["group"].cat.codes.to_numpy()
+    frame = pd.DataFrame(
+        {
+            "code": codes * 3,
+            "noise": rng.normal(size=adata.n_obs),
+            "flag": rng.random(adata.n_obs) > 0.5,
+        },
+        index=adata.obs_names,
+    )
+    adata.obsm["plain"] = frame
+    adata.obsm["nullable"] = frame.astype({"code": "Int64", "noise": "Float64", "flag": "boolean"})
+    fast = {**FAST, "max_epochs": 2}
+    sn.tl.classify(adata, "group", use_rep="plain", key_added="plain", **fast)
+    sn.tl.classify(adata, "group", use_rep="nullable", key_added="nullable", **fast)
+    np.testing.assert_array_equal(adata.obsm["X_nullable"], adata.obsm["X_plain"])
+    adata.obsm["text"] = frame.assign(group=adata.obs["group"].to_numpy())
+    before = snapshot(adata)
+    with pytest.raises(
+        ValueError, match=r"use_rep='text' is a DataFrame with non-numeric.*'group'"
+    ):
+        sn.tl.classify(adata, "group", use_rep="text", **fast)
+    assert_unchanged(adata, before)

@@ -182,8 +182,8 @@ def get_matrix(adata: AnnData, *, layer: str | None = None, use_rep: str | None 
     """
     if use_rep is not None:
         matrix = adata.obsm[use_rep]
-        if isinstance(matrix, pd.DataFrame):
-            matrix = matrix.to_numpy()
+        if isinstance(matrix, pd.DataFrame):  # numbers (check_use_rep), maybe nullable ones
+            matrix = matrix.to_numpy(dtype=np.float64, na_value=np.nan)
     elif layer is not None:
         matrix = adata.layers[layer]
     else:

@@ -117,8 +117,22 @@ def check_use_rep(adata: AnnData, use_rep: str | None) -> None:
             f"use_rep={use_rep!r} is not in adata.obsm; available: {list(adata.obsm)}. "
             "Compute it first (e.g. sc.pp.pca for 'X_pca') or pass use_rep=None"
         )
-    if np.ndim(adata.obsm[use_rep]) != 2:
+    rep = adata.obsm[use_rep]
+    if np.ndim(rep) != 2:
         raise ValueError(f"use_rep={use_rep!r} must be a 2-D array (cells x dimensions)")
+    if isinstance(rep, pd.DataFrame):
+        # nullable Int64/Float64/boolean columns are numbers too (their NA a NaN)
+        other = [c for c in rep.columns if not pd.api.types.is_numeric_dtype(rep[c])]
+        if other:
+            raise ValueError(
+                f"use_rep={use_rep!r} is a DataFrame with non-numeric columns {other[:5]}; "
+                "store only its numeric columns under another obsm key and pass that"
+            )
+    elif not sparse.issparse(rep) and np.asarray(rep).dtype.kind not in "biuf":
+        raise ValueError(
+            f"use_rep={use_rep!r} holds {np.asarray(rep).dtype} values, not numbers; store it "
+            "as a float array (e.g. .astype(np.float32))"
+        )
 
 
 def check_input_source(adata: AnnData, *, layer: str | None, use_rep: str | None) -> None:
