@@ -240,6 +240,23 @@ def test_load_refuses_genes_that_are_not_the_models(tmp_path):
         sn.models.Classifier.saved_var_names(tmp_path / "nothing")
 
 
+def test_load_without_a_saved_anndata_asks_for_adata(tmp_path):
+    """A model saved without its AnnData cannot be rebuilt from its registry: scvi-tools
+    said only "adata or registry must be provided"; the error names adata= and the fix."""
+    reference = _lognorm()
+    sn.models.Classifier.setup_anndata(reference, labels_key="group")
+    model = sn.models.Classifier(reference, n_hidden=(16,))
+    model.train(max_epochs=1, **TRAIN)
+    model.save(tmp_path / "clf", prefix="run1_")
+    with pytest.raises(ValueError, match=r"saved without its AnnData.*load needs adata="):
+        sn.models.Classifier.load(tmp_path / "clf", prefix="run1_")
+    genes = sn.models.Classifier.saved_var_names(tmp_path / "clf", prefix="run1_")
+    loaded = sn.models.Classifier.load(
+        tmp_path / "clf", adata=reference[:, genes].copy(), prefix="run1_"
+    )
+    np.testing.assert_array_equal(loaded.predict(reference), model.predict(reference))
+
+
 @pytest.mark.jax
 @pytest.mark.skipif(not HAS_JAX, reason="the JAX extra is not installed")
 def test_jax_training_again_uses_the_new_learning_rate():

@@ -122,8 +122,24 @@ class ScneuralModelMixin:
         """scvi-tools' ``load``, refusing an ``adata`` whose genes are not the saved model's
         in the same order (scvi-tools only warns, and the model then reads the wrong genes).
 
-        Select them first: ``adata[:, Model.saved_var_names(dir_path)]``.
+        Select them first: ``adata[:, Model.saved_var_names(dir_path)]``. Without ``adata``
+        the AnnData saved with the model (``save_anndata=True``) is used; a model saved
+        without one cannot be rebuilt from its registry alone, which scvi-tools reports
+        only as "adata or registry must be provided".
         """
+        prefix = kwargs.get("prefix") or ""
+        model_file = os.path.join(dir_path, f"{prefix}model.pt")
+        if (
+            adata is None
+            and os.path.exists(model_file)
+            and not os.path.exists(os.path.join(dir_path, f"{prefix}adata.h5ad"))
+        ):
+            raise ValueError(
+                f"{dir_path} holds a {cls.__name__} saved without its AnnData "
+                "(save_anndata=False), so load needs adata=: pass cells with the model's "
+                f"genes, adata[:, {cls.__name__}.saved_var_names(dir_path)], or save the "
+                "model again with save_anndata=True"
+            )
         if adata is not None:
             saved = pd.Index(cls.saved_var_names(dir_path, kwargs.get("prefix")).astype(str))
             given = pd.Index(adata.var_names.astype(str))
