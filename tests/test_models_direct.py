@@ -257,6 +257,24 @@ def test_load_without_a_saved_anndata_asks_for_adata(tmp_path):
     np.testing.assert_array_equal(loaded.predict(reference), model.predict(reference))
 
 
+def test_load_refuses_an_anndata_left_by_an_earlier_save(tmp_path):
+    """save(overwrite=True) without save_anndata=True keeps the folder's earlier
+    adata.h5ad; scvi-tools loaded it with a warning and the model read its genes in the
+    earlier model's order."""
+    reference = _lognorm()
+    for genes, save_anndata in ((reference.var_names, True), (reference.var_names[::-1], False)):
+        cells = reference[:, genes].copy()
+        sn.models.Classifier.setup_anndata(cells, labels_key="group")
+        model = sn.models.Classifier(cells, n_hidden=(16,))
+        model.train(max_epochs=1, **TRAIN)
+        model.save(tmp_path / "clf", overwrite=True, save_anndata=save_anndata)
+    with pytest.raises(ValueError, match=r"adata.h5ad\) is not this model's.*pass adata="):
+        sn.models.Classifier.load(tmp_path / "clf")
+    model.save(tmp_path / "clf", overwrite=True, save_anndata=True)  # the fix the error names
+    loaded = sn.models.Classifier.load(tmp_path / "clf")
+    np.testing.assert_array_equal(loaded.predict(cells), model.predict(cells))
+
+
 @pytest.mark.jax
 @pytest.mark.skipif(not HAS_JAX, reason="the JAX extra is not installed")
 def test_jax_training_again_uses_the_new_learning_rate():

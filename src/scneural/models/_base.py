@@ -124,24 +124,35 @@ class ScneuralModelMixin:
 
         Select them first: ``adata[:, Model.saved_var_names(dir_path)]``. Without ``adata``
         the AnnData saved with the model (``save_anndata=True``) is used; a model saved
-        without one cannot be rebuilt from its registry alone, which scvi-tools reports
-        only as "adata or registry must be provided".
+        without one cannot be rebuilt from its registry alone (scvi-tools reports only
+        "adata or registry must be provided"), and one whose genes are not the model's (left
+        by an earlier save into the folder) is refused as well.
         """
         prefix = kwargs.get("prefix") or ""
-        model_file = os.path.join(dir_path, f"{prefix}model.pt")
-        if (
-            adata is None
-            and os.path.exists(model_file)
-            and not os.path.exists(os.path.join(dir_path, f"{prefix}adata.h5ad"))
-        ):
-            raise ValueError(
-                f"{dir_path} holds a {cls.__name__} saved without its AnnData "
-                "(save_anndata=False), so load needs adata=: pass cells with the model's "
-                f"genes, adata[:, {cls.__name__}.saved_var_names(dir_path)], or save the "
-                "model again with save_anndata=True"
-            )
+        if adata is None and os.path.exists(os.path.join(dir_path, f"{prefix}model.pt")):
+            if not os.path.exists(os.path.join(dir_path, f"{prefix}adata.h5ad")):
+                raise ValueError(
+                    f"{dir_path} holds a {cls.__name__} saved without its AnnData "
+                    "(save_anndata=False), so load needs adata=: pass cells with the model's "
+                    f"genes, adata[:, {cls.__name__}.saved_var_names(dir_path)], or save the "
+                    "model again with save_anndata=True"
+                )
+            model = super().load(dir_path, adata=adata, **kwargs)
+            # save(overwrite=True) without save_anndata=True leaves an earlier model's
+            # adata.h5ad, which scvi-tools loads with only a warning
+            saved = pd.Index(cls.saved_var_names(dir_path, prefix).astype(str))
+            if not pd.Index(model.adata.var_names.astype(str)).equals(saved):
+                raise ValueError(
+                    f"the AnnData saved in {dir_path} ({prefix}adata.h5ad) is not this "
+                    f"model's: its genes differ from the {len(saved)} the model was trained "
+                    "on. It was left by an earlier save (save(overwrite=True) keeps it "
+                    "unless save_anndata=True); pass adata= with the model's genes, "
+                    f"adata[:, {cls.__name__}.saved_var_names(dir_path)], or save the model "
+                    "again with save_anndata=True"
+                )
+            return model
         if adata is not None:
-            saved = pd.Index(cls.saved_var_names(dir_path, kwargs.get("prefix")).astype(str))
+            saved = pd.Index(cls.saved_var_names(dir_path, prefix).astype(str))
             given = pd.Index(adata.var_names.astype(str))
             if not given.equals(saved):
                 missing = saved.difference(given)
