@@ -152,6 +152,21 @@ def test_model_reuse_and_save_load(section, tmp_path):
         extractor.save(tmp_path / "ext")
 
 
+def test_saving_an_unfitted_extractor_over_a_fitted_one_drops_its_pca(section, tmp_path):
+    """save(overwrite=True) kept the folder's earlier pca.npz, and load gave the unfitted
+    extractor that PCA: image_features(model=) then used it without a word."""
+    fitted = sn.tl.image_features(section, **_fast())
+    fitted.save(tmp_path / "ext")
+    unfitted = sn.models.ImageFeatureExtractor(
+        "vgg16", weights="random", input_size=32, patch_size=fitted.patch_size, trunk=fitted.trunk
+    )
+    unfitted.save(tmp_path / "ext", overwrite=True)
+    loaded = sn.models.ImageFeatureExtractor.load(tmp_path / "ext")
+    assert loaded.pca is None
+    with pytest.raises(ValueError, match="no fitted PCA"):
+        sn.tl.image_features(section.copy(), model=loaded)
+
+
 def _downscaled(section: AnnData, factor: int = 2) -> AnnData:
     """The same tissue with its image stored at 1/factor of the resolution."""
     other = section.copy()

@@ -236,7 +236,9 @@ class ImageFeatureExtractor:
             "info": self.info,
         }
         (path / _META).write_text(json.dumps(meta, indent=1, default=str))
-        if self.pca is not None:
+        if self.pca is None:  # overwrite=True: no earlier extractor's PCA is loaded with it
+            (path / _PCA).unlink(missing_ok=True)
+        else:
             np.savez(
                 path / _PCA,
                 components=self.pca.components_,
