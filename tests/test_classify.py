@@ -158,6 +158,15 @@ def test_min_confidence_marks_unknown(trained):
     assert (label[~low] != "Unknown").all()
 
 
+def test_min_confidence_adds_no_empty_unknown_category(trained):
+    """An "Unknown" category without cells broke scanpy's per-group calls on the labels
+    (sc.tl.rank_genes_groups, sc.pl.dotplot(groupby=...))."""
+    adata, model = trained
+    query = adata[:100].copy()
+    sn.tl.classify(query, model=model, min_confidence=1e-6)
+    assert list(query.obs["classify_label"].cat.categories) == list(model.classes_)
+
+
 def test_class_weight_balanced(lognorm_adata, backend):
     adata = lognorm_adata
     keep = (adata.obs["group"] != "g2") | (np.arange(adata.n_obs) % 8 == 0)

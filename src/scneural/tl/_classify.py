@@ -235,7 +235,8 @@ def classify(
     categories = label_order(labels, classes) if categorical else list(classes)
     if min_confidence is not None:
         predicted = np.where(confidence < min_confidence, UNKNOWN, predicted)
-        if UNKNOWN not in categories:
+        # only with cells: an empty group breaks sc.tl.rank_genes_groups, sc.pl.dotplot...
+        if UNKNOWN not in categories and (predicted == UNKNOWN).any():
             categories.append(UNKNOWN)
     label = pd.Categorical(predicted, categories=categories)
 
