@@ -646,3 +646,18 @@ def test_dataframe_representation_with_nullable_columns(lognorm_adata):
     ):
         sn.tl.classify(adata, "group", use_rep="text", **fast)
     assert_unchanged(adata, before)
+
+
+def test_diverged_training_writes_no_nan_results(lognorm_adata, backend):
+    """A learning rate that makes the loss NaN is reported; no NaN labels are written."""
+    before = snapshot(lognorm_adata)
+    with pytest.raises(ValueError, match="training diverged.*Lower the learning rate"):
+        sn.tl.classify(
+            lognorm_adata,
+            "group",
+            backend=backend,
+            max_epochs=2,
+            plan_kwargs={"lr": 1e30},
+            enable_progress_bar=False,
+        )
+    assert_unchanged(lognorm_adata, before)

@@ -462,3 +462,13 @@ def test_reuse_refuses_another_batch_key(trained):
     with pytest.raises(ValueError, match="trained with batch_key=None.*batch_key='batch'"):
         sn.tl.deep_cluster(query, model=model, batch_key="batch")
     assert_unchanged(query, before)
+
+
+def test_diverged_pretraining_is_reported_before_kmeans(backend):
+    """A NaN latent space (the loss diverged) gets a clear error, not k-means' "Input X
+    contains NaN", and nothing is written."""
+    adata = _data(n_obs=80)
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match=r"training diverged \(pretrain train_loss became nan"):
+        _run(adata, backend=backend, pretrain_epochs=3, plan_kwargs={"lr": 1e12})
+    assert_unchanged(adata, before)

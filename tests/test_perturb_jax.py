@@ -227,3 +227,20 @@ def test_loaded_model_takes_torch_weights(trained, tmp_path):
     assert not np.allclose(
         loaded.get_latent_representation(), model.get_latent_representation(), atol=1e-4
     )
+
+
+def test_diverged_training_writes_no_nan_prediction(full):
+    """JAX does not stop at a NaN loss: the NaN prediction is refused, nothing written."""
+    adata = full[~_held_out(full)].copy()
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match="NaN or infinite values in latent codes.*diverged"):
+        sn.tl.perturb(
+            adata,
+            predict="t0",
+            backend="jax",
+            max_epochs=2,
+            plan_kwargs={"lr": 1e12},
+            **ARGS,
+            **SMALL,
+        )
+    assert_unchanged(adata, before)

@@ -173,6 +173,47 @@ def check_finite(X: Any, argument: str) -> None:
             )
 
 
+def check_finite_output(
+    outputs: Mapping[str, Any], history: Mapping[str, Any] | None = None
+) -> None:
+    """Refuse a model's results that hold NaN or infinite values (training diverged).
+
+    ``outputs`` maps a description of each result to its values; ``history`` (per-epoch
+    curves, possibly nested by training phase) is searched for the first non-finite loss,
+    so the message says where training went wrong. Called before a tool writes anything.
+    """
+    bad = [
+        name
+        for name, values in outputs.items()
+        if not np.all(np.isfinite(np.asarray(values, dtype=np.float64)))
+    ]
+    if not bad:
+        return
+    where = ""
+    for name, values in _flat_history(history or {}):
+        if "loss" not in name:  # e.g. an accuracy: NaN where a split has no labelled cell
+            continue
+        values = np.asarray(values, dtype=np.float64).ravel()
+        nonfinite = np.flatnonzero(~np.isfinite(values))
+        if nonfinite.size:
+            where = f" ({name} became {values[nonfinite[0]]} at epoch {nonfinite[0] + 1})"
+            break
+    raise ValueError(
+        f"the model produced NaN or infinite values in {', '.join(bad)}: training "
+        f"diverged{where}, and nothing was written. Lower the learning rate "
+        "(plan_kwargs={'lr': ...}), check the input for extreme values, or retrain"
+    )
+
+
+def _flat_history(history: Mapping[str, Any], prefix: str = ""):
+    """``(name, values)`` of every curve of a history, phases (nested dicts) flattened."""
+    for name, values in history.items():
+        if isinstance(values, Mapping):
+            yield from _flat_history(values, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", values
+
+
 def is_count_matrix(X: Any) -> bool:
     """Whether ``X`` holds non-negative integers only (checked chunk by chunk)."""
     for chunk in _iter_value_chunks(X):

@@ -18,6 +18,7 @@ from scneural._validation import (
     check_adata,
     check_counts,
     check_finite,
+    check_finite_output,
     check_fraction,
     check_hidden_sizes,
     check_key_added,
@@ -226,6 +227,9 @@ def classify(
     with quiet_setup_transfer():
         proba = model.predict(proxy, soft=True, batch_size=inference_batch)
         embedding = model.get_latent_representation(proxy, batch_size=inference_batch)
+    check_finite_output(
+        {"class probabilities": proba, "embedding": embedding}, model.history_dict()
+    )
     classes = [str(c) for c in model.classes_]
     confidence = proba.to_numpy().max(axis=1).astype(np.float32)
     predicted = np.asarray(classes, dtype=object)[proba.to_numpy().argmax(axis=1)]

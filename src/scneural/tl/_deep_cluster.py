@@ -19,6 +19,7 @@ from scneural._validation import (
     batch_labels,
     check_adata,
     check_counts,
+    check_finite_output,
     check_fraction,
     check_hidden_sizes,
     check_key_added,
@@ -285,6 +286,10 @@ def deep_cluster(
     with quiet_setup_transfer():
         soft = model.get_soft_assignment(proxy, batch_size=inference_batch)
         latent = model.get_latent_representation(proxy, batch_size=inference_batch)
+    check_finite_output(
+        {"soft assignment": soft, "latent representation": latent},
+        {"pretrain": model.pretrain_history_, "cluster": model.cluster_history_},
+    )
     k = soft.shape[1]
     labels = np.full(adata.n_obs, -1)
     labels[keep] = soft.argmax(axis=1)

@@ -17,6 +17,7 @@ from scneural._utils import set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
     check_adata,
     check_finite,
+    check_finite_output,
     check_fraction,
     check_key_added,
     check_non_negative_float,
@@ -311,6 +312,10 @@ def perturb(
         delta,
         control_expression=control_matrix if residual else None,
         batch_size=inference_batch,
+    )
+    check_finite_output(
+        {"latent codes": latent, "delta": delta, "predicted expression": expression},
+        model.history_dict(),
     )
     genes = model_feature_names(model)
     predicted = predicted_anndata(

@@ -18,7 +18,7 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 
 from scneural._docs import doc_params
-from scneural._validation import check_plan_settings
+from scneural._validation import check_finite_output, check_plan_settings
 from scneural.models._base import (
     ScneuralModelMixin,
     SingleCellSafeDataSplitter,
@@ -283,6 +283,7 @@ class DeepClusterMixin:
         """
         check_geometry(init)
         latent = self.get_latent_representation()
+        check_finite_output({"latent representation": latent}, {"pretrain": self.pretrain_history_})
         k = n_clusters or (self.module.n_clusters or None)
         if k is None:
             k, _ = self.estimate_n_clusters(
