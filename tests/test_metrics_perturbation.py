@@ -135,3 +135,25 @@ def test_gene_stats_in_row_chunks_and_backed(tmp_path):
     assert sn.metrics.r2_mean(real, backed[:100].to_memory()) == pytest.approx(
         sn.metrics.r2_mean(real, AnnData(counts[:100]))
     )
+
+
+def test_undefined_r2_warns_and_non_finite_input_is_refused():
+    """R² is NaN only with a warning saying why; NaN or inf in the data is an error that
+    names the side and the genes, not a NaN score."""
+    rng = np.random.default_rng(0)
+    real = _adata(rng.poisson(2.0, size=(20, 6)))
+    constant = _adata(np.ones((20, 6)))
+    with pytest.warns(UserWarning, match="per-gene means of predicted are all equal"):
+        assert np.isnan(sn.metrics.r2_mean(real, constant))
+    with pytest.warns(UserWarning, match="per-gene variances of real are all equal"):
+        assert np.isnan(sn.metrics.r2_var(constant, real))
+    with pytest.warns(UserWarning, match="only 1 gene"):
+        assert np.isnan(sn.metrics.r2_mean(real, real, genes="g0"))
+    broken = real.X.copy()
+    broken[3, 2], broken[4, 5] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"predicted holds NaN or infinite values in 2 genes.*g2"):
+        sn.metrics.r2_mean(real, _adata(broken))
+    with pytest.raises(ValueError, match="real holds NaN or infinite values in 2 genes"):
+        sn.metrics.r2_var(broken, real.X)
+    # a NaN outside the genes scored does not matter
+    assert np.isfinite(sn.metrics.r2_mean(real, _adata(broken), genes=["g0", "g1", "g3"]))

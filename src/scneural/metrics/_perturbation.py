@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,10 +59,18 @@ def gene_stats(X: MatrixLike, what: str, chunk: int = 10_000) -> np.ndarray:
     return squares / n - mean**2 if is_sparse else squares / n
 
 
-def squared_pearson(x: np.ndarray, y: np.ndarray) -> float:
+def squared_pearson(
+    x: np.ndarray, y: np.ndarray, labels: tuple[str, str] = ("x", "y"), what: str = "values"
+) -> float:
+    """Squared Pearson correlation; NaN, with a warning saying why, where it is undefined
+    (fewer than 2 values, or one side constant). ``labels`` name ``x`` and ``y`` and
+    ``what`` their values, for the warning."""
     if x.shape != y.shape:
         raise ValueError(f"the two data sets have {x.size} and {y.size} genes; they must match")
-    if x.size < 2 or np.std(x) == 0 or np.std(y) == 0:
+    constant = [label for label, v in zip(labels, (x, y)) if x.size >= 2 and np.std(v) == 0]
+    if x.size < 2 or constant:
+        why = f"only {x.size} gene" if x.size < 2 else f"the {what} of {constant[0]} are all equal"
+        warnings.warn(f"R² is undefined ({why}); it is NaN", UserWarning, stacklevel=3)
         return float("nan")
     return float(np.corrcoef(x, y)[0, 1] ** 2)
 
@@ -84,11 +93,21 @@ def _r2_of(stat: str, real: MatrixLike, predicted: MatrixLike, genes: Sequence[s
     if isinstance(real, AnnData) and isinstance(predicted, AnnData):
         if not real.var_names.equals(predicted.var_names):
             raise ValueError("real and predicted must have the same genes in the same order")
-    x, y = gene_stats(real, stat), gene_stats(predicted, stat)
+    with np.errstate(invalid="ignore"):  # inf values: refused below, with their genes
+        x, y = gene_stats(real, stat), gene_stats(predicted, stat)
     if x.shape != y.shape:
         raise ValueError(f"the two data sets have {x.size} and {y.size} genes; they must match")
     mask = _gene_mask(names, genes, x.size)
-    return squared_pearson(x[mask], y[mask])
+    for argument, values in (("real", x), ("predicted", y)):
+        bad = mask & ~np.isfinite(values)
+        if bad.any():
+            where = f" (e.g. {list(names[bad][:5])})" if names is not None else ""
+            raise ValueError(
+                f"{argument} holds NaN or infinite values in {int(bad.sum())} genes{where}; "
+                "remove or impute them first (a prediction with NaN: retrain the model)"
+            )
+    what = "per-gene means" if stat == "mean" else "per-gene variances"
+    return squared_pearson(x[mask], y[mask], ("real", "predicted"), what)
 
 
 def r2_mean(

@@ -52,11 +52,13 @@ def _reg_plot(
     ys = gene_stats(matrix[values == y], stat)
     ax = get_axes(ax, figsize=(4.5, 4.5))
     ax.scatter(xs, ys, s=6, color="0.6", alpha=0.7, linewidths=0, label="all genes")
-    text = f"R² all genes: {squared_pearson(xs, ys):.3f}"
+    stats = "per-gene means" if stat == "mean" else "per-gene variances"
+    text = f"R² all genes: {squared_pearson(xs, ys, (x, y), stats):.3f}"
     if top_genes is not None and len(top_genes):
         top = np.asarray(adata.var_names.isin(list(top_genes)))
         ax.scatter(xs[top], ys[top], s=10, color="tab:red", linewidths=0, label="top DE genes")
-        text += f"\nR² top {int(top.sum())} DE genes: {squared_pearson(xs[top], ys[top]):.3f}"
+        r2_top = squared_pearson(xs[top], ys[top], (x, y), stats)
+        text += f"\nR² top {int(top.sum())} DE genes: {r2_top:.3f}"
     if np.std(xs) > 0:
         slope, intercept = np.polyfit(xs, ys, 1)
         grid = np.linspace(xs.min(), xs.max(), 50)
