@@ -535,3 +535,25 @@ def test_more_pcs_than_spots_are_lowered_with_a_warning(section):
     with pytest.warns(UserWarning, match="n_comps=500 is more than"):
         sn.tl.image_features(section, **_fast(n_comps=500))
     assert section.obsm["X_image_features_pca"].shape[1] == section.n_obs
+
+
+def test_blank_image_is_refused_and_constant_pcs_are_left_out(section):
+    """Patches that are all alike give no PCs: an error, not a NaN variance ratio; a reused
+    extractor on such a section gives constant PCs, which the association test leaves out
+    (all of them: an error) instead of a table of NaN."""
+    blank = section.copy()
+    blank.uns["spatial"]["lib"]["images"]["hires"] = np.full((240, 320, 3), 255, np.uint8)
+    before = snapshot(blank)
+    with pytest.raises(ValueError, match="image features are the same at all 49 spots"):
+        sn.tl.image_features(blank, **_fast())
+    assert_unchanged(blank, before)
+    extractor = sn.tl.image_features(section, **_fast(n_comps=3))
+    sn.tl.image_features(blank, model=extractor)
+    with pytest.raises(ValueError, match="image PCs .* are constant over the spots"):
+        sn.tl.image_gene_association(blank)
+    assert "associations" not in blank.uns["image_features"]
+    section.obsm["X_image_features_pca"][:, 1] = 0.5
+    with pytest.warns(UserWarning, match=r"image PCs \[2\] are constant"):
+        table = sn.tl.image_gene_association(section)
+    assert sorted(table["pc"].unique()) == [1, 3]
+    assert np.isfinite(table[["coef", "r", "pvalue", "qvalue"]].to_numpy()).all()

@@ -439,7 +439,7 @@ def image_gene_association(
     by PC and p-value (and ``symbol`` with ``gene_symbols``); also written to
     ``uns[key]["associations"]``, with this call's settings (``n_pcs``, ``layer``, whether
     the counts were normalised here, the test) in ``uns[key]["params"]["association"]``.
-    Genes constant over the spots are left out.
+    Genes and PCs constant over the spots are left out (a constant PC with a warning).
     """
     from scipy import stats
     from statsmodels.stats.multitest import multipletests
@@ -475,6 +475,19 @@ def image_gene_association(
         gene_index = adata.var_names.get_indexer(list(genes))
     matrix, normalised = _log_normalised(adata, layer)
     pcs = pcs[:, :n_pcs]
+    constant = [j + 1 for j in range(n_pcs) if pcs[:, j].std() == 0]
+    if len(constant) == n_pcs:
+        raise ValueError(
+            f"the image PCs in obsm[{pca_key!r}] are constant over the spots (the image "
+            "patches do not differ here); there is nothing to associate genes with"
+        )
+    if constant:
+        warnings.warn(
+            f"image PCs {constant} are constant over the spots; they are left out (their "
+            "correlation with any gene is undefined)",
+            UserWarning,
+            stacklevel=2,
+        )
     frames = []
     for start in range(0, gene_index.size, chunk_size):
         idx = gene_index[start : start + chunk_size]
@@ -486,6 +499,8 @@ def image_gene_association(
         if idx.size == 0:
             continue
         for j in range(n_pcs):
+            if j + 1 in constant:
+                continue
             x = pcs[:, j]
             result = stats.pearsonr(x[:, None], block, axis=0)
             r = np.asarray(result.statistic)

@@ -211,7 +211,16 @@ class ImageFeatureExtractor:
             logger.warning(message)
             warnings.warn(message, UserWarning, stacklevel=3)
         n_comps = int(min(n_comps, possible))
-        self.scaler = StandardScaler().fit(features)
+        scaler = StandardScaler().fit(features)
+        if not np.any(scaler.var_ > 0):
+            # PCA would give PCs of zeros and a variance ratio of 0/0 = NaN
+            raise ValueError(
+                f"the image features are the same at all {features.shape[0]} spots, so "
+                "there is nothing for a PCA to find: the patches do not differ (a blank or "
+                "uniform image, or every spot on one uniform area?); check the image in "
+                "adata.uns['spatial'] and the spot coordinates"
+            )
+        self.scaler = scaler
         self.pca = PCA(n_components=n_comps, random_state=random_state)
         return self.pca.fit_transform(self.scaler.transform(features)).astype(np.float32)
 
