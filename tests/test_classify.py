@@ -661,3 +661,14 @@ def test_diverged_training_writes_no_nan_results(lognorm_adata, backend):
             enable_progress_bar=False,
         )
     assert_unchanged(lognorm_adata, before)
+
+
+def test_values_beyond_float32_are_refused_before_training(lognorm_adata):
+    """float64 values that are finite but overflow float32 (the models' precision) are an
+    error before training, not a 'training diverged' after it."""
+    adata = lognorm_adata
+    adata.obsm["huge"] = np.random.default_rng(0).normal(size=(adata.n_obs, 3)) * 1e300
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match=r"obsm\['huge'\] holds values beyond the float32"):
+        sn.tl.classify(adata, "group", use_rep="huge", **FAST)
+    assert_unchanged(adata, before)

@@ -163,13 +163,23 @@ def _iter_value_chunks(X: Any):
             yield np.asarray(_values(block)).ravel()
 
 
+#: the models compute in float32: larger values become infinite in them
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def check_finite(X: Any, argument: str) -> None:
-    """Require every value of ``X`` to be finite."""
+    """Require every value of ``X`` to be finite, also once cast to float32."""
     for chunk in _iter_value_chunks(X):
         if not np.all(np.isfinite(chunk)):
             raise ValueError(
                 f"{argument} holds NaN or infinite values; remove or impute them before "
                 "calling this tool"
+            )
+        wide = chunk.dtype.kind == "f" and chunk.dtype.itemsize > 4
+        if chunk.size and wide and np.abs(chunk).max() > _FLOAT32_MAX:
+            raise ValueError(
+                f"{argument} holds values beyond the float32 range (|x| > 3.4e38), which "
+                "the models compute in (they would become infinite); rescale them first"
             )
 
 
