@@ -47,6 +47,14 @@ def main(out):
         "epochs": len(ref.uns["classify"]["history"].get("train_loss", [])),
     }}
 
+    # 258 training cells: 129 per process, 128 + 1 in minibatches of 128 (batch norm
+    # cannot train on the lone cell; on one process the last minibatch holds 2)
+    odd = sn.datasets.synthetic_counts(n_obs=271, n_vars=30, n_groups=3, seed=1)
+    sn.tl.classify(odd, "group", layer="counts", n_hidden=(16,), max_epochs=2, **two)
+    results["classify_share_of_128_plus_1"] = len(
+        odd.uns["classify"]["history"].get("train_loss", [])
+    )
+
     sn.tl.deep_cluster(
         counts, n_clusters=3, pretrain_epochs=30, max_epochs=10, batch_size=64, **two
     )
@@ -110,6 +118,7 @@ def test_tools_train_on_two_processes(two_process_results):
     assert results["world_size"] == 2
     assert results["classify"]["accuracy"] > 0.9
     assert results["classify"]["epochs"] == 5  # early stopping is off under DDP
+    assert results["classify_share_of_128_plus_1"] == 2
     assert results["deep_cluster"]["ari"] > 0.8
     assert results["deep_cluster"]["soft"] == [400, 3]
     perturb = results["perturb"]

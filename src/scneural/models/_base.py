@@ -80,17 +80,38 @@ class SingleCellSafeDataSplitter(DataSplitter):
     Batch norm cannot train on one cell ("Expected more than 1 value per channel"). With
     ``train_size=None`` scvi-tools moves such a cell to the validation set itself; with an
     explicit ``train_size`` it only warns, so here the training loader drops its last,
-    one-cell minibatch instead (a different cell each epoch, as the loader shuffles). A
-    ``drop_last`` the caller passes (``datasplitter_kwargs``) wins.
+    one-cell minibatch instead (a different cell each epoch, as the loader shuffles). On
+    several devices (DDP) each process batches its own share of the training cells, so the
+    share decides (scvi-tools' move to validation looks at all of them). A ``drop_last``
+    the caller passes (``datasplitter_kwargs``) wins.
     """
 
     def __init__(self, adata_manager, train_size: float | None = None, *args, **kwargs):
-        batch_size = kwargs.get("batch_size") or settings.batch_size
-        if train_size and "drop_last" not in kwargs:
+        self._batch_size = kwargs.get("batch_size") or settings.batch_size
+        self._drop_last_given = "drop_last" in kwargs
+        if train_size and not self._drop_last_given:
             n_obs = adata_manager.adata.n_obs
-            if ends_in_single_cell(n_obs, train_size, batch_size):
+            if ends_in_single_cell(n_obs, train_size, self._batch_size):
                 kwargs["drop_last"] = True
         super().__init__(adata_manager, train_size, *args, **kwargs)
+
+    def _cells_per_process(self) -> int:
+        """Training cells one process batches: all of them, or its share under DDP
+        (scvi-tools' sampler pads the shares to the same size, or cuts them with
+        ``drop_dataset_tail``)."""
+        n_train = len(self.train_idx)
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if not (self.data_loader_kwargs.get("distributed_sampler") and distributed):
+            return n_train
+        world_size = torch.distributed.get_world_size()
+        if self.data_loader_kwargs.get("drop_dataset_tail"):
+            return n_train // world_size
+        return math.ceil(n_train / world_size)
+
+    def train_dataloader(self):
+        if not self._drop_last_given:
+            self.drop_last = ends_in_single_cell(self._cells_per_process(), 1.0, self._batch_size)
+        return super().train_dataloader()
 
 
 def with_obs(adata: AnnData, obs: Any) -> AnnData:
