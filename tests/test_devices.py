@@ -58,9 +58,13 @@ def main(out):
     sn.tl.deep_cluster(
         counts, n_clusters=3, pretrain_epochs=30, max_epochs=10, batch_size=64, **two
     )
+    cluster = counts.uns["deep_cluster"]
     results["deep_cluster"] = {{
         "ari": sn.metrics.adjusted_rand_index(counts.obs["group"], counts.obs["deep_cluster"]),
         "soft": list(counts.obsm["deep_cluster_soft"].shape),
+        # the target is updated once an epoch: every 4 steps (7 minibatches, 4 a process)
+        "updates": len(cluster["label_change"]),
+        "epochs": len(cluster["history"]["cluster"].get("train_loss", [])),
     }}
 
     data = sn.datasets.synthetic_perturbation(seed=0)
@@ -121,6 +125,8 @@ def test_tools_train_on_two_processes(two_process_results):
     assert results["classify_share_of_128_plus_1"] == 2
     assert results["deep_cluster"]["ari"] > 0.8
     assert results["deep_cluster"]["soft"] == [400, 3]
+    # update_interval=None is one epoch of a process (not 7 steps, an epoch of all cells)
+    assert results["deep_cluster"]["updates"] - results["deep_cluster"]["epochs"] in (0, 1)
     perturb = results["perturb"]
     assert perturb["shape"][1] == 200
     assert perturb["r2"] > perturb["r2_control"]

@@ -327,7 +327,8 @@ class DeepClusterMixin:
         initial_labels
             Labels before the first update (default: the current hard assignment).
         update_interval
-            Training steps between target updates (``None``: one epoch).
+            Training steps between target updates (``None``: one epoch, which on several
+            devices is one pass of each process over its share of the cells).
         tol
             Stop when fewer than this fraction of labels changed between two updates.
         gamma
@@ -343,9 +344,6 @@ class DeepClusterMixin:
         """
         if self.module.n_clusters == 0:
             raise ValueError("the clustering layer is not initialised; call init_clusters() first")
-        n_obs = self.adata.n_obs
-        if update_interval is None:
-            update_interval = int(np.ceil(n_obs / batch_size))
         if initial_labels is None:
             initial_labels = self.predict()
         plan_kwargs = check_plan_settings(plan_kwargs, lr=lr)

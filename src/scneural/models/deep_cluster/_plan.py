@@ -18,19 +18,21 @@ class DECScheduleMixin:
     Every ``update_interval`` training steps the soft assignment q of all cells is
     recomputed by ``soft_assign_all`` and the target p derived from it (``_make_target``,
     backend-specific); training stops when fewer than ``tol`` of the hard labels changed
-    since the previous update.
+    since the previous update. ``update_interval=None`` is one epoch: the training
+    minibatches of one process, which on several devices (DDP) batches only its share of
+    the cells.
     """
 
     def _init_schedule(
         self,
         soft_assign_all: Callable[[], np.ndarray],
         initial_labels: np.ndarray,
-        update_interval: int,
+        update_interval: int | None,
         tol: float,
         gamma: float,
     ) -> None:
         self.soft_assign_all = soft_assign_all
-        self.update_interval = max(int(update_interval), 1)
+        self.update_interval = None if update_interval is None else max(int(update_interval), 1)
         self.tol = float(tol)
         self.gamma = float(gamma)
         self.labels = np.asarray(initial_labels)
@@ -52,6 +54,8 @@ class DECScheduleMixin:
         return len(self.label_change) > 1 and change < self.tol
 
     def on_train_batch_start(self, batch, batch_idx):
+        if self.update_interval is None:
+            self.update_interval = max(int(self.trainer.num_training_batches), 1)
         if self.global_step % self.update_interval == 0 or self.target_p is None:
             if self._update_target():
                 self.converged = True
@@ -78,7 +82,7 @@ class DECTrainingPlan(DECScheduleMixin, TrainingPlan):
     initial_labels
         Hard labels before the first update (the k-means initialisation).
     update_interval
-        Training steps between two target updates.
+        Training steps between two target updates (``None``: one epoch).
     tol
         Stop when the fraction of labels changed between two updates is below this.
     gamma
@@ -93,7 +97,7 @@ class DECTrainingPlan(DECScheduleMixin, TrainingPlan):
         *,
         soft_assign_all: Callable[[], np.ndarray],
         initial_labels: np.ndarray,
-        update_interval: int,
+        update_interval: int | None,
         tol: float = 1e-3,
         gamma: float = 1.0,
         **kwargs,

@@ -45,7 +45,7 @@ class JaxDECTrainingPlan(DECScheduleMixin, ScneuralJaxTrainingPlan):
         *,
         soft_assign_all: Callable[[], np.ndarray],
         initial_labels: np.ndarray,
-        update_interval: int,
+        update_interval: int | None,
         tol: float = 1e-3,
         gamma: float = 1.0,
         **kwargs,
