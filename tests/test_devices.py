@@ -99,15 +99,14 @@ if __name__ == "__main__":
 """
 
 
-@pytest.fixture(scope="module")
-def two_process_results(tmp_path_factory) -> dict:
-    """Every torch tool trained on two CPU processes, in one DDP launch."""
-    folder = tmp_path_factory.mktemp("ddp")
-    script = folder / "train_on_two_devices.py"
-    script.write_text(textwrap.dedent(SCRIPT.format(tests_dir=str(TESTS_DIR))))
+def run_script(folder: Path, script: str) -> dict:
+    """Run ``script`` (rank 0 writes its results as JSON to ``sys.argv[1]``) in a
+    subprocess in ``folder``; return the results."""
+    path = folder / "train_on_two_devices.py"
+    path.write_text(textwrap.dedent(script))
     out = folder / "results.json"
     run = subprocess.run(
-        [sys.executable, str(script), str(out)],
+        [sys.executable, str(path), str(out)],
         cwd=folder,
         capture_output=True,
         text=True,
@@ -115,6 +114,13 @@ def two_process_results(tmp_path_factory) -> dict:
     )
     assert run.returncode == 0, run.stderr[-5000:]
     return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def two_process_results(tmp_path_factory) -> dict:
+    """Every torch tool trained on two CPU processes, in one DDP launch."""
+    folder = tmp_path_factory.mktemp("ddp")
+    return run_script(folder, SCRIPT.format(tests_dir=str(TESTS_DIR)))
 
 
 def test_tools_train_on_two_processes(two_process_results):
@@ -180,3 +186,31 @@ def test_jax_refuses_several_devices(tool):
     with pytest.raises(ValueError, match=r'devices=2, but backend="jax" trains on one device'):
         call()
     assert_unchanged(adata, before)
+
+
+FORKED_DEEP_CLUSTER = """
+import json, sys
+import scneural as sn
+
+def main(out):
+    adata = sn.datasets.synthetic_counts(n_obs=120, n_vars=20, n_groups=3, seed=0)
+    sn.tl.deep_cluster(
+        adata, n_clusters=3, n_top_genes=None, n_hidden=(16, 8), n_latent=4,
+        pretrain_epochs=2, max_epochs=3, batch_size=32, accelerator="cpu", devices=2,
+        strategy={strategy!r}, enable_progress_bar=False,
+    )
+    with open(out, "w") as handle:
+        json.dump({{"label_change": adata.uns["deep_cluster"]["label_change"].tolist()}}, handle)
+
+if __name__ == "__main__":
+    main(sys.argv[1])
+"""
+
+
+def test_deep_cluster_forked_keeps_its_schedule(tmp_path):
+    """``ddp_fork`` (Lightning's choice in a notebook) trains in forked processes; the DEC
+    schedule (labels changed at each target update) comes back with rank 0's weights."""
+    strategy = "ddp_fork_find_unused_parameters_true"
+    results = run_script(tmp_path, FORKED_DEEP_CLUSTER.format(strategy=strategy))
+    assert len(results["label_change"]) >= 2
+

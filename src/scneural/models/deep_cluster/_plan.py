@@ -108,6 +108,21 @@ class DECTrainingPlan(DECScheduleMixin, TrainingPlan):
     def on_train_start(self) -> None:
         self.module.clustering = True
 
+    def get_extra_state(self) -> dict:
+        """The schedule's record, kept in the plan's state dict: with
+        ``strategy="ddp_fork"`` (Lightning's choice in a notebook) or ``"ddp_spawn"``,
+        training runs in other processes and Lightning brings back only rank 0's state dict."""
+        return {
+            "label_change": list(self.label_change),
+            "update_steps": list(self.update_steps),
+            "converged": bool(self.converged),
+        }
+
+    def set_extra_state(self, state: dict) -> None:
+        self.label_change = list(state["label_change"])
+        self.update_steps = list(state["update_steps"])
+        self.converged = bool(state["converged"])
+
     def on_train_end(self) -> None:
         self.module.clustering = False
 
