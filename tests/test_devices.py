@@ -8,6 +8,7 @@ rank 0 writes what it measured to a JSON file.
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -214,3 +215,26 @@ def test_deep_cluster_forked_keeps_its_schedule(tmp_path):
     results = run_script(tmp_path, FORKED_DEEP_CLUSTER.format(strategy=strategy))
     assert len(results["label_change"]) >= 2
 
+
+def test_deep_cluster_plans_pickle_for_ddp_spawn(monkeypatch):
+    """``strategy="ddp_spawn"`` pickles the training plans into the processes it starts."""
+    from scneural.models.deep_cluster import _model
+
+    pickled = []
+
+    class PicklingRunner:
+        def __init__(self, model, training_plan, **kwargs):
+            pickled.append(type(pickle.loads(pickle.dumps(training_plan))).__name__)
+
+        def __call__(self):
+            pass
+
+    adata = sn.datasets.synthetic_counts(n_obs=60, n_vars=20, seed=0)
+    sn.models.DeepCluster.setup_anndata(adata, layer="counts")
+    model = sn.models.DeepCluster(adata, n_clusters=3, n_hidden=(8,), n_latent=2)
+    model.pretrain(1, enable_progress_bar=False)  # trains: k-means needs a latent space
+    monkeypatch.setattr(_model, "TrainRunner", PicklingRunner)
+    model.pretrain(1)
+    model.init_clusters(n_init=1)
+    model.train_clusters(1)
+    assert pickled == ["TrainingPlan", "DECTrainingPlan"]

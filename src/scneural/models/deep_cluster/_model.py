@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -350,7 +351,10 @@ class DeepClusterMixin:
         plan = self._dec_plan(
             plan_kwargs.pop("lr"),
             plan_kwargs,
-            soft_assign_all=lambda: self.get_soft_assignment(batch_size=max(batch_size, 1024)),
+            # picklable (no lambda), for strategy="ddp_spawn"
+            soft_assign_all=functools.partial(
+                self.get_soft_assignment, batch_size=max(batch_size, 1024)
+            ),
             initial_labels=np.asarray(initial_labels),
             update_interval=update_interval,
             tol=tol,
@@ -515,7 +519,7 @@ class DeepCluster(DeepClusterMixin, ScneuralModelMixin, BaseModelClass):
         return TrainingPlan(
             self.module,
             optimizer="Custom",
-            optimizer_creator=lambda params: torch.optim.Adam(params, lr=lr, amsgrad=True),
+            optimizer_creator=functools.partial(torch.optim.Adam, lr=lr, amsgrad=True),
             **plan_kwargs,
         )
 
@@ -524,7 +528,7 @@ class DeepCluster(DeepClusterMixin, ScneuralModelMixin, BaseModelClass):
             self.module,
             **dec_kwargs,
             optimizer="Custom",
-            optimizer_creator=lambda params: torch.optim.Adadelta(params, lr=lr, rho=0.95),
+            optimizer_creator=functools.partial(torch.optim.Adadelta, lr=lr, rho=0.95),
             **plan_kwargs,
         )
 
