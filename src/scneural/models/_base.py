@@ -284,6 +284,10 @@ def several_devices(devices: Any) -> bool:
     return False
 
 
+#: Lightning's DDP strategies, by name, that have a ``_find_unused_parameters_true`` twin
+_DDP_STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+
+
 def distributed_trainer_kwargs(
     kwargs: dict[str, Any], *, find_unused_parameters: bool = False
 ) -> dict[str, Any]:
@@ -293,22 +297,25 @@ def distributed_trainer_kwargs(
     notebook) by itself, but scvi-tools splits the cells across the processes only when
     the strategy's name says DDP; otherwise every minibatch reaches the module with an extra
     leading dimension and training fails. ``find_unused_parameters`` is for modules with
-    parameters a training phase does not use (DDP refuses them otherwise). Validation runs
-    under ``no_grad`` rather than inference mode (``inference_mode=False``): Lightning's
-    gloo backend (CPUs) cannot average metrics logged in inference mode. As in
-    scvi-tools, early stopping is off under DDP (scvi-tools says so in a warning).
+    parameters a training phase does not use (DDP refuses them otherwise): a DDP strategy
+    named without it (``"ddp"``, ``"ddp_spawn"``, ...) becomes its
+    ``_find_unused_parameters_true`` twin. Validation runs under ``no_grad`` rather than
+    inference mode (``inference_mode=False``): Lightning's gloo backend (CPUs) cannot
+    average metrics logged in inference mode. As in scvi-tools, early stopping is off under
+    DDP (scvi-tools says so in a warning).
     """
     kwargs = dict(kwargs)
-    if not several_devices(kwargs.get("devices", "auto")):
-        return kwargs
-    # metrics logged in inference mode cannot be averaged across processes by gloo (CPUs)
-    kwargs.setdefault("inference_mode", False)
-    if kwargs.get("strategy", "auto") == "auto":
-        from lightning.fabric.utilities.imports import _IS_INTERACTIVE
+    strategy = kwargs.get("strategy", "auto")
+    if several_devices(kwargs.get("devices", "auto")):
+        # metrics logged in inference mode cannot be averaged across processes by gloo (CPUs)
+        kwargs.setdefault("inference_mode", False)
+        if strategy == "auto":
+            from lightning.fabric.utilities.imports import _IS_INTERACTIVE
 
-        strategy = "ddp_fork" if _IS_INTERACTIVE else "ddp"
-        if find_unused_parameters:
-            strategy += "_find_unused_parameters_true"
+            strategy = "ddp_fork" if _IS_INTERACTIVE else "ddp"
+    if find_unused_parameters and isinstance(strategy, str) and strategy in _DDP_STRATEGIES:
+        strategy += "_find_unused_parameters_true"
+    if strategy != "auto":
         kwargs["strategy"] = strategy
     return kwargs
 
