@@ -100,7 +100,7 @@ if __name__ == "__main__":
 """
 
 
-def run_script(folder: Path, script: str) -> dict:
+def run_script(folder: Path, script: str, timeout: int = 600) -> dict:
     """Run ``script`` (rank 0 writes its results as JSON to ``sys.argv[1]``) in a
     subprocess in ``folder``; return the results."""
     path = folder / "train_on_two_devices.py"
@@ -111,7 +111,7 @@ def run_script(folder: Path, script: str) -> dict:
         cwd=folder,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
     assert run.returncode == 0, run.stderr[-5000:]
     return json.loads(out.read_text())
@@ -203,8 +203,15 @@ def test_jax_refuses_several_devices(tool):
 FORKED_DEEP_CLUSTER = """
 import json, sys
 import scneural as sn
+from scneural.models.deep_cluster._plan import DECScheduleMixin
 
-def main(out):
+def main(out, rank_zero_converges=False):
+    if rank_zero_converges:  # the processes disagree (as q may on GPUs): all must stop
+        update = DECScheduleMixin._update_target
+        def _update_target(self):
+            update(self)
+            return self.global_rank == 0 and len(self.label_change) > 1
+        DECScheduleMixin._update_target = _update_target
     adata = sn.datasets.synthetic_counts(n_obs=120, n_vars=20, n_groups=3, seed=0)
     sn.tl.deep_cluster(
         adata, n_clusters=3, n_top_genes=None, n_hidden=(16, 8), n_latent=4,
@@ -215,7 +222,7 @@ def main(out):
         json.dump({{"label_change": adata.uns["deep_cluster"]["label_change"].tolist()}}, handle)
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], {rank_zero_converges!r})
 """
 
 
@@ -223,8 +230,16 @@ def test_deep_cluster_forked_keeps_its_schedule(tmp_path):
     """``ddp_fork`` (Lightning's choice in a notebook) trains in forked processes; the DEC
     schedule (labels changed at each target update) comes back with rank 0's weights."""
     # the pretraining leaves the cluster centres unused: ddp_fork is made to find them
-    results = run_script(tmp_path, FORKED_DEEP_CLUSTER.format(strategy="ddp_fork"))
+    script = FORKED_DEEP_CLUSTER.format(strategy="ddp_fork", rank_zero_converges=False)
+    results = run_script(tmp_path, script)
     assert len(results["label_change"]) >= 2
+
+
+def test_deep_cluster_processes_stop_together(tmp_path):
+    """Where one process finds the labels converged, all stop (no hang)."""
+    script = FORKED_DEEP_CLUSTER.format(strategy="ddp_fork", rank_zero_converges=True)
+    results = run_script(tmp_path, script, timeout=120)
+    assert len(results["label_change"]) == 2
 
 
 def test_deep_cluster_plans_pickle_for_ddp_spawn(monkeypatch):

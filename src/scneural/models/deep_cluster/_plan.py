@@ -57,7 +57,9 @@ class DECScheduleMixin:
         if self.update_interval is None:
             self.update_interval = max(int(self.trainer.num_training_batches), 1)
         if self.global_step % self.update_interval == 0 or self.target_p is None:
-            if self._update_target():
+            # the processes of DDP stop together (one that stopped alone would leave the
+            # others waiting), also where their q differs in the last digits (GPUs)
+            if self.trainer.strategy.reduce_boolean_decision(self._update_target(), all=False):
                 self.converged = True
                 self.trainer.should_stop = True
                 return -1
