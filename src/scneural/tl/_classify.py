@@ -41,6 +41,7 @@ from ._common import (
     model_feature_names,
     quiet_setup_transfer,
     resolve_source,
+    reused_batch_labels,
     trainer_kwargs,
 )
 
@@ -304,15 +305,7 @@ def _query_proxy(adata: AnnData, source: Any, model: Classifier) -> AnnData:
     batch_key = model.adata_manager.registry["setup_args"].get("batch_key")
     obs = pd.DataFrame(index=adata.obs_names.copy())
     if batch_key is not None:
-        values = batch_labels(adata, batch_key, "batch_key (the model was trained with it)")
-        known = set(model.adata_manager.get_state_registry("batch").categorical_mapping)
-        unknown = sorted(set(values) - {str(k) for k in known})
-        if unknown:
-            raise ValueError(
-                f"batch_key={batch_key!r} has batches the model has not seen: {unknown[:5]}; "
-                "a classifier trained with batch_key can only be applied to its own batches"
-            )
-        obs[batch_key] = values
+        obs[batch_key] = reused_batch_labels(adata, model, batch_key)
     proxy = make_proxy(adata, source, obs=obs)
     return align_features(proxy, model_feature_names(model), source)
 

@@ -21,7 +21,12 @@ from anndata import AnnData
 from scipy import sparse
 
 from scneural._utils import get_matrix
-from scneural._validation import check_choice, check_input_source, check_unique_var_names
+from scneural._validation import (
+    batch_labels,
+    check_choice,
+    check_input_source,
+    check_unique_var_names,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +120,20 @@ def check_reused_batch_key(model: Any, batch_key: str | None) -> None:
             f"model= was trained with batch_key={trained!r}, but this call passes "
             f"batch_key={batch_key!r}; leave batch_key unset to use the model's"
         )
+
+
+def reused_batch_labels(adata: AnnData, model: Any, batch_key: str) -> np.ndarray:
+    """The batch of each cell (strings) for a ``model=`` trained with ``batch_key``; batches
+    the model has not seen are refused (its batch covariate has no slot for them)."""
+    values = batch_labels(adata, batch_key, "batch_key (the model was trained with it)")
+    known = {str(b) for b in model.adata_manager.get_state_registry("batch").categorical_mapping}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"batch_key={batch_key!r} has batches the model has not seen: {unknown[:5]}; "
+            "a model trained with batch_key can only be applied to cells of its own batches"
+        )
+    return values
 
 
 def rep_feature_names(use_rep: str, n: int) -> pd.Index:

@@ -41,6 +41,7 @@ from ._common import (
     make_proxy,
     quiet_setup_transfer,
     resolve_source,
+    reused_batch_labels,
 )
 
 logger = logging.getLogger(__name__)
@@ -209,9 +210,10 @@ def deep_cluster(
         )
     if labels_key is not None:
         check_truth_labels(adata, labels_key, cells=keep)
+    batches = None  # the batch of each cell, as the model reads it
     if model is None:
         if batch_key is not None:
-            batch_labels(adata, batch_key)
+            batches = batch_labels(adata, batch_key)
         if n_clusters is not None and int(keep.sum()) < n_clusters:
             raise ValueError(
                 f"n_clusters={n_clusters} but adata has only {int(keep.sum())} cells with "
@@ -233,7 +235,7 @@ def deep_cluster(
         batch_key = model.adata_manager.registry["setup_args"].get("batch_key")
         _check_model_genes(adata, model)
         if batch_key is not None:
-            _check_model_batches(adata, model, batch_key)
+            batches = reused_batch_labels(adata, model, batch_key)
     if n_dropped:
         message = (
             f"{n_dropped} cells have zero counts in {source.describe()}; they are left out "
@@ -247,8 +249,8 @@ def deep_cluster(
     set_seed(random_state)
 
     obs = pd.DataFrame(index=adata.obs_names.copy())
-    if batch_key is not None:
-        obs[batch_key] = batch_labels(adata, batch_key)
+    if batches is not None:
+        obs[batch_key] = batches
     proxy = make_proxy(adata, source, obs=obs)
     if model is None:
         genes = _select_genes(proxy, source, keep, n_top_genes)
@@ -407,15 +409,4 @@ def _check_model_genes(adata: AnnData, model: DeepClusterMixin) -> None:
             f"model= was trained on {len(genes)} genes, {len(missing)} of which are missing "
             f"from adata (e.g. {list(missing[:5])}); pass cells with the model's genes "
             "(uns[key]['genes'] of the training run)"
-        )
-
-
-def _check_model_batches(adata: AnnData, model: DeepClusterMixin, batch_key: str) -> None:
-    values = batch_labels(adata, batch_key, "batch_key (the model was trained with it)")
-    known = {str(b) for b in model.adata_manager.get_state_registry("batch").categorical_mapping}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(
-            f"batch_key={batch_key!r} has batches the model has not seen: {unknown[:5]}; "
-            "a model trained with batch_key can only assign cells of its own batches"
         )
