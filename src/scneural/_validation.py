@@ -192,11 +192,8 @@ def check_finite_output(
     curves, possibly nested by training phase) is searched for the first non-finite loss,
     so the message says where training went wrong. Called before a tool writes anything.
     """
-    bad = [
-        name
-        for name, values in outputs.items()
-        if not np.all(np.isfinite(np.asarray(values, dtype=np.float64)))
-    ]
+    # as stored (float32): a float64 copy of a predicted (cells x genes) matrix is 2x its size
+    bad = [name for name, values in outputs.items() if not np.isfinite(np.asarray(values)).all()]
     if not bad:
         return
     where = ""
