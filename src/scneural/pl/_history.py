@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
+from scneural._docs import doc_params
+
 from ._utils import finish, get_uns, panel_axes
 
 
@@ -26,6 +28,7 @@ def _metric_groups(history: dict, metrics: Sequence[str] | None) -> dict[str, li
     return groups
 
 
+@doc_params()
 def training_history(
     adata: AnnData,
     key: str,
@@ -52,8 +55,7 @@ def training_history(
     ax
         Axes to draw on: one per panel (a sequence or array), or one Axes for a single
         panel; a new figure by default.
-    show
-        Show the figure (``None``: scanpy's ``sc.settings.autoshow``); ``False`` returns the Axes.
+    {show}
 
     Returns
     -------

@@ -9,6 +9,8 @@ import numpy as np
 from anndata import AnnData
 from matplotlib.colors import TwoSlopeNorm
 
+from scneural._docs import doc_params
+
 from ._utils import finish, get_uns, panel_axes
 
 
@@ -130,6 +132,7 @@ def image_features(
     return finish(list(axes), show)
 
 
+@doc_params()
 def image_patches(
     adata: AnnData,
     n: int = 16,
@@ -168,9 +171,7 @@ def image_patches(
         Patches per row.
     ax
         One Axes per patch; new figure by default.
-    show
-        Show the figure (``None``: scanpy's ``sc.settings.autoshow``); ``False``
-        returns the list of Axes.
+    {show}
 
     Returns
     -------

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
+from scneural._docs import doc_params
 from scneural._validation import check_layer, check_obs_key, check_obs_values
 from scneural.metrics._perturbation import gene_stats, squared_pearson
 
@@ -75,6 +76,7 @@ def _reg_plot(
     return finish(ax, show)
 
 
+@doc_params()
 def reg_mean(
     adata: AnnData,
     *,
@@ -107,8 +109,7 @@ def reg_mean(
         Read expression from ``adata.layers[layer]`` instead of ``X``.
     ax
         Matplotlib axes to draw into.
-    show
-        Show the figure (``None``: scanpy's ``sc.settings.autoshow``); ``False`` returns the Axes.
+    {show}
 
     Returns
     -------
