@@ -16,6 +16,10 @@ from scneural._validation import check_layer, check_obs_key, check_obs_values
 MatrixLike = Any
 
 
+#: what :func:`gene_stats` computes, by its ``what`` argument, in words
+STAT_NAMES = {"mean": "per-gene means", "var": "per-gene variances"}
+
+
 def gene_stats(X: MatrixLike, what: str, chunk: int = 10_000) -> np.ndarray:
     """Per-gene mean or variance of a dense, sparse, backed or AnnData matrix.
 
@@ -106,7 +110,7 @@ def _r2_of(stat: str, real: MatrixLike, predicted: MatrixLike, genes: Sequence[s
                 f"{argument} holds NaN or infinite values in {int(bad.sum())} genes{where}; "
                 "remove or impute them first (a prediction with NaN: retrain the model)"
             )
-    what = "per-gene means" if stat == "mean" else "per-gene variances"
+    what = STAT_NAMES[stat]
     return squared_pearson(x[mask], y[mask], ("real", "predicted"), what)
 
 

@@ -10,7 +10,7 @@ from anndata import AnnData
 
 from scneural._docs import doc_params
 from scneural._validation import check_layer, check_obs_key, check_obs_values
-from scneural.metrics._perturbation import gene_stats, squared_pearson
+from scneural.metrics._perturbation import STAT_NAMES, gene_stats, squared_pearson
 
 from ._utils import finish, get_axes
 
@@ -53,7 +53,7 @@ def _reg_plot(
     ys = gene_stats(matrix[values == y], stat)
     ax = get_axes(ax, figsize=(4.5, 4.5))
     ax.scatter(xs, ys, s=6, color="0.6", alpha=0.7, linewidths=0, label="all genes")
-    stats = "per-gene means" if stat == "mean" else "per-gene variances"
+    stats = STAT_NAMES[stat]
     text = f"R² all genes: {squared_pearson(xs, ys, (x, y), stats):.3f}"
     if top_genes is not None and len(top_genes):
         top = np.asarray(adata.var_names.isin(list(top_genes)))
