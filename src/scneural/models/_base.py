@@ -89,6 +89,8 @@ class SingleCellSafeDataSplitter(DataSplitter):
     def __init__(self, adata_manager, train_size: float | None = None, *args, **kwargs):
         self._batch_size = kwargs.get("batch_size") or settings.batch_size
         self._drop_last_given = "drop_last" in kwargs
+        # decided again per process in train_dataloader; said here too so that scvi-tools'
+        # split check does not warn of a one-cell last batch that will be dropped
         if train_size and not self._drop_last_given:
             n_obs = adata_manager.adata.n_obs
             if ends_in_single_cell(n_obs, train_size, self._batch_size):
