@@ -14,9 +14,25 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from scneural._docs import doc_params
 from scneural._utils import label_order, label_strings
 
 ArrayLike = Sequence | np.ndarray | pd.Series
+
+#: the two label arguments every metric takes (docstrings)
+LABELS_PARAMS = """\
+y_true
+    True label of each cell (array, list or pandas Series). Cells whose true label is
+    missing (``NaN``, ``None``) are skipped.
+y_pred
+    Predicted label (or cluster) of each cell, paired with ``y_true`` by position; two
+    Series holding the same index labels in another order are aligned on their index."""
+
+#: the errors every metric raises on its labels (docstrings)
+LABELS_RAISES = """\
+ValueError
+    If ``y_true`` and ``y_pred`` are not 1-D or differ in length, if every true label is
+    missing, or if they are Series whose indexes share only some labels."""
 
 
 def _paired(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
@@ -58,20 +74,72 @@ def _as_labels(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.nda
     return label_strings(true[keep]), label_strings(pred[keep])
 
 
+@doc_params(labels=LABELS_PARAMS, labels_raises=LABELS_RAISES)
 def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Fraction of cells whose predicted label equals the true one (missing truths skipped)."""
+    """Fraction of cells whose predicted label equals the true one (missing truths skipped).
+
+    Parameters
+    ----------
+    {labels}
+
+    Returns
+    -------
+    float
+        The accuracy, between 0 and 1.
+
+    Raises
+    ------
+    {labels_raises}
+    """
     true, pred = _as_labels(y_true, y_pred)
     return float(skm.accuracy_score(true, pred))
 
 
+@doc_params(labels=LABELS_PARAMS, labels_raises=LABELS_RAISES)
 def macro_f1(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Unweighted mean of per-class F1 over the true classes (missing truths skipped)."""
+    """Unweighted mean of per-class F1 over the true classes (missing truths skipped).
+
+    Predicted labels that are no true class count as errors of the true classes but get
+    no F1 of their own; a class never predicted has F1 0.
+
+    Parameters
+    ----------
+    {labels}
+
+    Returns
+    -------
+    float
+        The macro-averaged F1, between 0 and 1.
+
+    Raises
+    ------
+    {labels_raises}
+    """
     true, pred = _as_labels(y_true, y_pred)
     return float(skm.f1_score(true, pred, labels=np.unique(true), average="macro", zero_division=0))
 
 
+@doc_params(labels=LABELS_PARAMS, labels_raises=LABELS_RAISES)
 def classification_report(y_true: ArrayLike, y_pred: ArrayLike) -> pd.DataFrame:
-    """Per-class precision, recall, F1 and support as a DataFrame (one row per class)."""
+    """Per-class precision, recall, F1 and support as a DataFrame (one row per class).
+
+    Parameters
+    ----------
+    {labels}
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``precision``, ``recall``, ``f1-score`` and ``support`` (float); one row
+        per true class (sorted as strings), then ``accuracy`` (the accuracy in
+        ``f1-score``, the number of labelled cells in ``support``, NaN elsewhere),
+        ``macro avg`` and ``weighted avg``, as scikit-learn's
+        :func:`~sklearn.metrics.classification_report` (zero where undefined).
+
+    Raises
+    ------
+    {labels_raises}
+    """
     true, pred = _as_labels(y_true, y_pred)
     report = skm.classification_report(
         true, pred, labels=np.unique(true), output_dict=True, zero_division=0
@@ -85,12 +153,32 @@ def classification_report(y_true: ArrayLike, y_pred: ArrayLike) -> pd.DataFrame:
     return frame.loc[[*frame.index[:-3], "accuracy", "macro avg", "weighted avg"]]
 
 
+@doc_params(labels=LABELS_PARAMS, labels_raises=LABELS_RAISES)
 def confusion_matrix(
     y_true: ArrayLike, y_pred: ArrayLike, normalize: str | None = None
 ) -> pd.DataFrame:
     """Confusion matrix (rows: true, columns: predicted) as a labelled DataFrame.
 
     ``normalize`` is scikit-learn's: ``None``, ``"true"``, ``"pred"`` or ``"all"``.
+
+    Parameters
+    ----------
+    {labels}
+    normalize
+        ``None`` (counts), ``"true"`` (rows sum to 1), ``"pred"`` (columns sum to 1) or
+        ``"all"`` (the whole matrix sums to 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Labelled matrix (axis names ``"true"`` and ``"predicted"``): counts (int) or,
+        with ``normalize``, fractions (float). Rows are the true classes, in the order of
+        ``y_true``'s categories when it is categorical, else numeric or sorted; columns
+        are the same classes followed by the predicted labels that are no true class.
+
+    Raises
+    ------
+    {labels_raises}
     """
     true, pred = _as_labels(y_true, y_pred)
     rows = label_order(y_true, np.unique(true))

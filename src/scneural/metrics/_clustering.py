@@ -7,19 +7,57 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as skm
 
+from scneural._docs import doc_params
 from scneural._utils import label_order
 
-from ._classification import ArrayLike, _as_labels
+from ._classification import LABELS_PARAMS, LABELS_RAISES, ArrayLike, _as_labels
+
+#: y_pred of a clustering metric holds clusters (docstrings)
+CLUSTER_PARAMS = LABELS_PARAMS.replace(
+    "Predicted label (or cluster) of each cell", "Cluster of each cell (any label type)"
+)
 
 
+@doc_params(labels=CLUSTER_PARAMS, labels_raises=LABELS_RAISES)
 def adjusted_rand_index(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Adjusted Rand index between true labels and clusters (missing truths skipped)."""
+    """Adjusted Rand index between true labels and clusters (missing truths skipped).
+
+    Parameters
+    ----------
+    {labels}
+
+    Returns
+    -------
+    float
+        scikit-learn's :func:`~sklearn.metrics.adjusted_rand_score`: 1 for identical
+        partitions, about 0 for random ones (it can be negative).
+
+    Raises
+    ------
+    {labels_raises}
+    """
     true, pred = _as_labels(y_true, y_pred)
     return float(skm.adjusted_rand_score(true, pred))
 
 
+@doc_params(labels=CLUSTER_PARAMS, labels_raises=LABELS_RAISES)
 def normalized_mutual_info(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Normalised mutual information (arithmetic mean normalisation, scikit-learn's default)."""
+    """Normalised mutual information (arithmetic mean normalisation, scikit-learn's default).
+
+    Parameters
+    ----------
+    {labels}
+
+    Returns
+    -------
+    float
+        scikit-learn's :func:`~sklearn.metrics.normalized_mutual_info_score`, between 0
+        (independent) and 1 (identical partitions).
+
+    Raises
+    ------
+    {labels_raises}
+    """
     true, pred = _as_labels(y_true, y_pred)
     return float(skm.normalized_mutual_info_score(true, pred))
 
@@ -28,11 +66,26 @@ def _contingency(true: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
     return pd.crosstab(pd.Series(true, name="true"), pd.Series(pred, name="cluster"))
 
 
+@doc_params(labels=CLUSTER_PARAMS, labels_raises=LABELS_RAISES)
 def match_clusters(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, str]:
     """One-to-one matching of clusters to labels maximising agreement (Hungarian algorithm).
 
     Returns a dict ``cluster -> label``; clusters left without a partner (more clusters than
     labels) are not in it.
+
+    Parameters
+    ----------
+    {labels}
+
+    Returns
+    -------
+    dict[str, str]
+        Each matched cluster (as a string) and the true label (as a string) it is
+        matched to; the matching maximises the number of cells the pairs share.
+
+    Raises
+    ------
+    {labels_raises}
     """
     true, pred = _as_labels(y_true, y_pred)
     table = _contingency(true, pred)
@@ -40,16 +93,49 @@ def match_clusters(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, str]:
     return {str(table.columns[c]): str(table.index[r]) for r, c in zip(rows, cols)}
 
 
+@doc_params(labels=CLUSTER_PARAMS, labels_raises=LABELS_RAISES)
 def clustering_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Accuracy after the best one-to-one matching of clusters to labels (Hungarian)."""
+    """Accuracy after the best one-to-one matching of clusters to labels (Hungarian).
+
+    Parameters
+    ----------
+    {labels}
+
+    Returns
+    -------
+    float
+        Fraction of labelled cells whose cluster is matched to their label (see
+        :func:`match_clusters`), between 0 and 1; cells of unmatched clusters count as
+        wrong.
+
+    Raises
+    ------
+    {labels_raises}
+    """
     true, pred = _as_labels(y_true, y_pred)
     table = _contingency(true, pred).to_numpy()
     rows, cols = linear_sum_assignment(-table)
     return float(table[rows, cols].sum() / table.sum())
 
 
+@doc_params(labels=CLUSTER_PARAMS, labels_raises=LABELS_RAISES)
 def clustering_scores(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
-    """ARI, NMI and Hungarian clustering accuracy in one dict."""
+    """ARI, NMI and Hungarian clustering accuracy in one dict.
+
+    Parameters
+    ----------
+    {labels}
+
+    Returns
+    -------
+    dict[str, float]
+        ``"ari"`` (:func:`adjusted_rand_index`), ``"nmi"``
+        (:func:`normalized_mutual_info`) and ``"accuracy"`` (:func:`clustering_accuracy`).
+
+    Raises
+    ------
+    {labels_raises}
+    """
     return {
         "ari": adjusted_rand_index(y_true, y_pred),
         "nmi": normalized_mutual_info(y_true, y_pred),
@@ -57,6 +143,7 @@ def clustering_scores(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
     }
 
 
+@doc_params(labels=CLUSTER_PARAMS, labels_raises=LABELS_RAISES)
 def cluster_contingency(
     y_true: ArrayLike, y_pred: ArrayLike, normalize: str | None = "true"
 ) -> pd.DataFrame:
@@ -65,6 +152,26 @@ def cluster_contingency(
     Matched clusters come first, in the order of their labels, so a good clustering shows a
     bright diagonal. ``normalize``: ``"true"`` (rows sum to 1), ``"pred"`` (columns), ``"all"``
     or ``None`` (counts).
+
+    Parameters
+    ----------
+    {labels}
+    normalize
+        ``"true"`` (each label's row sums to 1), ``"pred"`` (each cluster's column sums to
+        1), ``"all"`` (the table sums to 1) or ``None`` (cell counts); any other value
+        raises a ValueError.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Float table, one row per true label (index name ``"true"``, in the order of
+        ``y_true``'s categories when categorical, else numeric or sorted) and one column
+        per cluster (string names, columns name ``"cluster"``): first each label's matched
+        cluster in row order, then the unmatched clusters.
+
+    Raises
+    ------
+    {labels_raises}
     """
     true, pred = _as_labels(y_true, y_pred)
     table = _contingency(true, pred)

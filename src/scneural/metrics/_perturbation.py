@@ -11,10 +11,28 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from scneural._docs import doc_params
 from scneural._validation import check_layer, check_obs_key, check_obs_values
 
 MatrixLike = Any
 
+
+#: the arguments of :func:`r2_mean` and :func:`r2_var` (docstrings)
+R2_PARAMS = """\
+real, predicted
+    Cells x genes matrices or AnnData objects with the same genes.
+genes
+    Only these genes (e.g. the top DE genes; one name or a list); needs an AnnData
+    input to look the names up."""
+
+#: what :func:`r2_mean` and :func:`r2_var` raise (docstrings)
+R2_RAISES = """\
+ValueError
+    If the two inputs differ in genes (their number, or for two AnnData objects their
+    names and order), if a selected gene's statistic is NaN or infinite in either, or
+    if ``genes`` is given without an AnnData input.
+KeyError
+    If ``genes`` names genes that are not in the data."""
 
 #: what :func:`gene_stats` computes, by its ``what`` argument, in words
 STAT_NAMES = {"mean": "per-gene means", "var": "per-gene variances"}
@@ -114,26 +132,53 @@ def _r2_of(stat: str, real: MatrixLike, predicted: MatrixLike, genes: Sequence[s
     return squared_pearson(x[mask], y[mask], ("real", "predicted"), what)
 
 
+@doc_params(r2_params=R2_PARAMS, r2_raises=R2_RAISES)
 def r2_mean(
     real: MatrixLike, predicted: MatrixLike, *, genes: Sequence[str] | None = None
 ) -> float:
     """Squared Pearson correlation of per-gene means of real and predicted cells (scGen's R²).
 
+    The means are accumulated in float64 over row chunks (sparse and backed matrices are
+    not densified whole).
+
     Parameters
     ----------
-    real, predicted
-        Cells x genes matrices or AnnData objects with the same genes.
-    genes
-        Only these genes (e.g. the top DE genes; one name or a list); needs an AnnData
-        input to look the names up.
+    {r2_params}
+
+    Returns
+    -------
+    float
+        R² of the per-gene means, between 0 and 1; NaN, with a UserWarning saying why,
+        when it is undefined (fewer than 2 genes, or the means of one side all equal).
+
+    Raises
+    ------
+    {r2_raises}
     """
     return _r2_of("mean", real, predicted, genes)
 
 
+@doc_params(r2_params=R2_PARAMS, r2_raises=R2_RAISES)
 def r2_var(real: MatrixLike, predicted: MatrixLike, *, genes: Sequence[str] | None = None) -> float:
     """Squared Pearson correlation of per-gene variances of real and predicted cells.
 
-    Parameters are those of :func:`r2_mean` (``genes=`` too).
+    The variances are population variances (``ddof=0``), accumulated in float64 over row
+    chunks as in :func:`r2_mean`.
+
+    Parameters
+    ----------
+    {r2_params}
+
+    Returns
+    -------
+    float
+        R² of the per-gene variances, between 0 and 1; NaN, with a UserWarning saying
+        why, when it is undefined (fewer than 2 genes, or the variances of one side all
+        equal).
+
+    Raises
+    ------
+    {r2_raises}
     """
     return _r2_of("var", real, predicted, genes)
 
@@ -153,6 +198,37 @@ def top_de_genes(
     Runs :func:`scanpy.tl.rank_genes_groups` on a copy (``adata`` is not changed) and
     returns the gene names ranked by score. ``group`` and ``reference`` are matched as
     strings (``1`` finds the cells of an integer column's 1).
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix (cells x genes) with log-normalised expression.
+    groupby
+        Column of ``adata.obs`` holding ``group`` and ``reference``.
+    group
+        The value of ``obs[groupby]`` whose genes are ranked (e.g. the stimulated cells).
+    reference
+        The value ``group`` is compared with (e.g. the control cells).
+    n_genes
+        Number of genes returned.
+    method
+        Test of :func:`scanpy.tl.rank_genes_groups` (``"wilcoxon"``, ``"t-test"``,
+        ``"t-test_overestim_var"`` or ``"logreg"``).
+    layer
+        Read expression from ``adata.layers[layer]`` instead of ``adata.X``.
+
+    Returns
+    -------
+    list[str]
+        At most ``n_genes`` gene names, highest score (most up in ``group``) first.
+
+    Raises
+    ------
+    KeyError
+        If ``groupby`` is not a column of ``adata.obs`` or ``layer`` not a layer.
+    ValueError
+        If ``group`` or ``reference`` is not a value of ``obs[groupby]``, or both are the
+        same.
     """
     import scanpy as sc
 
@@ -182,10 +258,27 @@ def perturbation_r2(
 ) -> dict[str, float]:
     """R² of means and variances over all genes and over ``de_genes`` (when given).
 
+    Parameters
+    ----------
+    real
+        The real cells (e.g. the held-out perturbed cells of one type).
+    predicted
+        The predicted cells, with the same genes in the same order as ``real``.
+    de_genes
+        Genes for the second pair of scores (e.g. from :func:`top_de_genes`).
+
     Returns
     -------
-    ``{"r2_mean_all", "r2_var_all"}`` plus ``"r2_mean_de"``, ``"r2_var_de"`` with
-    ``de_genes``.
+    dict[str, float]
+        ``"r2_mean_all"`` and ``"r2_var_all"`` (:func:`r2_mean` and :func:`r2_var` over
+        all genes) plus, with ``de_genes``, ``"r2_mean_de"`` and ``"r2_var_de"`` over
+        those genes.
+
+    Raises
+    ------
+    ValueError, KeyError
+        As :func:`r2_mean`: different genes, non-finite statistics, or ``de_genes`` not
+        in the data.
     """
     out = {
         "r2_mean_all": r2_mean(real, predicted),
