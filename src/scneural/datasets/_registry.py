@@ -105,7 +105,16 @@ REGISTRY: dict[str, DatasetInfo] = {
 
 
 def available() -> pd.DataFrame:
-    """The known data sets, whether each is found locally, and where it can be downloaded."""
+    """The known data sets, whether each is found locally, and where it can be downloaded.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per data set of :data:`REGISTRY`, indexed by ``name``: its
+        ``description``, ``local_path`` (the file :func:`load` would read, searched in
+        :func:`data_dirs`; ``None`` when absent) and ``downloadable`` (bool: whether it has
+        a public source :func:`load` can fetch).
+    """
     rows = []
     for info in REGISTRY.values():
         path = _find_local(info)
@@ -121,7 +130,15 @@ def available() -> pd.DataFrame:
 
 
 def data_dirs() -> list[Path]:
-    """Directories searched, in order: ``$SCNEURAL_DATA_DIR``, ``../shared/data``, the cache."""
+    """Directories searched, in order: ``$SCNEURAL_DATA_DIR``, ``../shared/data``, the cache.
+
+    Returns
+    -------
+    list[pathlib.Path]
+        ``$SCNEURAL_DATA_DIR`` (only when set; ``~`` expanded), ``../shared/data``
+        (relative to the current working directory) and :func:`cache_dir`. They need not
+        exist.
+    """
     env = _env_data_dir()
     dirs = [env] if env is not None else []
     dirs.append(Path.cwd().parent / "shared" / "data")
@@ -136,7 +153,14 @@ def _env_data_dir() -> Path | None:
 
 
 def cache_dir() -> Path:
-    """The user cache directory where downloads are kept."""
+    """The user cache directory where downloads are kept.
+
+    Returns
+    -------
+    pathlib.Path
+        pooch's ``os_cache("scneural")`` (e.g. ``~/.cache/scneural`` on Linux); it is
+        created by the first download, not here.
+    """
     import pooch
 
     return Path(pooch.os_cache("scneural"))
@@ -208,6 +232,29 @@ def download(info: DatasetInfo, directory: Path | None = None) -> Path:
 
     The original files' checksums are not published; the converted data is checked
     against the recorded shape and number of classes instead.
+
+    Parameters
+    ----------
+    info
+        The data set's entry of :data:`REGISTRY` (one with a ``url``).
+    directory
+        Folder to write into (created if needed); ``None``: ``$SCNEURAL_DATA_DIR`` when
+        set, else :func:`cache_dir`. The downloaded ``{info.name}.h5`` stays there next to
+        the converted ``.h5ad``.
+
+    Returns
+    -------
+    pathlib.Path
+        The written ``directory / info.filename`` (``{info.name}.h5ad``).
+
+    Raises
+    ------
+    RuntimeError
+        If the download fails (no network, HTTP error); the message says where the file
+        can be put by hand.
+    ValueError
+        If the downloaded file cannot be read or converted, or its shape or classes are
+        not the recorded ones; the download is then deleted.
     """
     import pooch
 
@@ -237,7 +284,21 @@ def download(info: DatasetInfo, directory: Path | None = None) -> Path:
 
 
 def read_scdeepcluster_h5(path: str | Path) -> ad.AnnData:
-    """Read an scDeepCluster ``.h5`` file (datasets ``X``: counts, ``Y``: labels)."""
+    """Read an scDeepCluster ``.h5`` file (datasets ``X``: counts, ``Y``: labels).
+
+    Parameters
+    ----------
+    path
+        The ``.h5`` file (HDF5 with a cells x genes dataset ``X`` and a label per cell in
+        ``Y``).
+
+    Returns
+    -------
+    anndata.AnnData
+        The counts in ``X`` (CSR, float32), the labels in ``obs["Y"]`` (categorical,
+        integer labels as strings), cells named ``cell0``, ``cell1``, ... and genes
+        ``gene0``, ``gene1``, ... (the files carry no names).
+    """
     import h5py
 
     with h5py.File(path, "r") as handle:
@@ -273,6 +334,13 @@ def pbmc68k_reduced_counts() -> ad.AnnData:
     ``round(expm1(raw) * n_counts / 1e4)``. ``X`` holds the counts, ``layers['counts']`` too,
     ``layers['lognorm']`` the log-normalised values, ``obs`` the bundled one (labels in
     ``obs['bulk_labels']``) and ``obsm['X_umap']`` the bundled UMAP. Works offline.
+
+    Returns
+    -------
+    anndata.AnnData
+        700 cells x 765 genes: ``X`` and ``layers["counts"]`` the recovered counts (CSR,
+        float32), ``layers["lognorm"]`` the bundled log-normalised values (CSR, float32),
+        the bundled ``obs`` and ``obsm["X_umap"]``.
     """
     import scanpy as sc
 
