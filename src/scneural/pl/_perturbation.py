@@ -14,6 +14,31 @@ from scneural.metrics._perturbation import STAT_NAMES, gene_stats, squared_pears
 
 from ._utils import finish, get_axes
 
+#: the arguments of :func:`reg_mean` and :func:`reg_var` before ``ax`` (docstrings)
+REG_PARAMS = """\
+adata
+    Real and predicted cells together (e.g. ``sc.concat([real, predicted])``).
+condition_key
+    Column of ``adata.obs`` that tells the groups apart.
+x, y
+    Values of ``obs[condition_key]`` on the x axis (e.g. the real perturbed cells)
+    and the y axis (default ``"predicted"``, as written by :func:`scneural.tl.perturb`).
+top_genes
+    Genes highlighted with their own R² (e.g. from
+    :func:`scneural.metrics.top_de_genes`).
+gene_list
+    Genes labelled by name.
+layer
+    Read expression from ``adata.layers[layer]`` instead of ``X``."""
+
+#: what :func:`reg_mean` and :func:`reg_var` raise (docstrings)
+REG_RAISES = """\
+KeyError
+    If ``condition_key``, ``layer`` or a gene of ``top_genes``/``gene_list`` is not in
+    ``adata``.
+ValueError
+    If ``x`` or ``y`` is not a value of ``obs[condition_key]``."""
+
 
 def _gene_names(genes: Any) -> list[str] | None:
     """``None``, or the gene names as a list (one name, a list, an array, an Index)."""
@@ -76,7 +101,7 @@ def _reg_plot(
     return finish(ax, show)
 
 
-@doc_params()
+@doc_params(reg_params=REG_PARAMS, reg_raises=REG_RAISES)
 def reg_mean(
     adata: AnnData,
     *,
@@ -93,31 +118,22 @@ def reg_mean(
 
     Parameters
     ----------
-    adata
-        Real and predicted cells together (e.g. ``sc.concat([real, predicted])``).
-    condition_key
-        Column of ``adata.obs`` that tells the groups apart.
-    x, y
-        Values of ``obs[condition_key]`` on the x axis (e.g. the real perturbed cells)
-        and the y axis (default ``"predicted"``, as written by :func:`scneural.tl.perturb`).
-    top_genes
-        Genes highlighted with their own R² (e.g. from
-        :func:`scneural.metrics.top_de_genes`).
-    gene_list
-        Genes labelled by name.
-    layer
-        Read expression from ``adata.layers[layer]`` instead of ``X``.
-    ax
-        Matplotlib axes to draw into.
+    {reg_params}
+    {ax}
     {show}
 
     Returns
     -------
     The matplotlib Axes when the figure is not shown (see ``show``), else ``None``.
+
+    Raises
+    ------
+    {reg_raises}
     """
     return _reg_plot("mean", adata, condition_key, x, y, top_genes, gene_list, layer, ax, show)
 
 
+@doc_params(reg_params=REG_PARAMS, reg_raises=REG_RAISES)
 def reg_var(
     adata: AnnData,
     *,
@@ -132,10 +148,20 @@ def reg_var(
 ) -> Any:
     """Per-gene variance of two conditions against each other, with R² (scGen).
 
-    Parameters are those of :func:`reg_mean`.
+    The variances are population variances (``ddof=0``) of each gene within each group.
+
+    Parameters
+    ----------
+    {reg_params}
+    {ax}
+    {show}
 
     Returns
     -------
     The matplotlib Axes when the figure is not shown (see ``show``), else ``None``.
+
+    Raises
+    ------
+    {reg_raises}
     """
     return _reg_plot("var", adata, condition_key, x, y, top_genes, gene_list, layer, ax, show)
