@@ -1,4 +1,5 @@
-"""Docstring parameter snippets shared by the tools (one home for each description)."""
+"""Docstring parameter snippets shared by the tools and models (one home for each
+description)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,43 @@ DOC_PARAMS: dict[str, str] = {
             Show the figure (``None``: scanpy's ``sc.settings.autoshow``); ``False`` returns
             the Axes."""
     ),
+    "model_adata": dedent(
+        """\
+        adata
+            Cells to run the model on, with the model's genes (or inputs) in its order;
+            registered like the training data if they are not yet. ``None``: the AnnData
+            the model was set up with."""
+    ),
+    "indices": dedent(
+        """\
+        indices
+            Positions of the cells of ``adata`` to use (all by default); the result has one
+            row per index, in this order."""
+    ),
+    "inference_batch_size": dedent(
+        """\
+        batch_size
+            Cells per minibatch of inference (``None``: 1024); changes memory use, not the
+            result."""
+    ),
+    "setup_kwargs": dedent(
+        """\
+        **kwargs
+            Passed to :meth:`scvi.data.AnnDataManager.register_fields` (scvi-tools passes
+            ``source_registry`` here when it sets up cells for a loaded model)."""
+    ),
+    "load_params": dedent(
+        """\
+        dir_path
+            Folder the model was saved into (``model.save(dir_path)``).
+        adata
+            Cells with the saved model's genes in the same order (select them with
+            ``adata[:, Model.saved_var_names(dir_path)]``); ``None``: the AnnData saved
+            with the model (``save_anndata=True``).
+        **kwargs
+            Passed to scvi-tools' :meth:`~scvi.model.base.BaseModelClass.load`
+            (``prefix``, ``accelerator``, ``device``, ``backup_url``)."""
+    ),
     "train_kwargs": dedent(
         """\
         **train_kwargs
@@ -92,12 +130,17 @@ DOC_PARAMS: dict[str, str] = {
 
 
 def doc_params(**extra: str) -> Callable[[F], F]:
-    """Fill ``{name}`` placeholders in a docstring with the shared snippets (and ``extra``)."""
+    """Fill ``{name}`` placeholders in a docstring with the shared snippets (and ``extra``).
+
+    A snippet's continuation lines are indented as the docstring's body (4 spaces in a
+    function's, 8 in a method's), where its placeholders stand.
+    """
     params = {**DOC_PARAMS, **extra}
 
     def decorator(obj: F) -> F:
         if obj.__doc__:
-            indent = " " * 4
+            body = [line for line in obj.__doc__.splitlines()[1:] if line.strip()]
+            indent = " " * min((len(line) - len(line.lstrip()) for line in body), default=4)
             filled = {k: v.replace("\n", "\n" + indent) for k, v in params.items()}
             obj.__doc__ = obj.__doc__.format_map(filled)
         return obj
