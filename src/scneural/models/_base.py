@@ -17,6 +17,7 @@ from anndata import AnnData
 from scvi import settings
 from scvi.dataloaders import DataSplitter
 
+from scneural._docs import doc_params
 from scneural._utils import history_to_dict
 
 TrainMethod = TypeVar("TrainMethod", bound=Callable[..., Any])
@@ -134,13 +135,33 @@ class ScneuralModelMixin:
 
     @classmethod
     def saved_var_names(cls, dir_path: str, prefix: str | None = None) -> np.ndarray:
-        """The genes (in order) of a model saved in ``dir_path``, without loading it."""
+        """The genes (in order) of a model saved in ``dir_path``, without loading it.
+
+        Parameters
+        ----------
+        dir_path
+            Folder the model was saved into (``model.save(dir_path)``).
+        prefix
+            The ``prefix`` the model was saved with (``None``: none).
+
+        Returns
+        -------
+        numpy.ndarray
+            1-D array of the gene names (``var_names``) the model was trained on, in its
+            order.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``dir_path`` holds no saved model (``{prefix}model.pt``).
+        """
         path = os.path.join(dir_path, f"{prefix or ''}model.pt")
         if not os.path.exists(path):
             raise FileNotFoundError(f"no saved model at {path}; pass the folder model.save wrote")
         return np.asarray(torch.load(path, map_location="cpu", weights_only=False)["var_names"])
 
     @classmethod
+    @doc_params()
     def load(cls, dir_path: str, adata: AnnData | None = None, **kwargs):
         """scvi-tools' ``load``, refusing an ``adata`` whose genes are not the saved model's
         in the same order (scvi-tools only warns, and the model then reads the wrong genes).
@@ -150,6 +171,24 @@ class ScneuralModelMixin:
         without one cannot be rebuilt from its registry alone (scvi-tools reports only
         "adata or registry must be provided"), and one whose genes are not the model's (left
         by an earlier save into the folder) is refused as well.
+
+        Parameters
+        ----------
+        {load_params}
+
+        Returns
+        -------
+        ScneuralModelMixin
+            The model, an instance of the class ``load`` is called on (``ScGen.load``
+            gives a :class:`~scneural.models.ScGen`), with the saved weights and
+            settings, set up on ``adata``.
+
+        Raises
+        ------
+        ValueError
+            If ``adata``'s genes are not the saved model's in the same order, or, without
+            ``adata``, if the model was saved without its AnnData or the AnnData in the
+            folder is not this model's.
         """
         prefix = kwargs.get("prefix") or ""
         if adata is None and os.path.exists(os.path.join(dir_path, f"{prefix}model.pt")):
@@ -193,7 +232,15 @@ class ScneuralModelMixin:
         return super().load(dir_path, adata=adata, **kwargs)
 
     def history_dict(self) -> dict[str, np.ndarray]:
-        """Per-epoch training curves (``model.history``) as one array per metric."""
+        """Per-epoch training curves (``model.history``) as one array per metric.
+
+        Returns
+        -------
+        dict[str, numpy.ndarray]
+            Metric name (e.g. ``"train_loss"``, ``"validation_loss"``) -> its values, one
+            per epoch (1-D float64), of the last ``train``; empty before training. Entries
+            that carry nothing for this model (scvi-tools' ELBO terms) are left out.
+        """
         history = history_to_dict(getattr(self, "history_", None))
         return {
             name: values
@@ -203,7 +250,16 @@ class ScneuralModelMixin:
 
     def training_record(self) -> dict[str, dict[str, Any]]:
         """Arguments of every :func:`records_training` call that trained this model, by
-        method name (empty for a model saved before the record existed)."""
+        method name (empty for a model saved before the record existed).
+
+        Returns
+        -------
+        dict[str, dict[str, Any]]
+            Method name (``"train"``, ``"pretrain"``) -> the arguments of its last
+            successful call, defaults filled in and ``**kwargs`` merged, as plain Python
+            data (a value that is not, e.g. a logger, as its ``repr``). A copy: changing it
+            does not change the model.
+        """
         return dict(getattr(self, "training_params_", None) or {})
 
     def _ready_for_inference(self) -> bool:

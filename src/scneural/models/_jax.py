@@ -121,7 +121,31 @@ class JaxModelMixin(ScneuralModelMixin):
 
     def train(self, *args: Any, plan_kwargs: dict | None = None, **kwargs: Any) -> Any:
         """scvi-tools' JAX ``train`` with Lightning's clipping and device arguments translated
-        (see :func:`jax_trainer_kwargs`)."""
+        (see :func:`jax_trainer_kwargs`).
+
+        Parameters
+        ----------
+        *args
+            Passed to :meth:`scvi.model.base.JaxTrainingMixin.train` (``max_epochs``, ...).
+        plan_kwargs
+            Arguments of the training plan; a ``gradient_clip_val`` in ``kwargs`` becomes
+            its ``max_norm`` unless it names one.
+        **kwargs
+            Passed to :meth:`scvi.model.base.JaxTrainingMixin.train` and the Lightning
+            trainer, after :func:`jax_trainer_kwargs` translated them.
+
+        Returns
+        -------
+        None
+            What scvi-tools' ``train`` returns; the model is trained in place.
+
+        Raises
+        ------
+        ValueError
+            If ``devices`` asks for several devices, ``gradient_clip_algorithm`` is not
+            ``"norm"``, or a GPU accelerator is named but this JAX install has no GPU
+            backend.
+        """
         plan_kwargs = dict(plan_kwargs or {})
         kwargs = jax_trainer_kwargs(kwargs, plan_kwargs)
         return super().train(*args, plan_kwargs=plan_kwargs, **kwargs)
@@ -216,7 +240,14 @@ class JaxModelMixin(ScneuralModelMixin):
         return cached[1]
 
     def to_device(self, device: Any) -> None:
-        """JAX places arrays itself (``train`` moves the module to the chosen device)."""
+        """JAX places arrays itself (``train`` moves the module to the chosen device).
+
+        Parameters
+        ----------
+        device
+            Ignored: nothing is moved (scvi-tools' torch models take ``"cpu"``,
+            ``"cuda:0"``, ...).
+        """
 
     @property
     def device(self) -> Any:
