@@ -138,6 +138,7 @@ class ClassifierMixin:
         self.init_params_ = self._get_init_params(locals())
 
     @classmethod
+    @doc_params()
     def setup_anndata(
         cls,
         adata: AnnData,
@@ -161,6 +162,7 @@ class ClassifierMixin:
             Column of ``adata.obs`` with batches, fed to the network as one-hot covariates.
         unlabeled_category
             Label of cells that are predicted but not trained on.
+        {setup_kwargs}
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         anndata_fields = [
@@ -224,6 +226,20 @@ class ClassifierMixin:
         **kwargs
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and the Lightning
             trainer (``accelerator``, ``devices``, ``logger``, ...).
+
+        Returns
+        -------
+        None
+            The model is trained in place: ``model.history`` (:meth:`history_dict`) holds
+            the per-epoch curves and :meth:`training_record` these arguments.
+
+        Raises
+        ------
+        ValueError
+            If ``lr`` is not positive, ``weight_decay`` is negative, or ``train_size``
+            leaves no cell for validation (``1.0`` trains on every cell without one).
+        TypeError
+            If ``plan_kwargs`` is not a dict.
         """
         plan = check_plan_settings(plan_kwargs, lr=lr, weight_decay=weight_decay, eps=1e-8)
         if plan.get("reduce_lr_on_plateau"):
@@ -264,14 +280,36 @@ class ClassifierMixin:
         return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     @classmethod
+    @doc_params()
     def load(cls, dir_path: str, adata: AnnData | None = None, **kwargs):
         """scvi-tools' ``load``; ``adata`` may be cells to annotate (see
-        :func:`readable_query`)."""
+        :func:`readable_query`).
+
+        Their labels column may be missing or hold labels the model never saw: such cells
+        are read through a light copy (``adata.obs`` is not written).
+
+        Parameters
+        ----------
+        {load_params}
+
+        Returns
+        -------
+        ClassifierMixin
+            The classifier, an instance of the class ``load`` is called on, with the saved
+            weights and classes, set up on ``adata``.
+
+        Raises
+        ------
+        ValueError
+            If ``adata``'s genes are not the saved model's in the same order (see
+            :meth:`ScneuralModelMixin.load <scneural.models._base.ScneuralModelMixin.load>`).
+        """
         if adata is not None:
             registry = cls.load_registry(dir_path, prefix=kwargs.get("prefix"))
             adata = readable_query(adata, registry)
         return super().load(dir_path, adata=adata, **kwargs)
 
+    @doc_params()
     def predict(
         self,
         adata: AnnData | None = None,
@@ -280,7 +318,31 @@ class ClassifierMixin:
         batch_size: int | None = None,
     ) -> np.ndarray | pd.DataFrame:
         """Predicted labels, or class probabilities (``soft=True``) as a DataFrame indexed
-        by cell name (ready for ``adata.obsm``)."""
+        by cell name (ready for ``adata.obsm``).
+
+        Parameters
+        ----------
+        {model_adata}
+        {indices}
+        soft
+            Return the class probabilities instead of the most probable class.
+        {inference_batch_size}
+
+        Returns
+        -------
+        numpy.ndarray or pandas.DataFrame
+            ``soft=False``: the most probable class of each cell, an object array of class
+            names (strings of ``model.classes_``), shape ``(n_cells,)``. ``soft=True``: the
+            softmax probabilities, a float32 DataFrame of shape ``(n_cells, n_classes)``,
+            one column per class of ``model.classes_``, indexed by cell name; rows sum
+            to 1.
+
+        Raises
+        ------
+        RuntimeError
+            If a torch model has not been trained (its outputs would come from random
+            weights).
+        """
         logits = self._batched_inference(adata, ["logits"], indices=indices, batch_size=batch_size)[
             "logits"
         ]
@@ -292,13 +354,32 @@ class ClassifierMixin:
             return pd.DataFrame(proba, columns=list(self.classes_), index=names.copy())
         return self.classes_[proba.argmax(axis=1)]
 
+    @doc_params()
     def get_latent_representation(
         self,
         adata: AnnData | None = None,
         indices: Sequence[int] | None = None,
         batch_size: int | None = None,
     ) -> np.ndarray:
-        """The penultimate-layer embedding of each cell (for neighbours/UMAP)."""
+        """The penultimate-layer embedding of each cell (for neighbours/UMAP).
+
+        Parameters
+        ----------
+        {model_adata}
+        {indices}
+        {inference_batch_size}
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of shape ``(n_cells, n_hidden[-1])``: the activations of the last
+            hidden layer (dropout off).
+
+        Raises
+        ------
+        RuntimeError
+            If a torch model has not been trained.
+        """
         return self._batched_inference(
             adata, ["embedding"], indices=indices, batch_size=batch_size
         )["embedding"]

@@ -47,6 +47,21 @@ class JaxClassifier(ClassifierMixin, JaxModelMixin, JaxTrainingMixin, BaseModelC
         state: train it for one step first, e.g. ``train(max_steps=1,
         early_stopping=False)`` (one step ends before any validation, which early stopping
         needs).
+
+        Parameters
+        ----------
+        torch_model
+            A trained :class:`~scneural.models.Classifier` set up on the same genes in the
+            same order and the same labels, built with the same arguments.
+
+        Raises
+        ------
+        RuntimeError
+            If this model has no training state yet (train it for one step first).
+        TypeError
+            If ``torch_model`` is not a :class:`~scneural.models.Classifier`.
+        ValueError
+            If its genes (or their order), classes or layer sizes differ from this model's.
         """
         self.module._check_train_state_is_not_none()
         self._check_torch_counterpart(torch_model)
