@@ -162,6 +162,7 @@ class DeepClusterMixin:
         self.init_params_ = self._get_init_params(locals())
 
     @classmethod
+    @doc_params()
     def setup_anndata(
         cls,
         adata: AnnData,
@@ -182,6 +183,7 @@ class DeepClusterMixin:
             Layer with the counts (``None``: ``adata.X``).
         batch_key
             Column of ``adata.obs`` with batches, fed to encoder and decoder as one-hot.
+        {setup_kwargs}
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         adata.obs[INDICES_COLUMN] = np.arange(adata.n_obs)
@@ -241,6 +243,25 @@ class DeepClusterMixin:
         """Estimate k by Leiden on a kNN graph of the latent space (authors: Louvain).
 
         Returns the number of clusters and the Leiden labels.
+
+        Parameters
+        ----------
+        latent
+            Latent codes, cells x ``n_latent`` (``None``: :meth:`get_latent_representation`
+            of the model's cells).
+        resolution
+            Leiden resolution; a larger one finds more clusters.
+        n_neighbors
+            Neighbours per cell of the kNN graph (at most the number of cells - 1).
+        random_state
+            Seed of the neighbour search and of Leiden.
+
+        Returns
+        -------
+        n_clusters : int
+            Number of Leiden clusters.
+        labels : numpy.ndarray
+            Leiden cluster of each cell, numbered from 0 (int64, shape ``(n_cells,)``).
         """
         import scanpy as sc
 
@@ -281,6 +302,35 @@ class DeepClusterMixin:
         geometry of k-means: ``"euclidean"`` (the authors') or ``"cosine"`` (codes scaled to
         unit length; see :func:`~scneural.models.deep_cluster.kmeans_init`). Returns
         the k-means labels.
+
+        Sets the clustering layer's centres (and the model's k); the model must be
+        pretrained (:meth:`pretrain`).
+
+        Parameters
+        ----------
+        n_clusters
+            Number of clusters; ``None``: the model's ``n_clusters``, else estimated.
+        init
+            Geometry of k-means: ``"euclidean"`` or ``"cosine"``.
+        n_init
+            k-means runs from different seeds; the one with the lowest inertia is kept.
+        resolution, n_neighbors
+            Leiden resolution and kNN neighbours when k is estimated (see
+            :meth:`estimate_n_clusters`).
+        random_state
+            Seed of k-means and of the estimate of k.
+
+        Returns
+        -------
+        numpy.ndarray
+            k-means cluster of each of the model's cells, numbered from 0 (integer, shape
+            ``(n_cells,)``).
+
+        Raises
+        ------
+        ValueError
+            If ``init`` is not a known geometry, the latent space holds NaN or infinite
+            values (pretraining diverged), or the estimate of k finds a single cluster.
         """
         check_geometry(init)
         latent = self.get_latent_representation()
@@ -388,6 +438,34 @@ class DeepClusterMixin:
 
         ``max_epochs`` bounds the DEC phase; ``pretrain_epochs`` the pretraining. Other
         arguments as in :meth:`pretrain`, :meth:`init_clusters` and :meth:`train_clusters`.
+
+        Parameters
+        ----------
+        max_epochs
+            Maximum number of epochs of the DEC phase (it usually stops earlier, at
+            ``tol``).
+        pretrain_epochs
+            Epochs of pretraining (``None``: :func:`default_pretrain_epochs` of the number
+            of cells); not used when the model is already pretrained.
+        n_clusters, init, n_init, resolution
+            Of the k-means initialisation: see :meth:`init_clusters`.
+        update_interval, tol, gamma
+            Of the DEC phase: see :meth:`train_clusters`.
+        batch_size
+            Minibatch size of both phases.
+        random_state
+            Seed of k-means and of the estimate of k (the networks' weights and minibatches
+            follow ``scvi.settings.seed``).
+        **trainer_kwargs
+            Passed to :class:`scvi.train.Trainer` in both phases (``accelerator``,
+            ``devices``, ``logger``, ...).
+
+        Raises
+        ------
+        ValueError
+            If ``init`` is not a known geometry, the estimate of k finds a single
+            cluster, or ``trainer_kwargs`` hold ``train_size``, ``validation_size`` or
+            ``early_stopping`` (both phases train on every cell, without early stopping).
         """
         check_geometry(init)
         if not self.is_pretrained_:
@@ -424,22 +502,62 @@ class DeepClusterMixin:
         """The latent space is usable once pretrained (k-means starts from it)."""
         return bool(self.is_trained_ or self.is_pretrained_)
 
+    @doc_params()
     def get_latent_representation(
         self,
         adata: AnnData | None = None,
         indices: Sequence[int] | None = None,
         batch_size: int | None = None,
     ) -> np.ndarray:
-        """The noise-free latent representation of each cell."""
+        """The noise-free latent representation of each cell.
+
+        Parameters
+        ----------
+        {model_adata}
+        {indices}
+        {inference_batch_size}
+
+        Returns
+        -------
+        numpy.ndarray
+            The encoder's output without noise, float32 of shape ``(n_cells, n_latent)``.
+
+        Raises
+        ------
+        RuntimeError
+            If a torch model has not been pretrained.
+        """
         return self._batched_inference(adata, ["z"], indices=indices, batch_size=batch_size)["z"]
 
+    @doc_params()
     def get_soft_assignment(
         self,
         adata: AnnData | None = None,
         indices: Sequence[int] | None = None,
         batch_size: int | None = None,
     ) -> np.ndarray:
-        """Student-t soft assignment q of each cell to each cluster (rows sum to 1)."""
+        """Student-t soft assignment q of each cell to each cluster (rows sum to 1).
+
+        Parameters
+        ----------
+        {model_adata}
+        {indices}
+        {inference_batch_size}
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of shape ``(n_cells, n_clusters)``: the probability of each cell
+            (row) to belong to each cluster (column).
+
+        Raises
+        ------
+        ValueError
+            If the clustering layer is not initialised (:meth:`init_clusters` or
+            :meth:`train` first).
+        RuntimeError
+            If a torch model has not been pretrained.
+        """
         if self.module.n_clusters == 0:
             raise ValueError("the clustering layer is not initialised; train the model first")
         return self._batched_inference(adata, ["q"], indices=indices, batch_size=batch_size)["q"]
@@ -475,13 +593,34 @@ class DeepClusterMixin:
         self.is_trained_ = False
         return trainer_kwargs
 
+    @doc_params()
     def predict(
         self,
         adata: AnnData | None = None,
         indices: Sequence[int] | None = None,
         batch_size: int | None = None,
     ) -> np.ndarray:
-        """Hard cluster of each cell (argmax of q)."""
+        """Hard cluster of each cell (argmax of q).
+
+        Parameters
+        ----------
+        {model_adata}
+        {indices}
+        {inference_batch_size}
+
+        Returns
+        -------
+        numpy.ndarray
+            The most probable cluster of each cell, numbered from 0 (int64, shape
+            ``(n_cells,)``).
+
+        Raises
+        ------
+        ValueError
+            If the clustering layer is not initialised.
+        RuntimeError
+            If a torch model has not been pretrained.
+        """
         return self.get_soft_assignment(adata, indices, batch_size).argmax(axis=1)
 
 

@@ -149,7 +149,25 @@ class JaxDeepCluster(DeepClusterMixin, JaxModelMixin, BaseModelClass):
 
     def load_torch_weights(self, torch_model: Any) -> None:
         """Take over the weights, buffers and centres of a torch
-        :class:`~scneural.models.DeepCluster` of the same architecture (and the same k)."""
+        :class:`~scneural.models.DeepCluster` of the same architecture (and the same k).
+
+        The JAX model must have a training state (train or load it first).
+
+        Parameters
+        ----------
+        torch_model
+            A :class:`~scneural.models.DeepCluster`, pretrained or trained, set up on the
+            same genes in the same order and built with the same arguments (and k).
+
+        Raises
+        ------
+        RuntimeError
+            If this model has no training state yet (train it for one step first).
+        TypeError
+            If ``torch_model`` is not a :class:`~scneural.models.DeepCluster`.
+        ValueError
+            If its genes (or their order) or layer sizes differ from this model's.
+        """
         self.module._check_train_state_is_not_none()
         self._check_torch_counterpart(torch_model)
         variables = deep_cluster_variables_from_torch(torch_model.module)
