@@ -3,6 +3,7 @@ description)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from textwrap import dedent
 from typing import TypeVar
@@ -141,7 +142,8 @@ def doc_params(**extra: str) -> Callable[[F], F]:
         if obj.__doc__:
             body = [line for line in obj.__doc__.splitlines()[1:] if line.strip()]
             indent = " " * min((len(line) - len(line.lstrip()) for line in body), default=4)
-            filled = {k: v.replace("\n", "\n" + indent) for k, v in params.items()}
+            # blank lines of a snippet (between sections) stay empty
+            filled = {k: re.sub(r"\n(?=.)", "\n" + indent, v) for k, v in params.items()}
             obj.__doc__ = obj.__doc__.format_map(filled)
         return obj
 
