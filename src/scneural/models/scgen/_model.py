@@ -51,6 +51,37 @@ kl_weight
     Weight of the KL divergence against the squared-error reconstruction."""
 
 
+#: the docstring sections of ``encode_matrix``, shared by the torch and JAX models
+ENCODE_MATRIX_SECTIONS = """\
+Parameters
+----------
+X
+    Cells x genes matrix (dense, sparse or backed) of log-normalised expression, its
+    columns the model's genes in the model's order.
+batch_size
+    Rows encoded at once (only one minibatch is densified at a time).
+
+Returns
+-------
+numpy.ndarray
+    float32 array of shape ``(n_rows, n_latent)``: the mean of q(z | x) of each row."""
+
+#: the docstring sections of ``decode``, shared by the torch and JAX models
+DECODE_SECTIONS = """\
+Parameters
+----------
+z
+    Latent codes, shape ``(n_cells, n_latent)``.
+batch_size
+    Codes decoded at once.
+
+Returns
+-------
+numpy.ndarray
+    float32 array of shape ``(n_cells, n_genes)``: the decoder's output, on the
+    log-normalised scale of the training data, columns in the model's gene order."""
+
+
 @doc_params(model_params=SCGEN_PARAMS)
 class ScGenMixin:
     """Model-level code of scGen, shared by both backends.
@@ -99,6 +130,7 @@ class ScGenMixin:
         self.init_params_ = self._get_init_params(locals())
 
     @classmethod
+    @doc_params()
     def setup_anndata(
         cls,
         adata: AnnData,
@@ -122,6 +154,7 @@ class ScGenMixin:
             Layer with the log-normalised expression (``None``: ``adata.X``).
         batch_key
             Column of ``adata.obs`` with batches, used only by :meth:`batch_removal`.
+        {setup_kwargs}
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         anndata_fields = [
@@ -190,6 +223,21 @@ class ScGenMixin:
         **kwargs
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and the Lightning
             trainer (``accelerator``, ``devices``, ...).
+
+        Returns
+        -------
+        None
+            The model is trained in place: ``model.history`` (:meth:`history_dict`) holds
+            the per-epoch curves and :meth:`training_record` these arguments.
+
+        Raises
+        ------
+        ValueError
+            If ``lr`` or ``max_grad_norm`` is not positive, ``weight_decay`` is negative,
+            or ``train_size`` leaves no cell for validation (``1.0`` trains on every cell
+            without one).
+        TypeError
+            If ``plan_kwargs`` is not a dict.
         """
         plan = check_plan_settings(plan_kwargs, lr=lr, weight_decay=weight_decay, eps=1e-8)
         if max_grad_norm is not None:
@@ -214,6 +262,7 @@ class ScGenMixin:
 
     # -- latent space -----------------------------------------------------------------------
 
+    @doc_params()
     def get_latent_representation(
         self,
         adata: AnnData | None = None,
@@ -221,7 +270,26 @@ class ScGenMixin:
         give_mean: bool = True,
         batch_size: int | None = None,
     ) -> np.ndarray:
-        """Latent code of each cell: the posterior mean (or a sample with ``give_mean=False``)."""
+        """Latent code of each cell: the posterior mean (or a sample with ``give_mean=False``).
+
+        Parameters
+        ----------
+        {model_adata}
+        {indices}
+        give_mean
+            Return the mean of q(z | x); ``False``: one random sample of it.
+        {inference_batch_size}
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of shape ``(n_cells, n_latent)``.
+
+        Raises
+        ------
+        RuntimeError
+            If a torch model has not been trained.
+        """
         name = "qz_m" if give_mean else "z"
         return self._batched_inference(adata, [name], indices=indices, batch_size=batch_size)[name]
 
@@ -230,6 +298,18 @@ class ScGenMixin:
 
         Unlike the automatic transfer, new cell types or batches are accepted: the VAE does
         not read them, only the arithmetic does.
+
+        Parameters
+        ----------
+        adata
+            Cells with the model's genes in its order and the ``obs`` columns it was set up
+            with (condition, cell type and, if any, batch).
+
+        Returns
+        -------
+        anndata.AnnData
+            ``adata`` itself, now registered (scvi-tools writes its ``_scvi_*`` columns
+            into ``adata.obs``).
         """
         self._register_manager_for_instance(
             self.adata_manager.transfer_fields(adata, extend_categories=True)
@@ -267,9 +347,43 @@ class ScGenMixin:
         ``"paired"`` uses only the types seen in both conditions: the average within-type
         shift. Either way at least one type must be seen in both conditions.
 
+        Parameters
+        ----------
+        control, perturbed
+            Values of the registered condition column (compared as strings).
+        adata
+            Registered AnnData the delta is computed from; ``None``: the training data.
+        latent
+            Latent codes of ``adata``'s cells if already computed (cells x ``n_latent``, in
+            ``adata``'s order); ``None``: :meth:`get_latent_representation`.
+        restrict_arithmetic_to
+            Compute the delta from these cell types only (a list, not one string).
+        balance
+            ``"resample"`` (scGen, seeded) or ``"mean"``, as above.
+        delta_cells
+            ``"all"`` (scGen) or ``"paired"``, as above.
+        random_state
+            Seed of the resampling (``balance="resample"``).
+        batch_size
+            Minibatch size of the encoding when ``latent`` is not given.
+
         Returns
         -------
-        The delta vector and the cell types it was computed from (either condition).
+        delta : numpy.ndarray
+            The delta vector, float32 of shape ``(n_latent,)``.
+        cell_types : list[str]
+            The cell types it was computed from (either condition), sorted.
+
+        Raises
+        ------
+        ValueError
+            If ``control`` or ``perturbed`` is not a value of the condition column or
+            both are the same, ``balance`` or ``delta_cells`` is unknown,
+            ``restrict_arithmetic_to`` names cell types not in ``adata``, or no cell type
+            (among them) has both control and perturbed cells.
+        TypeError
+            If ``restrict_arithmetic_to`` is a string, or ``control``/``perturbed`` is
+            not a label.
         """
         control, perturbed = as_label(control, "control"), as_label(perturbed, "perturbed")
         adata = self._validate_anndata(adata)
@@ -318,9 +432,30 @@ class ScGenMixin:
         decoder supplies only the change, and each cell keeps its deviation from the
         model's reconstruction (the ``residual`` option of :meth:`predict`).
 
+        Parameters
+        ----------
+        z_control
+            Latent codes of the control cells, shape ``(n_cells, n_latent)``.
+        delta
+            The latent shift, shape ``(n_latent,)`` (see :meth:`latent_delta`).
+        control_expression
+            The control cells' own expression, cells x the model's genes (dense, sparse
+            or backed, log-normalised); ``None``: scGen's plain decoding.
+        batch_size
+            Cells decoded at once (``None``: 1024).
+
         Returns
         -------
-        The predicted expression (float32) and the shifted codes ``z_control + delta``.
+        expression : numpy.ndarray
+            The predicted expression, float32 of shape ``(n_cells, n_genes)``.
+        z_predicted : numpy.ndarray
+            The shifted codes ``z_control + delta``, float32 of shape
+            ``(n_cells, n_latent)``.
+
+        Raises
+        ------
+        ValueError
+            If ``control_expression`` is not of shape ``(n_cells, n_genes)``.
         """
         batch = batch_size or 1024
         z_predicted = (z_control + delta[None, :]).astype(np.float32)
@@ -460,11 +595,24 @@ class ScGenMixin:
         Within every cell type seen in two or more batches, each batch's latent codes are
         shifted so their mean equals the largest batch's; types seen in one batch are kept.
 
+        Parameters
+        ----------
+        adata
+            Registered AnnData to correct; ``None``: the training data.
+        batch_size
+            Minibatch size of encoding and decoding (``None``: 1024).
+
         Returns
         -------
-        AnnData with the corrected expression in ``X``, the same cells in the same order
-        with the same names and ``obs`` as ``adata``, and ``obsm["latent"]`` the corrected
-        codes.
+        anndata.AnnData
+            AnnData with the corrected expression in ``X`` (float32, the model's genes),
+            the same cells in the same order with the same names and ``obs`` as ``adata``,
+            and ``obsm["latent"]`` the corrected codes.
+
+        Raises
+        ------
+        ValueError
+            If the model was set up without a ``batch_key``.
         """
         batch_key = self._setup_key("batch_key")
         if batch_key is None:
@@ -520,8 +668,12 @@ class ScGen(ScGenMixin, ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModel
     backend = "torch"
 
     @torch.inference_mode()
+    @doc_params(sections=ENCODE_MATRIX_SECTIONS)
     def encode_matrix(self, X: Any, batch_size: int = 1024) -> np.ndarray:
-        """Posterior means of the rows of a matrix whose columns are the model's genes."""
+        """Posterior means of the rows of a matrix whose columns are the model's genes.
+
+        {sections}
+        """
         self.module.eval()
         parts = []
         for block in iter_row_batches(X, batch_size):
@@ -530,8 +682,12 @@ class ScGen(ScGenMixin, ScneuralModelMixin, UnsupervisedTrainingMixin, BaseModel
         return np.concatenate(parts, axis=0)
 
     @torch.inference_mode()
+    @doc_params(sections=DECODE_SECTIONS)
     def decode(self, z: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Expression decoded from latent codes ``z`` (cells x ``n_latent``)."""
+        """Expression decoded from latent codes ``z`` (cells x ``n_latent``).
+
+        {sections}
+        """
         self.module.eval()
         # filled block by block: no list of parts, concatenation and cast, each as large
         # as the (cells x genes) result

@@ -15,7 +15,7 @@ from scneural._utils import iter_row_batches
 from scneural.models._jax import JaxModelMixin, JaxTrainingMixin
 from scneural.models._jax_base import ScneuralJaxTrainingPlan
 
-from ._model import SCGEN_PARAMS, ScGenMixin
+from ._model import DECODE_SECTIONS, ENCODE_MATRIX_SECTIONS, SCGEN_PARAMS, ScGenMixin
 from ._module_jax import JaxScGenModule, scgen_variables_from_torch
 
 
@@ -49,8 +49,12 @@ class JaxScGen(ScGenMixin, JaxModelMixin, JaxTrainingMixin, BaseModelClass):
         self.module._check_train_state_is_not_none()
         return {"params": self.module.params, **self.module.state}
 
+    @doc_params(sections=ENCODE_MATRIX_SECTIONS)
     def encode_matrix(self, X: Any, batch_size: int = 1024) -> np.ndarray:
-        """Posterior means of the rows of a matrix whose columns are the model's genes."""
+        """Posterior means of the rows of a matrix whose columns are the model's genes.
+
+        {sections}
+        """
         self.module.eval()
         inference = self._jit_inference()
         variables = self._variables()
@@ -62,8 +66,12 @@ class JaxScGen(ScGenMixin, JaxModelMixin, JaxTrainingMixin, BaseModelClass):
             return np.zeros((0, self.module.n_latent), dtype=np.float32)
         return np.concatenate(parts, axis=0)
 
+    @doc_params(sections=DECODE_SECTIONS)
     def decode(self, z: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Expression decoded from latent codes ``z`` (cells x ``n_latent``)."""
+        """Expression decoded from latent codes ``z`` (cells x ``n_latent``).
+
+        {sections}
+        """
         self.module.eval()
         generative = self._jit_generative()
         variables = self._variables()
@@ -95,6 +103,21 @@ class JaxScGen(ScGenMixin, JaxModelMixin, JaxTrainingMixin, BaseModelClass):
         state: train it for one step, e.g. ``train(max_steps=1, early_stopping=False)``
         (one step ends before any validation, which early stopping needs), or load a saved
         model.
+
+        Parameters
+        ----------
+        torch_model
+            A trained :class:`~scneural.models.ScGen` set up on the same genes in the same
+            order, built with the same arguments.
+
+        Raises
+        ------
+        RuntimeError
+            If this model has no training state yet (train it for one step first).
+        TypeError
+            If ``torch_model`` is not a :class:`~scneural.models.ScGen`.
+        ValueError
+            If its genes (or their order) or layer sizes differ from this model's.
         """
         self.module._check_train_state_is_not_none()
         self._check_torch_counterpart(torch_model)
