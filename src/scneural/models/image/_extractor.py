@@ -173,7 +173,29 @@ class ImageFeatureExtractor:
     @torch.inference_mode()
     def features_of(self, patches: np.ndarray, device: torch.device | None = None) -> np.ndarray:
         """Features ``(n, n_features)`` of uint8 patches ``(n, s, s, 3)`` (one minibatch);
-        float patches in ``[0, 1]`` are converted to uint8 first."""
+        float patches in ``[0, 1]`` are converted to uint8 first.
+
+        Parameters
+        ----------
+        patches
+            RGB patches of any side ``s``, resized (antialiased) to :attr:`input_size`:
+            uint8, or floats in ``[0, 1]`` (others are clipped to 0-255) or uint16, as
+            :func:`to_rgb_uint8` converts them.
+        device
+            torch device to run the CNN on; ``None``: the CPU for a torchvision backbone,
+            the expression model's current device for ``"expression"``.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of shape ``(n, n_features)``.
+
+        Raises
+        ------
+        ValueError
+            If float patches hold NaN or infinite values, or their dtype cannot be
+            converted.
+        """
         patches = np.asarray(patches)
         if patches.dtype != np.uint8:
             flat = to_rgb_uint8(patches.reshape(-1, *patches.shape[-2:]), "patches")
@@ -195,13 +217,58 @@ class ImageFeatureExtractor:
 
         Patches are cut and passed through the CNN ``batch_size`` at a time, so only one
         minibatch of patches is in memory at once.
+
+        Parameters
+        ----------
+        spots
+            The image and spot centres to cut patches from (built by
+            :func:`scneural.tl.image_features`).
+        batch_size
+            Patches per minibatch.
+        accelerator
+            ``"auto"`` (CUDA when present, else the CPU), ``"cpu"``, ``"gpu"``/``"cuda"``
+            or ``"mps"``.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of shape ``(n_spots, n_features)``, in the order of the spots.
+
+        Raises
+        ------
+        ValueError
+            If ``accelerator`` is unknown or names a GPU that is not available.
         """
         device = pick_device(accelerator)
         parts = [self.features_of(batch, device) for batch in spots.iter_batches(batch_size)]
         return np.concatenate(parts, axis=0).astype(np.float32)
 
     def fit_pca(self, features: np.ndarray, n_comps: int, random_state: int = 0) -> np.ndarray:
-        """Standardise the features and fit a PCA; returns the spots' PC scores."""
+        """Standardise the features and fit a PCA; returns the spots' PC scores.
+
+        The fitted standardisation and PCA are kept (:attr:`scaler`, :attr:`pca`) for
+        :meth:`transform`.
+
+        Parameters
+        ----------
+        features
+            Features of the spots, shape ``(n_spots, n_features)`` (from :meth:`features`).
+        n_comps
+            Number of principal components; more than ``min(n_spots, n_features)`` are
+            cut to that, with a UserWarning.
+        random_state
+            Seed of scikit-learn's PCA solver.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 PC scores of shape ``(n_spots, n_comps)``.
+
+        Raises
+        ------
+        ValueError
+            If every feature is the same at all spots (nothing for a PCA to find).
+        """
         possible = int(min(features.shape[0], features.shape[1]))
         if n_comps > possible:
             message = (
@@ -225,13 +292,46 @@ class ImageFeatureExtractor:
         return self.pca.fit_transform(self.scaler.transform(features)).astype(np.float32)
 
     def transform(self, features: np.ndarray) -> np.ndarray:
-        """PC scores of features with the fitted standardisation and PCA."""
+        """PC scores of features with the fitted standardisation and PCA.
+
+        Parameters
+        ----------
+        features
+            Features of other spots, shape ``(n, n_features)``, from the same backbone.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 PC scores of shape ``(n, n_comps)``.
+
+        Raises
+        ------
+        ValueError
+            If the PCA is not fitted (:meth:`fit_pca` first).
+        """
         if self.pca is None:
             raise ValueError("the extractor's PCA is not fitted; call fit_pca first")
         return self.pca.transform(self.scaler.transform(features)).astype(np.float32)
 
     def save(self, dir_path: str | Path, overwrite: bool = False) -> None:
-        """Save backbone weights (or the expression model), PCA and settings into a folder."""
+        """Save backbone weights (or the expression model), PCA and settings into a folder.
+
+        Writes ``extractor.json`` (settings), ``pca.npz`` (when the PCA is fitted) and
+        ``backbone.pt`` or, for ``"expression"``, the model in ``expression_model/``.
+
+        Parameters
+        ----------
+        dir_path
+            Folder to write (created if needed).
+        overwrite
+            Write into a folder that is not empty (its files of the same names are
+            replaced).
+
+        Raises
+        ------
+        ValueError
+            If ``dir_path`` exists, is not empty and ``overwrite`` is ``False``.
+        """
         path = Path(dir_path)
         if path.exists() and any(path.iterdir()) and not overwrite:
             raise ValueError(f"{path} exists and is not empty; pass overwrite=True")
@@ -267,7 +367,23 @@ class ImageFeatureExtractor:
 
     @classmethod
     def load(cls, dir_path: str | Path) -> ImageFeatureExtractor:
-        """Restore an extractor written by :meth:`save`."""
+        """Restore an extractor written by :meth:`save`.
+
+        Parameters
+        ----------
+        dir_path
+            The folder :meth:`save` wrote.
+
+        Returns
+        -------
+        ImageFeatureExtractor
+            The extractor, its backbone on the CPU, with its PCA when one was saved.
+
+        Raises
+        ------
+        ValueError
+            If ``dir_path`` holds no saved extractor.
+        """
         path = Path(dir_path)
         if not (path / _META).is_file():
             raise ValueError(f"{path} holds no saved ImageFeatureExtractor ({_META} missing)")

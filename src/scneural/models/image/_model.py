@@ -12,6 +12,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
+from scneural._docs import doc_params
 from scneural._validation import check_plan_settings
 from scneural.models._base import (
     ScneuralModelMixin,
@@ -84,6 +85,7 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
         self.init_params_ = self._get_init_params(locals())
 
     @classmethod
+    @doc_params()
     def setup_anndata(
         cls,
         adata: AnnData,
@@ -101,6 +103,7 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             Key of ``adata.obsm`` with the flattened uint8 patches.
         layer
             Layer with the targets instead of ``X``.
+        {setup_kwargs}
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         anndata_fields = [
@@ -147,6 +150,20 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             More arguments of :class:`scvi.train.TrainingPlan`.
         **kwargs
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train`.
+
+        Returns
+        -------
+        None
+            The model is trained in place: ``model.history`` (:meth:`history_dict`) holds
+            the per-epoch curves and :meth:`training_record` these arguments.
+
+        Raises
+        ------
+        ValueError
+            If ``lr`` is not positive, ``weight_decay`` is negative, or ``train_size``
+            leaves no spot for validation.
+        TypeError
+            If ``plan_kwargs`` is not a dict.
         """
         plan = check_plan_settings(
             plan_kwargs,
@@ -175,13 +192,39 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             **kwargs,
         )
 
+    @doc_params()
     def get_latent_representation(
         self,
         adata: AnnData | None = None,
         indices: Sequence[int] | None = None,
         batch_size: int | None = None,
     ) -> np.ndarray:
-        """Image features (penultimate layer) of the registered spots."""
+        """Image features (penultimate layer) of the registered spots.
+
+        Computed on the patches as stored, without augmentation (for features that do not
+        depend on the patches' orientation, see :meth:`embed_patches`).
+
+        Parameters
+        ----------
+        adata
+            Spots with their patches in ``obsm`` as at :meth:`setup_anndata`; ``None``: the
+            AnnData the model was set up with.
+        {indices}
+        batch_size
+            Patches per minibatch of inference (``None``: 128); changes memory use, not
+            the result.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of shape ``(n_spots, n_features)`` (``n_features`` is
+            ``2 * n_latent``: the last convolution's maps mean- and max-pooled).
+
+        Raises
+        ------
+        RuntimeError
+            If the model has not been trained.
+        """
         return self._batched_inference(
             adata, ["embedding"], indices=indices, batch_size=batch_size or 128
         )["embedding"]
@@ -192,6 +235,20 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
 
         With ``orientations=True`` the features are averaged over the 8 flips and 90-degree
         rotations the CNN was trained with, so they do not depend on the patch's orientation.
+
+        Parameters
+        ----------
+        patches
+            uint8 RGB patches, shape ``(n, s, s, 3)`` with ``s`` the model's
+            :attr:`input_size`; all are passed through the CNN at once, on the module's
+            device.
+        orientations
+            Average the features over the 8 orientations; ``False``: the patches as given.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of shape ``(n, n_features)``.
         """
         self.module.eval()
         device = next(self.module.parameters()).device
