@@ -1,6 +1,7 @@
 """Every public docstring is filled: no ``{placeholder}`` of :func:`doc_params` left over
-(``f"X_{key_added}"`` in a Returns section is text, not a placeholder); and each tool's
-Returns section names what the tool writes, checked on tiny data (a few seconds)."""
+(``f"X_{key_added}"`` in a Returns section is text, not a placeholder); each tool's
+Returns section names what the tool writes, checked on tiny data (a few seconds); and
+every public function and model method has numpydoc Parameters and Returns sections."""
 
 from __future__ import annotations
 
@@ -167,3 +168,90 @@ def test_readme_table_lists_the_documented_keys():
         in_readme = set(re.findall(r'`(obs|obsm)\["([^"]+)"\]`', rows[name]))
         assert in_readme == _documented_slots(_writes(func), default), name
         assert f'`uns["{default}"]`' in rows[name], name
+
+
+# ---------------------------------------------------------------- numpydoc sections
+SECTION = re.compile(r"^([ \t]*)([A-Z]\w*(?: \w+)*)\n\1-{3,}[ \t]*\n", re.M)
+
+
+def _sections(doc: str) -> dict[str, str]:
+    """The numpydoc sections of a docstring: title -> its text."""
+    doc = inspect.cleandoc(doc)
+    heads = list(SECTION.finditer(doc))
+    return {
+        head.group(2): doc[head.end() : heads[i + 1].start() if i + 1 < len(heads) else None]
+        for i, head in enumerate(heads)
+    }
+
+
+def _documented_params(section: str) -> set[str]:
+    """Names of a Parameters section's entries: unindented lines ``name``, ``a, b`` or
+    ``name : type`` (descriptions are indented below them)."""
+    names = set()
+    for line in section.splitlines():
+        if line and not line[0].isspace():
+            head = line.split(" : ")[0]
+            names.update(name.strip() for name in head.split(","))
+    return names
+
+
+def _public_callables():
+    """Every public function of the tools, plots, metrics and data sets, and every public
+    method scneural defines on its models (methods inherited from scvi-tools and those of
+    the scvi-tools ``*Module`` classes are documented there)."""
+    for module in (sn.metrics, sn.datasets, sn.tl, sn.pl):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj):
+                yield f"{module.__name__}.{name}", obj
+    classes = [getattr(sn.models, n) for n in sn.models.__all__ if not n.startswith("Jax")]
+    try:
+        from scneural.models._jax import require_jax
+
+        require_jax()
+        classes += [getattr(sn.models, n) for n in sn.models.__all__ if n.startswith("Jax")]
+    except ImportError:  # the JAX models' own methods are then checked where JAX is
+        from scneural.models._jax import JaxModelMixin
+
+        classes.append(JaxModelMixin)
+    classes += [ClassifierMixin, DeepClusterMixin, ScGenMixin]
+    seen = set()
+    for cls in classes:
+        if cls.__name__.endswith("Module"):
+            continue
+        for klass in cls.__mro__:
+            if not klass.__module__.startswith("scneural."):
+                continue
+            for name, attribute in vars(klass).items():
+                func = getattr(attribute, "__func__", attribute)  # class and static methods
+                if name.startswith("_") or not inspect.isfunction(func) or func in seen:
+                    continue
+                seen.add(func)
+                yield f"{klass.__qualname__}.{name}", func
+
+
+@pytest.mark.parametrize(
+    ("name", "func"), [pytest.param(name, func, id=name) for name, func in _public_callables()]
+)
+def test_numpydoc_parameters_and_returns(name, func):
+    """A Parameters section naming every argument (``*args``/``**kwargs`` as any starred
+    entry) and a Returns or Yields section unless the function is annotated ``-> None``."""
+    sections = _sections(func.__doc__ or "")
+    signature = inspect.signature(func)
+    params = [p for p in signature.parameters.values() if p.name not in ("self", "cls")]
+    if params:
+        assert "Parameters" in sections, f"{name} has no Parameters section"
+        documented = _documented_params(sections["Parameters"])
+        missing = []
+        for p in params:
+            if p.kind is p.VAR_KEYWORD:
+                found = any(d.startswith("**") for d in documented)
+            elif p.kind is p.VAR_POSITIONAL:
+                found = any(d.startswith("*") and not d.startswith("**") for d in documented)
+            else:
+                found = p.name in documented
+            if not found:
+                missing.append(p.name)
+        assert not missing, f"{name}'s Parameters section lacks {missing}"
+    if signature.return_annotation not in (None, "None"):
+        assert {"Returns", "Yields"} & set(sections), f"{name} has no Returns section"
