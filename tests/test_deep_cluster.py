@@ -11,13 +11,7 @@ from scipy import sparse
 
 import scneural as sn
 from conftest import assert_unchanged, load_real, snapshot
-from scneural.models.deep_cluster import (
-    choose_kmeans_init,
-    count_log_likelihood,
-    kmeans_init,
-    normalization_stats,
-    target_distribution,
-)
+from scneural.models.deep_cluster import kmeans_init, normalization_stats, target_distribution
 
 FAST = {"pretrain_epochs": 30, "max_epochs": 10, "batch_size": 64}
 TRAINER = {"enable_progress_bar": False, "accelerator": "cpu"}
@@ -105,12 +99,7 @@ def test_writes_keys_shapes_dtypes(trained, backend):
     assert not any(name.startswith("kl_") for name in history["pretrain"])  # no KL term there
     assert len(uns["label_change"]) >= 1 and np.all(uns["label_change"] <= 1)
     assert uns["n_cells_dropped"] == 0 and len(uns["genes"]) == adata.n_vars
-    # "auto" tries both geometries and records the one it kept
-    assert uns["params"]["init"] == "auto"
-    assert uns["init_geometry"] == model.init_geometry_ and uns["init_geometry"] in (
-        "euclidean",
-        "cosine",
-    )
+    assert uns["params"]["init"] == "euclidean"
     training = uns["params"]["training"]
     assert training["pretrain"]["max_epochs"] == FAST["pretrain_epochs"]
     assert training["pretrain"]["lr"] == 1e-3  # a default the tool does not pass
@@ -201,8 +190,6 @@ def test_batch_key_and_layer(backend):
     adata.X = sparse.csr_matrix(adata.shape, dtype=np.float32)  # counts only in the layer
     model = _run(adata, layer="counts", batch_key="batch", labels_key="group", backend=backend)
     assert model.module.n_batch == 2
-    # "auto" judges the two k-means starts within batches
-    assert set(np.unique(model._batch_codes())) == {0, 1}
     # encoder and decoder both see the one-hot batch
     assert _n_inputs_of_first_layers(model) == (adata.n_vars + 2, 32 + 2)
     assert adata.uns["deep_cluster"]["params"]["batch_key"] == "batch"
@@ -289,59 +276,8 @@ def test_kmeans_init_geometry():
     # centres are each cluster's mean raw code (the space of the Student-t kernel)
     for c in range(3):
         np.testing.assert_allclose(centres[c], codes[cosine == c].mean(axis=0), rtol=1e-5)
-    with pytest.raises(ValueError, match="geometry must be 'euclidean' or 'cosine'"):
+    with pytest.raises(ValueError, match="init must be one of"):
         kmeans_init(codes, 3, geometry="spherical")
-
-
-def _counts_of_groups(groups, n_genes: int = 40, seed: int = 0):
-    """Poisson counts whose gene proportions differ between groups (library sizes vary 10x
-    within every group, so only the proportions tell the groups apart)."""
-    rng = np.random.default_rng(seed)
-    profiles = rng.gamma(0.5, size=(groups.max() + 1, n_genes))
-    profiles /= profiles.sum(axis=1, keepdims=True)
-    library = np.exp(rng.uniform(np.log(50), np.log(500), groups.size))[:, None]
-    return sparse.csr_matrix(rng.poisson(profiles[groups] * library).astype(np.float32))
-
-
-def test_count_log_likelihood_prefers_the_true_partition():
-    groups = np.random.default_rng(1).integers(0, 3, 600)
-    counts = _counts_of_groups(groups)
-    shuffled = np.random.default_rng(2).permutation(groups)
-    truth = count_log_likelihood(counts, groups)
-    assert truth < 0
-    assert truth > count_log_likelihood(counts, shuffled)
-    # dense and sparse counts score alike
-    assert count_log_likelihood(counts.toarray(), groups) == pytest.approx(truth)
-    # within batches: a partition that follows the batches gains nothing from them
-    batches = np.random.default_rng(3).integers(0, 2, 600)
-    assert count_log_likelihood(counts, batches, batches) == pytest.approx(
-        count_log_likelihood(counts, np.zeros(600, int), batches)
-    )
-
-
-def _groups_on_one_ray(seed: int = 0):
-    """Three groups of codes: two on the same ray at lengths 1 and 4, one elsewhere."""
-    rng = np.random.default_rng(seed)
-    groups = rng.integers(0, 3, 600)
-    ray, other = np.eye(2, 8)
-    where = np.stack([ray, 4 * ray, 2 * other])
-    return where[groups] + rng.normal(scale=0.1, size=(600, 8)), groups
-
-
-@pytest.mark.parametrize(
-    ("codes_of", "geometry"),
-    [(_directions_with_spread_lengths, "cosine"), (_groups_on_one_ray, "euclidean")],
-)
-def test_choose_kmeans_init_keeps_the_geometry_that_explains_the_counts(codes_of, geometry):
-    codes, groups = codes_of()
-    other = {"cosine": "euclidean", "euclidean": "cosine"}[geometry]
-    ari = sn.metrics.adjusted_rand_index
-    # the two geometries disagree on these codes: one of them finds the groups
-    assert ari(groups, kmeans_init(codes, 3, geometry=geometry)[1]) > 0.95
-    assert ari(groups, kmeans_init(codes, 3, geometry=other)[1]) < 0.7
-    centres, labels, chosen = choose_kmeans_init(codes, 3, counts=_counts_of_groups(groups))
-    assert chosen == geometry
-    assert ari(groups, labels) > 0.95 and centres.shape == (3, 8)
 
 
 def test_init_geometry_reaches_the_model():
@@ -360,14 +296,13 @@ def test_init_geometry_reaches_the_model():
     assert labels.shape == (model.adata.n_obs,) and _centres(model).shape == (3, 32)
     with pytest.raises(ValueError, match="init must be one of"):
         model.init_clusters(3, init="spherical")
-    assert model.init_geometry_ == "cosine"
 
 
 def test_tl_cosine_init_recorded_and_clusters():
     adata = _data()
     model = _run(adata, labels_key="group", init="cosine", n_top_genes=60, gamma=0.5)
     params = adata.uns["deep_cluster"]["params"]
-    assert params["init"] == "cosine" and adata.uns["deep_cluster"]["init_geometry"] == "cosine"
+    assert params["init"] == "cosine"
     assert adata.uns["deep_cluster"]["metrics"]["ari"] > 0.8
     # reused, the model's settings are recorded, not this call's defaults it did not use
     new = _data(seed=1, n_obs=100)

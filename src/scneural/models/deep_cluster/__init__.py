@@ -1,6 +1,6 @@
 from typing import Any
 
-from ._kmeans import check_geometry, choose_kmeans_init, count_log_likelihood, kmeans_init
+from ._kmeans import check_geometry, kmeans_init
 from ._model import DeepCluster, DeepClusterMixin, default_pretrain_epochs, normalization_stats
 from ._module import DeepClusterModule, student_t_assignment, target_distribution
 from ._plan import DECScheduleMixin, DECTrainingPlan
@@ -18,8 +18,6 @@ __all__ = [
     "DeepClusterMixin",
     "DeepClusterModule",
     "check_geometry",
-    "choose_kmeans_init",
-    "count_log_likelihood",
     "default_pretrain_epochs",
     "kmeans_init",
     "normalization_stats",

@@ -29,7 +29,7 @@ from scneural.models._base import (
     with_obs,
 )
 
-from ._kmeans import Geometry, check_geometry, choose_kmeans_init, kmeans_init
+from ._kmeans import Geometry, check_geometry, kmeans_init
 from ._module import DeepClusterModule
 from ._plan import DECTrainingPlan
 
@@ -154,7 +154,6 @@ class DeepClusterMixin:
         self.cluster_history_: dict = {}
         self.label_change_: list[float] = []
         self.n_clusters_estimated_ = False
-        self.init_geometry_: str | None = None
         self.is_pretrained_ = False
         self._model_summary_string = (
             f"{type(self).__name__}: {self.summary_stats.n_vars} genes, hidden {list(n_hidden)}, "
@@ -290,7 +289,7 @@ class DeepClusterMixin:
         self,
         n_clusters: int | None = None,
         *,
-        init: Geometry = "auto",
+        init: Geometry = "euclidean",
         n_init: int = 20,
         resolution: float = 0.8,
         n_neighbors: int = 20,
@@ -300,11 +299,9 @@ class DeepClusterMixin:
 
         ``n_clusters=None`` uses the model's k, or estimates it with
         :meth:`estimate_n_clusters` (recorded in ``n_clusters_estimated_``). ``init`` is the
-        geometry of k-means: ``"euclidean"`` (the authors'), ``"cosine"`` (codes scaled to
-        unit length; see :func:`~scneural.models.deep_cluster.kmeans_init`) or ``"auto"``
-        (both, keeping the partition that explains the counts better; see
-        :func:`~scneural.models.deep_cluster.choose_kmeans_init`); the geometry used is
-        recorded in ``init_geometry_``. Returns the k-means labels.
+        geometry of k-means: ``"euclidean"`` (the authors') or ``"cosine"`` (codes scaled to
+        unit length; see :func:`~scneural.models.deep_cluster.kmeans_init`). Returns
+        the k-means labels.
 
         Sets the clustering layer's centres (and the model's k); the model must be
         pretrained (:meth:`pretrain`).
@@ -314,9 +311,7 @@ class DeepClusterMixin:
         n_clusters
             Number of clusters; ``None``: the model's ``n_clusters``, else estimated.
         init
-            Geometry of k-means: ``"auto"`` (the one whose partition has the higher
-            multinomial likelihood of the counts, within batches), ``"euclidean"`` or
-            ``"cosine"``.
+            Geometry of k-means: ``"euclidean"`` or ``"cosine"``.
         n_init
             k-means runs from different seeds; the one with the lowest inertia is kept.
         resolution, n_neighbors
@@ -351,20 +346,9 @@ class DeepClusterMixin:
                     f"Leiden at resolution {resolution} found a single cluster; pass "
                     "n_clusters= or a larger resolution"
                 )
-        if init == "auto":
-            centres, labels, init = choose_kmeans_init(
-                latent,
-                int(k),
-                counts=self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY),
-                batches=self._batch_codes(),
-                n_init=n_init,
-                random_state=random_state,
-            )
-        else:
-            centres, labels = kmeans_init(
-                latent, int(k), geometry=init, n_init=n_init, random_state=random_state
-            )
-        self.init_geometry_ = init
+        centres, labels = kmeans_init(
+            latent, int(k), geometry=init, n_init=n_init, random_state=random_state
+        )
         self._set_cluster_centres(centres)
         self.init_params_["non_kwargs"]["n_clusters"] = int(k)
         summary = self._model_summary_string.rsplit(", clusters ", 1)[0]
@@ -440,7 +424,7 @@ class DeepClusterMixin:
         *,
         pretrain_epochs: int | None = None,
         n_clusters: int | None = None,
-        init: Geometry = "auto",
+        init: Geometry = "euclidean",
         n_init: int = 20,
         resolution: float = 0.8,
         update_interval: int | None = None,
@@ -517,12 +501,6 @@ class DeepClusterMixin:
     def _ready_for_inference(self) -> bool:
         """The latent space is usable once pretrained (k-means starts from it)."""
         return bool(self.is_trained_ or self.is_pretrained_)
-
-    def _batch_codes(self) -> np.ndarray | None:
-        """The batch of each training cell (integer codes), or ``None`` without batches."""
-        if self.summary_stats.n_batch < 2:
-            return None
-        return np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
 
     @doc_params()
     def get_latent_representation(
