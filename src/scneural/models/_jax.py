@@ -119,9 +119,9 @@ class JaxModelMixin(ScneuralModelMixin):
     minibatches, numpy out) and the device plumbing scvi-tools' JAX models need.
     """
 
-    def train(self, *args: Any, plan_kwargs: dict | None = None, **kwargs: Any) -> Any:
+    def train(self, *args: Any, plan_kwargs: dict | None = None, **kwargs: Any) -> None:
         """scvi-tools' JAX ``train`` with Lightning's clipping and device arguments translated
-        (see :func:`jax_trainer_kwargs`).
+        (see :func:`jax_trainer_kwargs`); the model is trained in place.
 
         Parameters
         ----------
@@ -134,11 +134,6 @@ class JaxModelMixin(ScneuralModelMixin):
             Passed to :meth:`scvi.model.base.JaxTrainingMixin.train` and the Lightning
             trainer, after :func:`jax_trainer_kwargs` translated them.
 
-        Returns
-        -------
-        None
-            What scvi-tools' ``train`` returns; the model is trained in place.
-
         Raises
         ------
         ValueError
@@ -148,7 +143,7 @@ class JaxModelMixin(ScneuralModelMixin):
         """
         plan_kwargs = dict(plan_kwargs or {})
         kwargs = jax_trainer_kwargs(kwargs, plan_kwargs)
-        return super().train(*args, plan_kwargs=plan_kwargs, **kwargs)
+        super().train(*args, plan_kwargs=plan_kwargs, **kwargs)
 
     def _check_torch_counterpart(self, torch_model: Any) -> None:
         """Refuse a torch model whose weights would not mean the same here: another model

@@ -192,8 +192,11 @@ class ClassifierMixin:
         logger: str | None = None,
         plan_kwargs: dict | None = None,
         **kwargs,
-    ):
+    ) -> None:
         """Train with Adam on the cross-entropy; early stopping watches the validation accuracy.
+
+        The model is trained in place: ``model.history`` (:meth:`history_dict`) holds the
+        per-epoch curves and :meth:`training_record` the arguments of this call.
 
         Parameters
         ----------
@@ -227,12 +230,6 @@ class ClassifierMixin:
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and the Lightning
             trainer (``accelerator``, ``devices``, ``logger``, ...).
 
-        Returns
-        -------
-        None
-            The model is trained in place: ``model.history`` (:meth:`history_dict`) holds
-            the per-epoch curves and :meth:`training_record` these arguments.
-
         Raises
         ------
         ValueError
@@ -260,7 +257,7 @@ class ClassifierMixin:
             monitor=monitor,
             mode=mode,
         )
-        return super().train(
+        super().train(
             max_epochs=max_epochs,
             batch_size=batch_size,
             train_size=train_size,

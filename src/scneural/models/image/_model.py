@@ -128,8 +128,11 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
         logger: str | None = None,
         plan_kwargs: dict | None = None,
         **kwargs,
-    ):
+    ) -> None:
         """Train with AdamW on the mean squared error; early stopping on the validation loss.
+
+        The model is trained in place: ``model.history`` (:meth:`history_dict`) holds the
+        per-epoch curves and :meth:`training_record` the arguments of this call.
 
         Parameters
         ----------
@@ -150,12 +153,6 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             More arguments of :class:`scvi.train.TrainingPlan`.
         **kwargs
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train`.
-
-        Returns
-        -------
-        None
-            The model is trained in place: ``model.history`` (:meth:`history_dict`) holds
-            the per-epoch curves and :meth:`training_record` these arguments.
 
         Raises
         ------
@@ -184,7 +181,7 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             train_size=train_size,
             n_obs=self.adata.n_obs,
         )
-        return super().train(
+        super().train(
             max_epochs=max_epochs,
             batch_size=batch_size,
             train_size=train_size,

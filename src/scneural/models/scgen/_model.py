@@ -188,8 +188,11 @@ class ScGenMixin:
         logger: str | None = None,
         plan_kwargs: dict | None = None,
         **kwargs,
-    ):
+    ) -> None:
         """Train with Adam; early stopping watches the validation loss (the weighted ELBO).
+
+        The model is trained in place: ``model.history`` (:meth:`history_dict`) holds the
+        per-epoch curves and :meth:`training_record` the arguments of this call.
 
         Parameters
         ----------
@@ -224,12 +227,6 @@ class ScGenMixin:
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and the Lightning
             trainer (``accelerator``, ``devices``, ...).
 
-        Returns
-        -------
-        None
-            The model is trained in place: ``model.history`` (:meth:`history_dict`) holds
-            the per-epoch curves and :meth:`training_record` these arguments.
-
         Raises
         ------
         ValueError
@@ -252,7 +249,7 @@ class ScGenMixin:
             train_size=train_size,
             n_obs=self.adata.n_obs,
         )
-        return super().train(
+        super().train(
             max_epochs=max_epochs,
             batch_size=batch_size,
             train_size=train_size,
