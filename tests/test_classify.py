@@ -101,6 +101,32 @@ def test_use_rep(lognorm_adata, backend):
     assert query.obsm["pc_proba"].shape == (50, 3)
 
 
+def test_use_rep_x_is_plain_x(lognorm_adata, backend):
+    """use_rep="X" means adata.X, as in scanpy (it used to be looked up in obsm and
+    refused): the same result on the same seed, the same params recorded, and a model
+    trained either way is reused either way."""
+    fast = {**FAST, "max_epochs": 3, "backend": backend, "random_state": 3}
+    plain, as_x = lognorm_adata.copy(), lognorm_adata.copy()
+    plain_model = sn.tl.classify(plain, "group", **fast)
+    x_model = sn.tl.classify(as_x, "group", use_rep="X", **fast)
+    np.testing.assert_array_equal(
+        as_x.obsm["classify_proba"].to_numpy(), plain.obsm["classify_proba"].to_numpy()
+    )
+    np.testing.assert_array_equal(as_x.obsm["X_classify"], plain.obsm["X_classify"])
+    assert as_x.obs["classify_label"].equals(plain.obs["classify_label"])
+    assert as_x.uns["classify"]["params"]["use_rep"] == "None"  # uns stores None so
+    np.testing.assert_equal(as_x.uns["classify"]["params"], plain.uns["classify"]["params"])
+    assert x_model.input_source_ == plain_model.input_source_
+    reference = lognorm_adata[:40].copy()
+    sn.tl.classify(reference, model=plain_model, key_added="q")
+    for model, use_rep in [(x_model, {}), (plain_model, {"use_rep": "X"})]:
+        query = lognorm_adata[:40].copy()
+        sn.tl.classify(query, model=model, key_added="q", **use_rep)
+        np.testing.assert_array_equal(
+            query.obsm["q_proba"].to_numpy(), reference.obsm["q_proba"].to_numpy()
+        )
+
+
 def test_transfer_aligns_genes(trained, backend):
     ref, model = trained
     query = ref[:80].copy()
@@ -286,6 +312,11 @@ def test_batch_size_sets_the_training_minibatch(lognorm_adata, backend, monkeypa
         ({"labels_key": "group", "batch_key": "nope"}, KeyError, "batch_key='nope'"),
         ({"labels_key": "group", "class_weight": "auto"}, ValueError, "class_weight"),
         ({"labels_key": "group", "layer": "counts", "use_rep": "X_pca"}, ValueError, "not both"),
+        (
+            {"labels_key": "group", "layer": "counts", "use_rep": "X"},
+            ValueError,
+            r"use_rep='X' reads adata.X, but layer='counts'",
+        ),
         ({"labels_key": "group", "batch_size": 0}, ValueError, "batch_size must be an integer"),
         ({"labels_key": "group", "n_hidden": (64, 0)}, ValueError, "every width in n_hidden"),
         ({"labels_key": "group", "n_hidden": "64"}, ValueError, "n_hidden must be a list"),

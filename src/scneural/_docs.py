@@ -36,7 +36,10 @@ DOC_PARAMS: dict[str, str] = {
     "use_rep": dedent(
         """\
         use_rep
-            Train on ``adata.obsm[use_rep]`` (e.g. ``"X_pca"``, ``"X_scVI"``) instead of genes."""
+            Train on ``adata.obsm[use_rep]`` (e.g. ``"X_pca"``, ``"X_scVI"``) instead of genes.
+            ``"X"`` means ``adata.X``, as in scanpy: it is the same as ``None`` and recorded
+            as ``None`` in ``uns``, so a model trained either way is reused either way. It
+            cannot be combined with ``layer``."""
     ),
     "model": dedent(
         """\

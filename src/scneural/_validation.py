@@ -135,6 +135,19 @@ def check_use_rep(adata: AnnData, use_rep: str | None) -> None:
         )
 
 
+def use_rep_or_x(use_rep: str | None, layer: str | None) -> str | None:
+    """``use_rep`` with scanpy's ``"X"`` (``adata.X``) turned into ``None``, what the tools
+    read ``X`` as; ``"X"`` together with a ``layer`` is refused (they name two matrices)."""
+    if use_rep != "X":
+        return use_rep
+    if layer is not None:
+        raise ValueError(
+            f"use_rep='X' reads adata.X, but layer={layer!r} asks for "
+            f"adata.layers[{layer!r}]; pass either layer= or use_rep=, not both"
+        )
+    return None
+
+
 def check_input_source(adata: AnnData, *, layer: str | None, use_rep: str | None) -> None:
     """Check ``layer`` / ``use_rep`` and that they are not both given."""
     if layer is not None and use_rep is not None:

@@ -26,6 +26,7 @@ from scneural._validation import (
     check_choice,
     check_input_source,
     check_unique_var_names,
+    use_rep_or_x,
 )
 
 logger = logging.getLogger(__name__)
@@ -91,9 +92,12 @@ def resolve_source(
 ) -> InputSource:
     """Check ``layer``/``use_rep`` and reconcile them with a reused model's own source.
 
-    When ``model`` is given and the caller named no source, the model's source is used; a
-    source that differs from the one the model was trained on is an error.
+    ``use_rep="X"`` means ``adata.X``, as in scanpy: the same source as ``use_rep=None``
+    (recorded and compared with a model's as such). When ``model`` is given and the caller
+    named no source, the model's source is used; a source that differs from the one the
+    model was trained on is an error.
     """
+    use_rep = use_rep_or_x(use_rep, layer)
     if model is not None:
         trained = model_input_source(model)
         if (layer is not None or use_rep is not None) and (
