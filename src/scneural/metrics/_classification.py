@@ -159,14 +159,12 @@ def confusion_matrix(
 ) -> pd.DataFrame:
     """Confusion matrix (rows: true, columns: predicted) as a labelled DataFrame.
 
-    ``normalize`` is scikit-learn's: ``None``, ``"true"``, ``"pred"`` or ``"all"``.
-
     Parameters
     ----------
     {labels}
     normalize
-        ``None`` (counts), ``"true"`` (rows sum to 1), ``"pred"`` (columns sum to 1) or
-        ``"all"`` (the whole matrix sums to 1).
+        As scikit-learn's: ``None`` (counts), ``"true"`` (rows sum to 1), ``"pred"``
+        (columns sum to 1) or ``"all"`` (the whole matrix sums to 1).
 
     Returns
     -------

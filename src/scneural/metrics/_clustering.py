@@ -70,9 +70,6 @@ def _contingency(true: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
 def match_clusters(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, str]:
     """One-to-one matching of clusters to labels maximising agreement (Hungarian algorithm).
 
-    Returns a dict ``cluster -> label``; clusters left without a partner (more clusters than
-    labels) are not in it.
-
     Parameters
     ----------
     {labels}
@@ -81,7 +78,8 @@ def match_clusters(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, str]:
     -------
     dict[str, str]
         Each matched cluster (as a string) and the true label (as a string) it is
-        matched to; the matching maximises the number of cells the pairs share.
+        matched to; the matching maximises the number of cells the pairs share. Clusters
+        left without a partner (more clusters than labels) are not in it.
 
     Raises
     ------
@@ -150,8 +148,7 @@ def cluster_contingency(
     """Contingency table of labels (rows) and clusters (columns), ordered by the matching.
 
     Matched clusters come first, in the order of their labels, so a good clustering shows a
-    bright diagonal. ``normalize``: ``"true"`` (rows sum to 1), ``"pred"`` (columns), ``"all"``
-    or ``None`` (counts).
+    bright diagonal.
 
     Parameters
     ----------

@@ -242,8 +242,6 @@ class DeepClusterMixin:
     ) -> tuple[int, np.ndarray]:
         """Estimate k by Leiden on a kNN graph of the latent space (authors: Louvain).
 
-        Returns the number of clusters and the Leiden labels.
-
         Parameters
         ----------
         latent
@@ -297,21 +295,17 @@ class DeepClusterMixin:
     ) -> np.ndarray:
         """Initialise the cluster centres by k-means on the pretrained latent space.
 
-        ``n_clusters=None`` uses the model's k, or estimates it with
-        :meth:`estimate_n_clusters` (recorded in ``n_clusters_estimated_``). ``init`` is the
-        geometry of k-means: ``"euclidean"`` (the authors') or ``"cosine"`` (codes scaled to
-        unit length; see :func:`~scneural.models.deep_cluster.kmeans_init`). Returns
-        the k-means labels.
-
         Sets the clustering layer's centres (and the model's k); the model must be
         pretrained (:meth:`pretrain`).
 
         Parameters
         ----------
         n_clusters
-            Number of clusters; ``None``: the model's ``n_clusters``, else estimated.
+            Number of clusters; ``None``: the model's ``n_clusters``, else estimated with
+            :meth:`estimate_n_clusters` (recorded in ``n_clusters_estimated_``).
         init
-            Geometry of k-means: ``"euclidean"`` or ``"cosine"``.
+            Geometry of k-means: ``"euclidean"`` (the authors') or ``"cosine"`` (codes
+            scaled to unit length; see :func:`~scneural.models.deep_cluster.kmeans_init`).
         n_init
             k-means runs from different seeds; the one with the lowest inertia is kept.
         resolution, n_neighbors
@@ -435,9 +429,6 @@ class DeepClusterMixin:
         **trainer_kwargs,
     ) -> None:
         """Pretrain (unless done), initialise the clusters by k-means and run the DEC phase.
-
-        ``max_epochs`` bounds the DEC phase; ``pretrain_epochs`` the pretraining. Other
-        arguments as in :meth:`pretrain`, :meth:`init_clusters` and :meth:`train_clusters`.
 
         Parameters
         ----------
