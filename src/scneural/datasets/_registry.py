@@ -227,8 +227,7 @@ def _where_to_put(info: DatasetInfo) -> str:
 
 
 def download(info: DatasetInfo, directory: Path | None = None) -> Path:
-    """Download ``info.url`` with pooch and convert the scDeepCluster ``.h5`` to ``.h5ad``,
-    into ``directory`` (default ``$SCNEURAL_DATA_DIR`` when set, else the cache).
+    """Download ``info.url`` with pooch and convert the scDeepCluster ``.h5`` to ``.h5ad``.
 
     The original files' checksums are not published; the converted data is checked
     against the recorded shape and number of classes instead.
@@ -331,16 +330,15 @@ def pbmc68k_reduced_counts() -> ad.AnnData:
     """scanpy's bundled ``pbmc68k_reduced`` (700 cells, 765 genes) with raw counts recovered.
 
     ``.raw`` holds log-normalised values ``log1p(x / n_counts * 1e4)``; counts are rebuilt as
-    ``round(expm1(raw) * n_counts / 1e4)``. ``X`` holds the counts, ``layers['counts']`` too,
-    ``layers['lognorm']`` the log-normalised values, ``obs`` the bundled one (labels in
-    ``obs['bulk_labels']``) and ``obsm['X_umap']`` the bundled UMAP. Works offline.
+    ``round(expm1(raw) * n_counts / 1e4)``. Works offline.
 
     Returns
     -------
     anndata.AnnData
         700 cells x 765 genes: ``X`` and ``layers["counts"]`` the recovered counts (CSR,
         float32), ``layers["lognorm"]`` the bundled log-normalised values (CSR, float32),
-        the bundled ``obs`` and ``obsm["X_umap"]``.
+        the bundled ``obs`` (labels in ``obs["bulk_labels"]``) and ``obsm["X_umap"]``
+        (the bundled UMAP).
     """
     import scanpy as sc
 
