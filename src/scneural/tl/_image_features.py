@@ -475,13 +475,14 @@ def image_gene_association(
         gene_index = adata.var_names.get_indexer(list(genes))
     matrix, normalised = _log_normalised(adata, layer)
     pcs = pcs[:, :n_pcs]
-    constant = [j + 1 for j in range(n_pcs) if pcs[:, j].std() == 0]
-    if len(constant) == n_pcs:
+    varying_pcs = np.flatnonzero(pcs.std(axis=0) > 0)
+    if varying_pcs.size == 0:
         raise ValueError(
             f"the image PCs in obsm[{pca_key!r}] are constant over the spots (the image "
             "patches do not differ here); there is nothing to associate genes with"
         )
-    if constant:
+    if varying_pcs.size < n_pcs:
+        constant = sorted(set(range(1, n_pcs + 1)) - set(varying_pcs + 1))
         warnings.warn(
             f"image PCs {constant} are constant over the spots; they are left out (their "
             "correlation with any gene is undefined)",
@@ -498,9 +499,7 @@ def image_gene_association(
         block, idx = block[:, varying], idx[varying]
         if idx.size == 0:
             continue
-        for j in range(n_pcs):
-            if j + 1 in constant:
-                continue
+        for j in varying_pcs:
             x = pcs[:, j]
             result = stats.pearsonr(x[:, None], block, axis=0)
             r = np.asarray(result.statistic)
