@@ -40,16 +40,29 @@ def test_docstring_placeholders_are_filled(name, obj):
     assert not left, f"{name} docstring keeps {left}: doc_params did not fill it"
 
 
+# ---------------------------------------------------------------- numpydoc sections
+SECTION = re.compile(r"^([ \t]*)([A-Z]\w*(?: \w+)*)\n\1-{3,}[ \t]*\n", re.M)
+
+
+def _sections(doc: str) -> dict[str, str]:
+    """The numpydoc sections of a docstring: title -> its text."""
+    doc = inspect.cleandoc(doc)
+    heads = list(SECTION.finditer(doc))
+    return {
+        head.group(2): doc[head.end() : heads[i + 1].start() if i + 1 < len(heads) else None]
+        for i, head in enumerate(heads)
+    }
+
+
 # ---------------------------------------------------------------- Returns vs what is written
-RETURNS = re.compile(r"^\s*Returns\n\s*-+\n(.*?)(?=^\s*\w[\w ]*\n\s*-+\n|\Z)", re.S | re.M)
 # ``obs[key_added]``, ``obsm[f"X_{key_added}"]``, ... as the docstring writes them
 SLOT = re.compile(r"``(obs|obsm)\[(f?\"[^\"]*\"|key_added)\]``")
 
 
 def _returns(func) -> str:
-    match = RETURNS.search(func.__doc__ or "")
-    assert match, f"{func.__name__} has no Returns section"
-    return match.group(1)
+    returns = _sections(func.__doc__ or "").get("Returns")
+    assert returns is not None, f"{func.__name__} has no Returns section"
+    return returns
 
 
 def _writes(func) -> str:
@@ -170,20 +183,7 @@ def test_readme_table_lists_the_documented_keys():
         assert f'`uns["{default}"]`' in rows[name], name
 
 
-# ---------------------------------------------------------------- numpydoc sections
-SECTION = re.compile(r"^([ \t]*)([A-Z]\w*(?: \w+)*)\n\1-{3,}[ \t]*\n", re.M)
-
-
-def _sections(doc: str) -> dict[str, str]:
-    """The numpydoc sections of a docstring: title -> its text."""
-    doc = inspect.cleandoc(doc)
-    heads = list(SECTION.finditer(doc))
-    return {
-        head.group(2): doc[head.end() : heads[i + 1].start() if i + 1 < len(heads) else None]
-        for i, head in enumerate(heads)
-    }
-
-
+# ---------------------------------------------------------------- Parameters and Returns
 def _documented_params(section: str) -> set[str]:
     """Names of a Parameters section's entries: unindented lines ``name``, ``a, b`` or
     ``name : type`` (descriptions are indented below them)."""
