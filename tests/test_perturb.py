@@ -595,6 +595,27 @@ def test_numeric_condition_and_type_values_are_matched_as_strings(full, monkeypa
     assert adata.uns["perturb"]["params"]["control"] == "0"
 
 
+def test_float_condition_column_matches_numbers_by_value(train_data):
+    """A float dose column reads "0.0" and "1.0" as strings: control=0 and perturbed=1 find
+    those cells (matched by value), in the tool and in the model's own methods."""
+    adata = train_data.copy()
+    adata.obs["dose"] = (adata.obs["condition"] == "stimulated").astype(float).to_numpy()
+    call = {**ARGS, "condition_key": "dose", "control": 0, "perturbed": 1}
+    pred, model = sn.tl.perturb(
+        adata, **call, predict="t0", max_epochs=1, return_model=True, **SMALL
+    )
+    assert adata.uns["perturb"]["params"]["control"] == "0.0"
+    assert adata.uns["perturb"]["params"]["perturbed"] == "1.0"
+    assert pred.n_obs == int(((adata.obs["cell_type"] == "t0") & (adata.obs["dose"] == 0)).sum())
+    delta_int, _ = model.latent_delta(0, 1)
+    delta_float, _ = model.latent_delta(0.0, 1.0)
+    np.testing.assert_array_equal(delta_int, delta_float)
+    direct, _ = model.predict(0, 1, cell_type="t0")
+    assert direct.n_obs == pred.n_obs
+    with pytest.raises(ValueError, match="control='0.5' is not a value"):
+        model.latent_delta(0.5, 1)
+
+
 def test_boolean_condition_column(train_data):
     """control=False on a boolean column, as control=0 on an integer one."""
     adata = train_data.copy()

@@ -205,10 +205,12 @@ def perturb(
             f"cell_type_key={cell_type_key!r} is missing (NaN) for {n_untyped} cells; they "
             "would count as a cell type 'nan' in the delta: give them a type or remove them"
         )
-    control, perturbed = as_label(control, "control"), as_label(perturbed, "perturbed")
+    condition_column = adata.obs[condition_key]
+    control = as_label(control, "control", condition_column)
+    perturbed = as_label(perturbed, "perturbed", condition_column)
     if not isinstance(predict, AnnData | str):
         try:
-            predict = as_label(predict, "predict")
+            predict = as_label(predict, "predict", adata.obs[cell_type_key])
         except TypeError:
             raise TypeError(
                 f"predict must be a cell type (a value of obs[{cell_type_key!r}]) or an "

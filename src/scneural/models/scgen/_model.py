@@ -382,9 +382,11 @@ class ScGenMixin:
             If ``restrict_arithmetic_to`` is a string, or ``control``/``perturbed`` is
             not a label.
         """
-        control, perturbed = as_label(control, "control"), as_label(perturbed, "perturbed")
         adata = self._validate_anndata(adata)
-        conditions = adata.obs[self._setup_key("condition_key")].astype(str).to_numpy()
+        condition_column = adata.obs[self._setup_key("condition_key")]
+        control = as_label(control, "control", condition_column)
+        perturbed = as_label(perturbed, "perturbed", condition_column)
+        conditions = condition_column.astype(str).to_numpy()
         types = adata.obs[self._setup_key("cell_type_key")].astype(str).to_numpy()
         check_conditions(conditions, self._setup_key("condition_key"), control, perturbed)
         check_arithmetic_options(balance, delta_cells)
@@ -530,12 +532,13 @@ class ScGenMixin:
         """
         if (cell_type is None) == (control_cells is None):
             raise ValueError("pass exactly one of cell_type= or control_cells=")
-        control, perturbed = as_label(control, "control"), as_label(perturbed, "perturbed")
-        if cell_type is not None:
-            cell_type = as_label(cell_type, "cell_type")
         adata = self._validate_anndata(adata)
         condition_key = self._setup_key("condition_key")
         cell_type_key = self._setup_key("cell_type_key")
+        control = as_label(control, "control", adata.obs[condition_key])
+        perturbed = as_label(perturbed, "perturbed", adata.obs[condition_key])
+        if cell_type is not None:
+            cell_type = as_label(cell_type, "cell_type", adata.obs[cell_type_key])
         latent = self.get_latent_representation(adata, batch_size=batch_size)
         delta, _ = self.latent_delta(
             control,
@@ -738,17 +741,33 @@ def arithmetic_cell_types(
     return candidates, shared
 
 
-def as_label(value: Any, argument: str) -> str:
+def as_label(value: Any, argument: str, column: pd.Series | None = None) -> str:
     """A condition or cell-type value as the string the ``obs`` column compares with.
 
     The columns are compared as strings, so ``control=0`` finds the cells of an integer
-    column's 0 (and ``"0"`` too).
+    column's 0 (and ``"0"`` too). A number that is not itself one of ``column``'s strings
+    is matched by value, so ``control=0`` also finds a float column's ``"0.0"``.
     """
     if isinstance(value, str):
         return value
-    if isinstance(value, bool | np.bool_ | int | float | np.integer | np.floating):
+    if isinstance(value, bool | np.bool_):
         return str(value)  # a boolean column's values read "True" and "False"
+    if isinstance(value, int | float | np.integer | np.floating):
+        if column is not None:
+            values = column.cat.categories if column.dtype == "category" else column.dropna()
+            labels = pd.unique(values.astype(str))
+            if str(value) not in labels:
+                return next((label for label in labels if _number(label) == value), str(value))
+        return str(value)
     raise TypeError(f"{argument} must be a value of the obs column (a str), got {value!r}")
+
+
+def _number(label: str) -> float | None:
+    """The number a label reads as, or None."""
+    try:
+        return float(label)
+    except ValueError:
+        return None
 
 
 def check_conditions(
