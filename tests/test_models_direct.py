@@ -3,6 +3,8 @@ queries without the training columns, untrained models, summaries, setup views."
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -296,3 +298,28 @@ def test_jax_training_again_uses_the_new_learning_rate():
     assert moved < 1e-6
     model.train(max_epochs=1, lr=1e-2, **TRAIN)
     assert max(np.abs(a - b).max() for a, b in zip(before, params())) > 1e-4
+
+
+SCGENS = ["ScGen", pytest.param("JaxScGen", marks=pytest.mark.jax)]
+
+
+@pytest.mark.parametrize("name", SCGENS)
+def test_diverged_training_warns_a_model_used_directly(name):
+    """The tools refuse NaN results; a model trained directly says at the end of train
+    that its loss became NaN (curve and epoch), instead of torch's "Expected parameter
+    loc" from inside Lightning, and says nothing for a training that went well."""
+    if name.startswith("Jax") and not HAS_JAX:
+        pytest.skip("the JAX extra is not installed")
+    cls = getattr(sn.models, name)
+    adata = _lognorm()
+    adata.obs["condition"] = np.where(np.arange(adata.n_obs) % 2, "ctrl", "stim")
+    cls.setup_anndata(adata, condition_key="condition", cell_type_key="group")
+    model = cls(adata, n_hidden=16, n_latent=4)
+    with pytest.warns(RuntimeWarning, match=r"train: training diverged \(.*loss became nan"):
+        model.train(max_epochs=2, plan_kwargs={"lr": 1e30}, **TRAIN)
+    assert not np.isfinite(model.get_latent_representation()).all()
+    healthy = cls(adata, n_hidden=16, n_latent=4)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*training diverged", category=RuntimeWarning)
+        healthy.train(max_epochs=2, **TRAIN)
+    assert np.isfinite(healthy.get_latent_representation()).all()

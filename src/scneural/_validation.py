@@ -209,20 +209,31 @@ def check_finite_output(
     bad = [name for name, values in outputs.items() if not np.isfinite(np.asarray(values)).all()]
     if not bad:
         return
-    where = ""
-    for name, values in _flat_history(history or {}):
+    where = first_nonfinite_loss(history or {})
+    raise ValueError(
+        f"the model produced NaN or infinite values in {', '.join(bad)}: training "
+        f"diverged{f' ({where})' if where else ''}, and nothing was written. {DIVERGED_FIX}"
+    )
+
+
+DIVERGED_FIX = (
+    "Lower the learning rate (plan_kwargs={'lr': ...}), check the input for extreme values, "
+    "or retrain"
+)
+
+
+def first_nonfinite_loss(history: Mapping[str, Any]) -> str:
+    """Where the first loss curve of ``history`` (per-epoch curves, possibly nested by
+    training phase) stops being finite, as ``"<curve> became nan at epoch <n>"``; ``""``
+    when every loss is finite."""
+    for name, values in _flat_history(history):
         if "loss" not in name:  # e.g. an accuracy: NaN where a split has no labelled cell
             continue
         values = np.asarray(values, dtype=np.float64).ravel()
         nonfinite = np.flatnonzero(~np.isfinite(values))
         if nonfinite.size:
-            where = f" ({name} became {values[nonfinite[0]]} at epoch {nonfinite[0] + 1})"
-            break
-    raise ValueError(
-        f"the model produced NaN or infinite values in {', '.join(bad)}: training "
-        f"diverged{where}, and nothing was written. Lower the learning rate "
-        "(plan_kwargs={'lr': ...}), check the input for extreme values, or retrain"
-    )
+            return f"{name} became {values[nonfinite[0]]} at epoch {nonfinite[0] + 1}"
+    return ""
 
 
 def _flat_history(history: Mapping[str, Any], prefix: str = ""):

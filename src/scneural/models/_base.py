@@ -6,6 +6,7 @@ import functools
 import inspect
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from scvi.dataloaders import DataSplitter
 
 from scneural._docs import doc_params
 from scneural._utils import history_to_dict
+from scneural._validation import DIVERGED_FIX, first_nonfinite_loss
 
 TrainMethod = TypeVar("TrainMethod", bound=Callable[..., Any])
 
@@ -47,6 +49,8 @@ def records_training(method: TrainMethod) -> TrainMethod:
     trained, and the tools write this record to ``uns[key]["params"]["training"]``: a model
     default that changes between versions (``train_size``, ``max_grad_norm``, ...) stays
     visible in old results. It decorates methods of :class:`ScneuralModelMixin` models.
+    A training whose loss became NaN or infinite gets a ``RuntimeWarning`` naming the
+    curve and epoch.
     """
     signature = inspect.signature(method)
     var_keyword = next(
@@ -62,6 +66,14 @@ def records_training(method: TrainMethod) -> TrainMethod:
         result = method(self, *args, **kwargs)
         # kept only once the call succeeded: a failed run leaves the earlier record
         self.training_params_ = {**self.training_record(), method.__name__: _plain(arguments)}
+        where = first_nonfinite_loss(self.history_dict())
+        if where:  # the tools refuse the NaN results; a model used directly only gets this
+            warnings.warn(
+                f"{type(self).__name__}.{method.__name__}: training diverged ({where}), so "
+                f"the model's outputs are NaN or infinite. {DIVERGED_FIX}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return result
 
     return wrapper  # type: ignore[return-value]

@@ -74,7 +74,7 @@ class ScGenModule(BaseModuleClass):
         hidden = self.encoder(x)
         qz_m = self.z_mean(hidden)
         qz_v = torch.exp(self.z_logvar(hidden).clamp(-15.0, 15.0)) + 1e-4
-        z = Normal(qz_m, qz_v.sqrt()).rsample()
+        z = Normal(qz_m, qz_v.sqrt(), validate_args=False).rsample()
         return {"z": z, "qz_m": qz_m, "qz_v": qz_v}
 
     def _get_generative_input(self, tensors, inference_outputs, **kwargs) -> dict:
@@ -94,7 +94,9 @@ class ScGenModule(BaseModuleClass):
         x = tensors[REGISTRY_KEYS.X_KEY]
         reconstruction = ((x - generative_outputs["px"]) ** 2).sum(dim=-1)
         kl = kl_divergence(
-            Normal(inference_outputs["qz_m"], inference_outputs["qz_v"].sqrt()),
+            Normal(
+                inference_outputs["qz_m"], inference_outputs["qz_v"].sqrt(), validate_args=False
+            ),
             Normal(torch.zeros_like(inference_outputs["qz_m"]), 1.0),
         ).sum(dim=-1)
         loss = (reconstruction + self.kl_weight * kl).mean()
