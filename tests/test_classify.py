@@ -349,7 +349,7 @@ def test_duplicate_gene_names_fail_before_training(lognorm_adata):
     with pytest.raises(ValueError, match="var_names are not unique.*var_names_make_unique"):
         sn.tl.classify(adata, "group", **FAST)
     assert_unchanged(adata, before)
-    adata.obsm["X_pca"] = np.zeros((adata.n_obs, 5), dtype=np.float32)
+    adata.obsm["X_pca"] = np.random.default_rng(0).normal(size=(adata.n_obs, 5)).astype(np.float32)
     sn.tl.classify(adata, "group", use_rep="X_pca", **{**FAST, "max_epochs": 1})  # no genes used
 
 
@@ -692,6 +692,17 @@ def test_diverged_training_writes_no_nan_results(lognorm_adata, backend):
             enable_progress_bar=False,
         )
     assert_unchanged(lognorm_adata, before)
+
+
+def test_a_matrix_of_one_value_is_refused_before_training(lognorm_adata, backend):
+    """An empty layer (all zeros) would train a model that predicts one class for every
+    cell; it is refused, naming the layer, and nothing is written."""
+    adata = lognorm_adata
+    adata.layers["empty"] = sparse.csr_matrix(adata.shape, dtype=np.float32)
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match=r"adata.layers\['empty'\] holds the same value \(0\)"):
+        sn.tl.classify(adata, "group", layer="empty", backend=backend, max_epochs=1)
+    assert_unchanged(adata, before)
 
 
 def test_values_beyond_float32_are_refused_before_training(lognorm_adata):

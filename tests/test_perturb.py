@@ -595,6 +595,28 @@ def test_numeric_condition_and_type_values_are_matched_as_strings(full, monkeypa
     assert adata.uns["perturb"]["params"]["control"] == "0"
 
 
+def test_a_matrix_of_one_value_is_refused_before_training(train_data):
+    adata = train_data.copy()
+    adata.layers["empty"] = np.zeros(adata.shape, dtype=np.float32)
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match=r"adata.layers\['empty'\] holds the same value"):
+        sn.tl.perturb(adata, **ARGS, predict="t0", layer="empty", max_epochs=1, **SMALL)
+    assert_unchanged(adata, before)
+
+
+def test_diverged_training_is_a_clear_error(train_data):
+    """A loss that became NaN is reported by the tool (curve, epoch, fix), not by torch's
+    "Expected parameter loc" from inside Lightning; nothing is written."""
+    adata = train_data.copy()
+    before = snapshot(adata)
+    with (
+        pytest.warns(RuntimeWarning, match="ScGen.train: training diverged"),
+        pytest.raises(ValueError, match=r"diverged \(validation_loss became nan.*Lower the"),
+    ):
+        sn.tl.perturb(adata, **ARGS, predict="t0", max_epochs=2, plan_kwargs={"lr": 1e30}, **SMALL)
+    assert_unchanged(adata, before)
+
+
 def test_float_condition_column_matches_numbers_by_value(train_data):
     """A float dose column reads "0.0" and "1.0" as strings: control=0 and perturbed=1 find
     those cells (matched by value), in the tool and in the model's own methods."""

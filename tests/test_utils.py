@@ -164,3 +164,43 @@ def test_set_seed_keeps_xla_flags_stable(monkeypatch):
     set_seed(0)
     set_seed(1)
     assert os.environ["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=true"
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        np.zeros((4, 3)),
+        np.full((4, 3), 2.5),
+        sparse.csr_matrix((4, 3)),  # no stored value: all zeros
+        sparse.csr_matrix(np.zeros((4, 3))) + sparse.csr_matrix(([0.0], ([1], [2])), (4, 3)),
+        sparse.csr_matrix(np.ones((4, 3))),  # every entry stored, all ones
+    ],
+)
+def test_check_not_constant_refuses_one_value_everywhere(matrix):
+    with pytest.raises(ValueError, match="layers\\['x'\\] holds the same value"):
+        v.check_not_constant(matrix, "layers['x']")
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        np.eye(3),
+        sparse.csr_matrix(([1.0], ([1], [2])), (4, 3)),  # one stored 1 among implicit zeros
+        sparse.csr_matrix(np.array([[1.0, 2.0]])),
+        pd.DataFrame({"a": [0.0, 0.0], "b": [0.0, -1.0]}),
+    ],
+)
+def test_check_not_constant_accepts_varying_values(matrix):
+    v.check_not_constant(matrix, "X")
+
+
+def test_check_not_constant_reads_backed_blocks(tmp_path):
+    """A backed sparse X is read block by block; the zeros a block leaves out count."""
+    stored = sparse.csr_matrix((25_000, 3))
+    stored[24_999, 0] = 1.0  # the only non-zero, in the last block
+    ad.AnnData(stored).write_h5ad(tmp_path / "a.h5ad")
+    backed = ad.read_h5ad(tmp_path / "a.h5ad", backed="r")
+    v.check_not_constant(backed.X, "X")
+    ad.AnnData(sparse.csr_matrix((25_000, 3))).write_h5ad(tmp_path / "zero.h5ad")
+    with pytest.raises(ValueError, match="X holds the same value \\(0\\)"):
+        v.check_not_constant(ad.read_h5ad(tmp_path / "zero.h5ad", backed="r").X, "X")

@@ -196,6 +196,27 @@ def check_finite(X: Any, argument: str) -> None:
             )
 
 
+def check_not_constant(X: Any, argument: str) -> None:
+    """Require ``X`` to hold at least two different values: a model trained on a matrix of
+    one value (e.g. an empty layer of zeros) learns nothing from the cells."""
+    in_memory = sparse.issparse(X) or isinstance(X, np.ndarray | pd.DataFrame)
+    blocks = [X] if in_memory else (X[i : i + _CHUNK] for i in range(0, X.shape[0], _CHUNK))
+    low, high = np.inf, -np.inf
+    for block in blocks:
+        values = np.asarray(_values(block))
+        if values.size:
+            low, high = min(low, values.min()), max(high, values.max())
+        if sparse.issparse(block) and block.nnz < block.shape[0] * block.shape[1]:
+            low, high = min(low, 0.0), max(high, 0.0)  # the zeros sparse storage leaves out
+        if high > low:
+            return
+    raise ValueError(
+        f"{argument} holds the same value ({low:g}) in every entry, so there is nothing "
+        "to learn from; pass the expression values (layer= or use_rep= where the tool "
+        "has it) or fill this one first"
+    )
+
+
 def check_finite_output(
     outputs: Mapping[str, Any], history: Mapping[str, Any] | None = None
 ) -> None:

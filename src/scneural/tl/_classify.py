@@ -23,6 +23,7 @@ from scneural._validation import (
     check_hidden_sizes,
     check_key_added,
     check_labels,
+    check_not_constant,
     check_optional_int,
     check_probability,
     check_truth_labels,
@@ -169,6 +170,8 @@ def classify(
         check_unique_var_names(adata)  # the model's genes are found by name (and on reuse)
     matrix = source.matrix(adata)
     check_finite(matrix, source.describe())
+    if model is None:
+        check_not_constant(matrix, source.describe())
     if source.layer is not None:
         check_counts(matrix, f"layer={source.layer!r}", "classify with layer=")
     elif source.use_rep is None and looks_like_counts(matrix):

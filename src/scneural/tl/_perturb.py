@@ -21,6 +21,7 @@ from scneural._validation import (
     check_fraction,
     check_key_added,
     check_non_negative_float,
+    check_not_constant,
     check_obs_key,
     check_optional_int,
     check_positive_int,
@@ -220,6 +221,8 @@ def perturb(
     source = resolve_source(adata, layer=layer, use_rep=None, model=model)
     matrix = source.matrix(adata)
     check_finite(matrix, source.describe())
+    if model is None:
+        check_not_constant(matrix, source.describe())
     conditions = adata.obs[condition_key].astype(str).to_numpy()
     types = adata.obs[cell_type_key].astype(str).to_numpy()
     check_conditions(conditions, condition_key, control, perturbed)
