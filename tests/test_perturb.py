@@ -595,6 +595,25 @@ def test_numeric_condition_and_type_values_are_matched_as_strings(full, monkeypa
     assert adata.uns["perturb"]["params"]["control"] == "0"
 
 
+def test_predict_anndata_is_read_from_the_models_layer(train_data):
+    """Control cells passed as predict= are read from the layer the model reads: lacking
+    it is an error (not a silent read of their X), and counts there get the counts
+    warning that adata gets."""
+    adata = train_data.copy()
+    adata.layers["lognorm"] = adata.X.copy()
+    controls = adata[(adata.obs["cell_type"] == "t0") & (adata.obs["condition"] == "control")]
+    cells = controls.copy()
+    del cells.layers["lognorm"]
+    before = snapshot(adata)
+    with pytest.raises(KeyError, match=r"predict= AnnData has no layers\['lognorm'\]"):
+        sn.tl.perturb(adata, **ARGS, predict=cells, layer="lognorm", max_epochs=1, **SMALL)
+    assert_unchanged(adata, before)
+    counts = controls.copy()
+    counts.layers["lognorm"] = np.round(np.expm1(counts.layers["lognorm"]) * 10)
+    with pytest.warns(UserWarning, match="predict= AnnData looks like raw counts"):
+        sn.tl.perturb(adata, **ARGS, predict=counts, layer="lognorm", max_epochs=1, **SMALL)
+
+
 def test_a_matrix_of_one_value_is_refused_before_training(train_data):
     adata = train_data.copy()
     adata.layers["empty"] = np.zeros(adata.shape, dtype=np.float32)

@@ -106,7 +106,8 @@ def perturb(
         Column of ``adata.obs`` with cell types.
     predict
         The cell type whose response is predicted from its control cells in ``adata``,
-        or an AnnData of control cells (log-normalised, with the same genes) to shift.
+        or an AnnData of control cells to shift: log-normalised, with the same genes,
+        read from the same layer as ``adata`` (``layer=``, or the model's).
     {key_added}
     {backend}
         With ``model=``, the model's own backend is used (and recorded).
@@ -227,8 +228,9 @@ def perturb(
     types = adata.obs[cell_type_key].astype(str).to_numpy()
     check_conditions(conditions, condition_key, control, perturbed)
     arithmetic_cell_types(types, conditions, control, perturbed, restrict_arithmetic_to)
+    inputs = {source.describe(): matrix}
     if isinstance(predict, AnnData):
-        _check_control_cells(predict, model, adata, source)
+        inputs["predict= AnnData"] = _check_control_cells(predict, model, adata, source)
     else:  # a str: as_label made it one
         control_mask(adata.obs, condition_key, cell_type_key, control, predict)
         n_seen = int(((types == predict) & (conditions == perturbed)).sum())
@@ -241,14 +243,15 @@ def perturb(
                 UserWarning,
                 stacklevel=2,
             )
-    if looks_like_counts(matrix):
-        warnings.warn(
-            f"{source.describe()} looks like raw counts (integers, maximum > 20); scGen "
-            "expects log-normalised expression: run sc.pp.normalize_total and sc.pp.log1p "
-            "first (or pass layer= with log-normalised values)",
-            UserWarning,
-            stacklevel=2,
-        )
+    for description, values in inputs.items():
+        if looks_like_counts(values):
+            warnings.warn(
+                f"{description} looks like raw counts (integers, maximum > 20); scGen "
+                "expects log-normalised expression: run sc.pp.normalize_total and "
+                "sc.pp.log1p first (or pass layer= with log-normalised values)",
+                UserWarning,
+                stacklevel=2,
+            )
     set_seed(random_state)
 
     train_seconds = 0.0
@@ -399,8 +402,9 @@ def _model_class(backend: str) -> type[ScGenMixin]:
 
 def _check_control_cells(
     cells: AnnData, model: ScGenMixin | None, adata: AnnData, source: InputSource
-) -> None:
-    """Check a ``predict=`` AnnData before any training: genes, names and finite values."""
+) -> Any:
+    """Check a ``predict=`` AnnData before any training: genes, names, the layer and finite
+    values; returns the expression that will be shifted."""
     genes = model_feature_names(model) if model is not None else adata.var_names
     check_adata(cells, argument="predict", writes_results=False)
     missing = pd.Index(genes).difference(cells.var_names)
@@ -410,15 +414,21 @@ def _check_control_cells(
             f"(e.g. {list(missing[:5])}); pass control cells with the same genes"
         )
     check_unique_var_names(cells, "predict")
-    check_finite(_control_matrix(cells, genes, source), "predict= AnnData")
+    if source.layer is not None and source.layer not in cells.layers:
+        raise KeyError(
+            f"predict= AnnData has no layers[{source.layer!r}], which the model reads "
+            f"(layer={source.layer!r}); put the control cells' log-normalised expression "
+            f"there (its layers: {list(cells.layers)})"
+        )
+    control = _control_matrix(cells, genes, source)
+    check_finite(control, "predict= AnnData")
+    return control
 
 
 def _control_matrix(cells: AnnData, genes: Sequence[str], source: InputSource) -> Any:
-    """The control cells' expression for ``genes``, from the input's layer if they have it."""
+    """The control cells' expression for ``genes``, from the layer the model reads."""
     subset = cells[:, pd.Index(genes)]
-    if source.layer is not None and source.layer in subset.layers:
-        return subset.layers[source.layer]
-    return subset.X
+    return subset.layers[source.layer] if source.layer is not None else subset.X
 
 
 def _query_proxy(
