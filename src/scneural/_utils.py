@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from anndata import AnnData
+from anndata import AnnData, ImplicitModificationWarning
 from scipy import sparse
 
 _MISSING = object()
@@ -117,7 +118,8 @@ def write_results(
     """Write a tool's results into ``adata`` all at once, or not at all.
 
     Every value is checked against ``adata``'s shape before anything is written; if an
-    assignment still fails, the keys written so far are restored to their old values.
+    assignment still fails, the keys written so far are restored to their old values. A
+    view becomes an actual AnnData first, with one warning.
     """
     obs, obsm, uns, layers = dict(obs or {}), dict(obsm or {}), dict(uns or {}), dict(layers or {})
     for key, value in {**obs, **obsm}.items():
@@ -128,6 +130,14 @@ def write_results(
     for key, value in layers.items():
         if value.shape != adata.shape:
             raise ValueError(f"layer {key!r} has shape {value.shape}, adata has {adata.shape}")
+    if adata.is_view:  # once here, not once per key as anndata would (scanpy does the same)
+        warnings.warn(
+            "adata is a view: the results are written into an actual AnnData made from it "
+            "(a copy of the selected cells); the AnnData it was taken from is not changed",
+            ImplicitModificationWarning,
+            stacklevel=3,
+        )
+        adata._init_as_actual(adata.copy())
     saved: list[tuple[Any, str, Any]] = []
     try:
         for kind, store, values in (
