@@ -53,10 +53,28 @@ def test_r2_on_gene_subset_and_errors():
     assert set(scores) == {"r2_mean_all", "r2_var_all", "r2_mean_de", "r2_var_de"}
     with pytest.raises(KeyError, match="not in the data"):
         sn.metrics.r2_mean(real, pred, genes=["nope"])
-    with pytest.raises(ValueError, match="same genes"):
+    with pytest.raises(ValueError, match="different genes: 10 of real's are not in predicted"):
         sn.metrics.r2_mean(real, _adata(pred_X, [f"h{j}" for j in range(10)]))
     with pytest.raises(ValueError, match="genes; they must match"):
         sn.metrics.r2_mean(real.X, pred_X[:, :5])
+
+
+def test_r2_matches_two_anndata_by_gene_name():
+    """A prediction in another gene order (e.g. a reused model's genes) scores as the same
+    prediction in real's order; duplicated names are refused."""
+    rng = np.random.default_rng(3)
+    real = _adata(rng.normal(size=(40, 10)) + np.arange(10))
+    pred = _adata(rng.normal(size=(30, 10)) + np.arange(10) * 1.1)
+    shuffled = pred[:, pred.var_names[::-1]]
+    for score in (sn.metrics.r2_mean, sn.metrics.r2_var):
+        assert score(real, shuffled) == pytest.approx(score(real, pred), rel=1e-12)
+        subset = score(real, pred, genes=["g0", "g9", "g4"])
+        assert score(real, shuffled, genes=["g0", "g9", "g4"]) == pytest.approx(subset, rel=1e-12)
+    unaligned = _adata(pred.X[:, ::-1])  # same names, columns reversed: a different prediction
+    assert sn.metrics.r2_mean(real, unaligned) != sn.metrics.r2_mean(real, pred)
+    twice = _adata(pred.X, ["g0"] * 2 + [f"g{j}" for j in range(2, 10)])
+    with pytest.raises(ValueError, match="predicted's var_names are not unique"):
+        sn.metrics.r2_mean(real, twice)
 
 
 def test_top_de_genes_finds_the_response():

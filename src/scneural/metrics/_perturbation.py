@@ -20,7 +20,8 @@ MatrixLike = Any
 #: the arguments of :func:`r2_mean` and :func:`r2_var` (docstrings)
 R2_PARAMS = """\
 real, predicted
-    Cells x genes matrices or AnnData objects with the same genes.
+    Cells x genes matrices or AnnData objects with the same genes (two AnnData objects
+    are matched by gene name, in any order).
 genes
     Only these genes (e.g. the top DE genes; one name or a list); needs an AnnData
     input to look the names up."""
@@ -29,7 +30,7 @@ genes
 R2_RAISES = """\
 ValueError
     If the two inputs differ in genes (their number, or for two AnnData objects their
-    names and order), if a selected gene's statistic is NaN or infinite in either, or
+    names), if a selected gene's statistic is NaN or infinite in either, or
     if ``genes`` is given without an AnnData input.
 KeyError
     If ``genes`` names genes that are not in the data."""
@@ -109,12 +110,30 @@ def _gene_mask(var_names: pd.Index | None, genes: Sequence[str] | None, n: int) 
     return np.asarray(var_names.isin(genes))
 
 
+def _genes_as_in(real: AnnData, predicted: AnnData) -> AnnData:
+    """``predicted`` with its genes in ``real``'s order (matched by name)."""
+    if real.var_names.equals(predicted.var_names):
+        return predicted
+    for argument, names in (("real", real.var_names), ("predicted", predicted.var_names)):
+        if not names.is_unique:
+            raise ValueError(f"{argument}'s var_names are not unique; call var_names_make_unique()")
+    missing = real.var_names.difference(predicted.var_names)
+    extra = predicted.var_names.difference(real.var_names)
+    if len(missing) or len(extra):
+        raise ValueError(
+            f"real and predicted have different genes: {len(missing)} of real's are not in "
+            f"predicted (e.g. {list(missing[:3])}), {len(extra)} of predicted's are not in "
+            f"real (e.g. {list(extra[:3])}); score the shared ones, e.g. "
+            "predicted[:, shared] against real[:, shared]"
+        )
+    return predicted[:, real.var_names]
+
+
 def _r2_of(stat: str, real: MatrixLike, predicted: MatrixLike, genes: Sequence[str] | None):
     named = [data for data in (real, predicted) if isinstance(data, AnnData)]
     names = named[0].var_names if named else None
     if isinstance(real, AnnData) and isinstance(predicted, AnnData):
-        if not real.var_names.equals(predicted.var_names):
-            raise ValueError("real and predicted must have the same genes in the same order")
+        predicted = _genes_as_in(real, predicted)
     with np.errstate(invalid="ignore"):  # inf values: refused below, with their genes
         x, y = gene_stats(real, stat), gene_stats(predicted, stat)
     if x.shape != y.shape:
@@ -263,7 +282,7 @@ def perturbation_r2(
     real
         The real cells (e.g. the held-out perturbed cells of one type).
     predicted
-        The predicted cells, with the same genes in the same order as ``real``.
+        The predicted cells, with the same genes as ``real`` (matched by name).
     de_genes
         Genes for the second pair of scores (e.g. from :func:`top_de_genes`).
 
