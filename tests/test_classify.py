@@ -644,7 +644,12 @@ def test_missing_batches_are_refused_before_training(lognorm_adata):
     query = adata.copy()
     query.obs["b"] = np.where(np.arange(query.n_obs) < 3, np.nan, batches)
     before = snapshot(query)
-    with pytest.raises(ValueError, match=r"batch_key \(the model was trained with it\)='b' is"):
+    with pytest.raises(ValueError, match=r"batch_key='b' is missing .NaN. for 3 cells"):
+        sn.tl.classify(query, model=model, key_added="q")
+    assert_unchanged(query, before)
+    del query.obs["b"]
+    before = snapshot(query)
+    with pytest.raises(KeyError, match="model= was trained with batch_key='b', which is not a"):
         sn.tl.classify(query, model=model, key_added="q")
     assert_unchanged(query, before)
 

@@ -24,6 +24,8 @@ def test_confusion_matrix_normalised_rows():
     assert list(cm.columns) == ["a", "b", "Unknown"]
     np.testing.assert_allclose(cm.sum(axis=1), 1.0)
     assert cm.loc["b", "Unknown"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="normalize must be 'true' \\(rows\\).*got 'rows'"):
+        sn.metrics.confusion_matrix(truth, pred, normalize="rows")
 
 
 def test_classification_report():

@@ -153,6 +153,14 @@ def classification_report(y_true: ArrayLike, y_pred: ArrayLike) -> pd.DataFrame:
     return frame.loc[[*frame.index[:-3], "accuracy", "macro avg", "weighted avg"]]
 
 
+def check_normalize(normalize: str | None) -> None:
+    """Require ``normalize`` to be one of scikit-learn's values (or None)."""
+    if normalize not in ("true", "pred", "all", None):
+        raise ValueError(
+            f"normalize must be 'true' (rows), 'pred' (columns), 'all' or None, got {normalize!r}"
+        )
+
+
 @doc_params(labels=LABELS_PARAMS, labels_raises=LABELS_RAISES)
 def confusion_matrix(
     y_true: ArrayLike, y_pred: ArrayLike, normalize: str | None = None
@@ -177,7 +185,10 @@ def confusion_matrix(
     Raises
     ------
     {labels_raises}
+    ValueError
+        If ``normalize`` is not one of the values above.
     """
+    check_normalize(normalize)
     true, pred = _as_labels(y_true, y_pred)
     rows = label_order(y_true, np.unique(true))
     cols = rows + label_order(y_pred, [c for c in np.unique(pred) if c not in rows])

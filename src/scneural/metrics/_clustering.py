@@ -10,7 +10,7 @@ from sklearn import metrics as skm
 from scneural._docs import doc_params
 from scneural._utils import label_order
 
-from ._classification import LABELS_PARAMS, LABELS_RAISES, ArrayLike, _as_labels
+from ._classification import LABELS_PARAMS, LABELS_RAISES, ArrayLike, _as_labels, check_normalize
 
 #: y_pred of a clustering metric holds clusters (docstrings)
 CLUSTER_PARAMS = LABELS_PARAMS.replace(
@@ -169,7 +169,10 @@ def cluster_contingency(
     Raises
     ------
     {labels_raises}
+    ValueError
+        If ``normalize`` is not one of the values above.
     """
+    check_normalize(normalize)
     true, pred = _as_labels(y_true, y_pred)
     table = _contingency(true, pred)
     table = table.loc[
@@ -186,8 +189,6 @@ def cluster_contingency(
         table = table.div(table.sum(axis=0), axis=1)
     elif normalize == "all":
         table = table / table.to_numpy().sum()
-    elif normalize is not None:
-        raise ValueError(f"normalize must be 'true', 'pred', 'all' or None, got {normalize!r}")
     table.columns = [str(c) for c in table.columns]
     table.columns.name = "cluster"
     return table

@@ -129,7 +129,12 @@ def check_reused_batch_key(model: Any, batch_key: str | None) -> None:
 def reused_batch_labels(adata: AnnData, model: Any, batch_key: str) -> np.ndarray:
     """The batch of each cell (strings) for a ``model=`` trained with ``batch_key``; batches
     the model has not seen are refused (its batch covariate has no slot for them)."""
-    values = batch_labels(adata, batch_key, "batch_key (the model was trained with it)")
+    if batch_key not in adata.obs.columns:
+        raise KeyError(
+            f"model= was trained with batch_key={batch_key!r}, which is not a column of "
+            f"adata.obs; add each cell's batch there (columns: {list(adata.obs.columns)[:20]})"
+        )
+    values = batch_labels(adata, batch_key)
     known = {str(b) for b in model.adata_manager.get_state_registry("batch").categorical_mapping}
     unknown = sorted(set(values) - known)
     if unknown:
