@@ -41,6 +41,22 @@ def test_metric_errors():
         sn.metrics.accuracy([np.nan], ["a"])
 
 
+def test_cells_without_a_prediction_are_left_out_with_a_warning():
+    """deep_cluster leaves cells without counts unclustered (NaN): every metric leaves them
+    out, as sn.pl.cluster_contingency does, instead of scoring a cluster "nan"."""
+    truth = ["a", "a", "b", "b", "b"]
+    clusters = [0, 0, np.nan, 1, 1]
+    with pytest.warns(UserWarning, match="1 cells with a true label have no predicted"):
+        assert sn.metrics.adjusted_rand_index(truth, clusters) == 1.0
+    with pytest.warns(UserWarning, match="left out of the score"):
+        assert sn.metrics.accuracy(truth, ["a", "a", None, "b", "a"]) == pytest.approx(0.75)
+    with pytest.warns(UserWarning, match="no predicted"):
+        table = sn.metrics.cluster_contingency(truth, clusters, normalize=None)
+    assert "nan" not in table.columns and table.to_numpy().sum() == 4
+    with pytest.raises(ValueError, match="y_pred holds no label for any cell"):
+        sn.metrics.accuracy(["a", "b", None], [None, np.nan, "a"])
+
+
 def test_integer_labels_stored_as_floats_match():
     """pandas keeps an integer column with a missing value as floats (1.0); it must still
     match integer predictions (1), in every label metric."""

@@ -1,4 +1,4 @@
-"""Classification metrics: thin wrappers of scikit-learn that skip missing true labels.
+"""Classification metrics: thin wrappers of scikit-learn that skip missing labels.
 
 Labels are compared as strings, with integral floats written as integers (an integer
 column with a missing value, which pandas stores as floats, matches the complete one).
@@ -8,6 +8,7 @@ labels in another order: those are aligned on their index.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,13 +27,16 @@ y_true
     missing (``NaN``, ``None``) are skipped.
 y_pred
     Predicted label (or cluster) of each cell, paired with ``y_true`` by position; two
-    Series holding the same index labels in another order are aligned on their index."""
+    Series holding the same index labels in another order are aligned on their index.
+    Cells without a prediction (e.g. deep_cluster's cells without counts) are skipped
+    too, with a warning that counts them."""
 
 #: the errors every metric raises on its labels (docstrings)
 LABELS_RAISES = """\
 ValueError
     If ``y_true`` and ``y_pred`` are not 1-D or differ in length, if every true label is
-    missing, or if they are Series whose indexes share only some labels."""
+    missing (or every cell with one has no prediction), or if they are Series whose
+    indexes share only some labels."""
 
 
 def _paired(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
@@ -71,6 +75,17 @@ def _as_labels(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.nda
     keep = true.notna().to_numpy()
     if not keep.any():
         raise ValueError("y_true holds no labels (all missing)")
+    unpredicted = keep & pred.isna().to_numpy()
+    if unpredicted[keep].all():
+        raise ValueError("y_pred holds no label for any cell with a true label (all missing)")
+    if unpredicted.any():  # e.g. deep_cluster's cells without counts: no cluster "nan"
+        warnings.warn(
+            f"{int(unpredicted.sum())} cells with a true label have no predicted label "
+            "(missing); they are left out of the score",
+            UserWarning,
+            stacklevel=3,
+        )
+        keep &= ~unpredicted
     return label_strings(true[keep]), label_strings(pred[keep])
 
 
