@@ -184,6 +184,10 @@ class ScneuralModelMixin:
         "adata or registry must be provided"), and one whose genes are not the model's (left
         by an earlier save into the folder) is refused as well.
 
+        As in scvi-tools, ``adata`` is set up for the model in place: its ``obs`` gains
+        ``_scvi_*`` columns and its ``uns`` ``_scvi_*`` entries. Pass ``adata.copy()`` to keep
+        an AnnData as it is (the tools, with ``model=``, never write these into yours).
+
         Parameters
         ----------
         {load_params}
