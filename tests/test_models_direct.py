@@ -323,3 +323,37 @@ def test_diverged_training_warns_a_model_used_directly(name):
         warnings.filterwarnings("error", message=".*training diverged", category=RuntimeWarning)
         healthy.train(max_epochs=2, **TRAIN)
     assert np.isfinite(healthy.get_latent_representation()).all()
+
+
+def test_load_names_the_missing_file_and_the_prefixes_found(tmp_path):
+    """scvi-tools answers a wrong folder or prefix with advice about pre-0.15 saves."""
+    reference = _lognorm()
+    sn.models.Classifier.setup_anndata(reference, labels_key="group")
+    model = sn.models.Classifier(reference, n_hidden=(8,))
+    model.train(max_epochs=1, **TRAIN)
+    model.save(tmp_path / "clf", prefix="ref_", save_anndata=True)
+    with pytest.raises(FileNotFoundError, match="holds a model saved with prefix='ref_'"):
+        sn.models.Classifier.load(tmp_path / "clf")
+    with pytest.raises(FileNotFoundError, match="no saved model at .*wrong_model.pt"):
+        sn.models.Classifier.load(tmp_path / "clf", adata=reference, prefix="wrong_")
+    with pytest.raises(FileNotFoundError, match="nope does not exist"):
+        sn.models.ScGen.load(tmp_path / "nope")
+    loaded = sn.models.Classifier.load(tmp_path / "clf", prefix="ref_")
+    np.testing.assert_array_equal(loaded.predict(reference), model.predict(reference))
+
+
+@pytest.mark.jax
+def test_load_with_the_other_backends_class_names_the_class_to_use(tmp_path):
+    if not HAS_JAX:
+        pytest.skip("the JAX extra is not installed")
+    adata = _lognorm()
+    jax_model = sn.tl.classify(adata, "group", backend="jax", n_hidden=(8,), max_epochs=1, **TRAIN)
+    jax_model.save(tmp_path / "j", save_anndata=True)
+    with pytest.raises(ValueError, match=r"holds a JaxClassifier \(the JAX backend's model\), not"):
+        sn.models.Classifier.load(tmp_path / "j")
+    torch_model = sn.tl.classify(adata, "group", n_hidden=(8,), max_epochs=1, **TRAIN)
+    torch_model.save(tmp_path / "t", save_anndata=True)
+    with pytest.raises(ValueError, match=r"torch backend's model.*sn.models.Classifier.load"):
+        sn.models.JaxClassifier.load(tmp_path / "t")
+    with pytest.raises(ValueError, match="holds a Classifier, not a ScGen"):
+        sn.models.ScGen.load(tmp_path / "t", adata=adata)

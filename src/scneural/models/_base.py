@@ -173,6 +173,61 @@ class ScneuralModelMixin:
         return np.asarray(torch.load(path, map_location="cpu", weights_only=False)["var_names"])
 
     @classmethod
+    def check_saved_model(cls, dir_path: str, prefix: str | None = None) -> None:
+        """Refuse a folder without a saved model of this class before scvi-tools reads it.
+
+        scvi-tools answers a missing file with advice about pre-0.15 saves, and a model of
+        another class (e.g. a ``JaxClassifier`` loaded with ``Classifier.load``) with "a
+        model from a different class"; these messages name the file and the class to use.
+
+        Parameters
+        ----------
+        dir_path
+            The folder ``model.save`` wrote.
+        prefix
+            The ``prefix`` it was saved with.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``dir_path`` holds no ``{prefix}model.pt`` (naming other prefixes found).
+        ValueError
+            If the saved model is of another class.
+        """
+        prefix = prefix or ""
+        path = os.path.join(dir_path, f"{prefix}model.pt")
+        if not os.path.exists(path):
+            found = sorted(
+                name[: -len("model.pt")]
+                for name in (os.listdir(dir_path) if os.path.isdir(dir_path) else [])
+                if name.endswith("model.pt")
+            )
+            hint = (
+                f"; {dir_path} holds a model saved with "
+                + " or ".join(f"prefix={p!r}" for p in found)
+                if found
+                else f"; {dir_path} does not exist"
+                if not os.path.isdir(dir_path)
+                else ""
+            )
+            raise FileNotFoundError(
+                f"no saved model at {path}{hint}. Pass the folder and prefix model.save used"
+            )
+        saved = cls.load_registry(dir_path, prefix=prefix or None).get("model_name")
+        if saved is not None and saved != cls.__name__:
+            backend = (
+                " (the JAX backend's model)"
+                if saved == f"Jax{cls.__name__}"
+                else " (the torch backend's model)"
+                if cls.__name__ == f"Jax{saved}"
+                else ""
+            )
+            raise ValueError(
+                f"{dir_path} holds a {saved}{backend}, not a {cls.__name__}: load it with "
+                f"sn.models.{saved}.load"
+            )
+
+    @classmethod
     @doc_params()
     def load(cls, dir_path: str, adata: AnnData | None = None, **kwargs):
         """scvi-tools' ``load``, refusing an ``adata`` whose genes are not the saved model's
@@ -201,13 +256,17 @@ class ScneuralModelMixin:
 
         Raises
         ------
+        FileNotFoundError
+            If ``dir_path`` holds no model saved with ``prefix``.
         ValueError
-            If ``adata``'s genes are not the saved model's in the same order, or, without
+            If the folder holds a model of another class (e.g. the other backend's), if
+            ``adata``'s genes are not the saved model's in the same order, or, without
             ``adata``, if the model was saved without its AnnData or the AnnData in the
             folder is not this model's.
         """
         prefix = kwargs.get("prefix") or ""
-        if adata is None and os.path.exists(os.path.join(dir_path, f"{prefix}model.pt")):
+        cls.check_saved_model(dir_path, prefix)
+        if adata is None:
             if not os.path.exists(os.path.join(dir_path, f"{prefix}adata.h5ad")):
                 raise ValueError(
                     f"{dir_path} holds a {cls.__name__} saved without its AnnData "

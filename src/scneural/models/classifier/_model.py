@@ -297,10 +297,12 @@ class ClassifierMixin:
 
         Raises
         ------
-        ValueError
-            If ``adata``'s genes are not the saved model's in the same order (see
+        FileNotFoundError, ValueError
+            If ``dir_path`` holds no model of this class saved with ``prefix``, or
+            ``adata``'s genes are not the saved model's in the same order (see
             :meth:`ScneuralModelMixin.load <scneural.models._base.ScneuralModelMixin.load>`).
         """
+        cls.check_saved_model(dir_path, kwargs.get("prefix"))
         if adata is not None:
             registry = cls.load_registry(dir_path, prefix=kwargs.get("prefix"))
             adata = readable_query(adata, registry)
