@@ -171,3 +171,76 @@ def test_downloads_go_to_the_data_dir_and_a_bad_one_is_not_kept(tmp_path, monkey
 
     monkeypatch.setattr("pooch.retrieve", good)
     assert _registry.download(info) == data / info.filename
+
+
+def test_download_takes_a_name_as_load_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    info = _registry.DatasetInfo("toy", "toy", (20, 5), "0" * 64, "https://example/x.h5", {"Y": 4})
+    monkeypatch.setitem(_registry.REGISTRY, "toy", info)
+    urls = []
+
+    def fake_retrieve(url, known_hash, fname, path, progressbar):
+        urls.append(url)
+        _fake_scdeepcluster_h5(Path(path) / fname, 20, 5, 4)
+        return str(Path(path) / fname)
+
+    monkeypatch.setattr("pooch.retrieve", fake_retrieve)
+    assert sn.datasets.download("toy") == tmp_path / "toy.h5ad"
+    assert urls == [info.url] and sn.datasets.load("toy").shape == (20, 5)
+
+
+def test_download_of_an_unknown_name_lists_the_known_ones(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    with pytest.raises(KeyError, match="unknown data set 'worm'.*worm_neuron_cell"):
+        sn.datasets.download("worm", directory=target)
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("as_name", [True, False])
+def test_download_without_url_says_where_to_put_it(tmp_path, monkeypatch, as_name):
+    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_registry, "cache_dir", lambda: tmp_path / "cache")
+
+    def must_not_download(*args, **kwargs):
+        raise AssertionError("pooch.retrieve called for a set without URL")
+
+    monkeypatch.setattr("pooch.retrieve", must_not_download)
+    dataset = "kang_ifnb_sub" if as_name else sn.datasets.REGISTRY["kang_ifnb_sub"]
+    with pytest.raises(FileNotFoundError, match="'kang_ifnb_sub' has no public download") as info:
+        sn.datasets.download(dataset)
+    assert "put kang_ifnb_sub.h5ad in one of the searched directories" in str(info.value)
+    assert not (tmp_path / "data").exists() and not (tmp_path / "cache").exists()
+
+
+def test_offline_message_names_the_served_h5_which_is_reused(tmp_path, monkeypatch):
+    """The URL serves worm_neuron_cell.h5; put in the data dir it is converted, no download."""
+    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_registry, "cache_dir", lambda: tmp_path / "cache")
+
+    def no_network(*args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr("pooch.retrieve", no_network)
+    with pytest.raises(RuntimeError) as info:
+        sn.datasets.download("worm_neuron_cell")
+    message = str(info.value)
+    assert (
+        "worm_neuron_cell.h5," in message
+        and sn.datasets.REGISTRY["worm_neuron_cell"].url in message
+    )
+    assert f"in {tmp_path}, where it is converted to worm_neuron_cell.h5ad" in message
+
+    # what the message says works: the real pooch reuses a present .h5 without downloading
+    monkeypatch.undo()
+    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    info = _registry.DatasetInfo(
+        "toy", "toy", (20, 5), "0" * 64, "https://invalid.example/toy.h5", {"Y": 4}
+    )
+    monkeypatch.setitem(_registry.REGISTRY, "toy", info)
+    _fake_scdeepcluster_h5(tmp_path / "toy.h5", 20, 5, 4)
+    assert sn.datasets.load("toy").shape == (20, 5)
+    assert (tmp_path / "toy.h5ad").is_file()

@@ -193,9 +193,7 @@ def load(name: str, *, backed: bool = False) -> ad.AnnData:
     -------
     The AnnData with raw integer counts in ``X``.
     """
-    if name not in REGISTRY:
-        raise KeyError(f"unknown data set {name!r}; known: {sorted(REGISTRY)}")
-    info = REGISTRY[name]
+    info = _lookup(name)
     path = _find_local(info)
     if path is None:
         if info.url is None:
@@ -217,37 +215,63 @@ def load(name: str, *, backed: bool = False) -> ad.AnnData:
     return adata
 
 
-def _where_to_put(info: DatasetInfo) -> str:
-    """Where a user can place the file by hand (the directories :func:`load` searches)."""
-    searched = ", ".join(str(directory) for directory in data_dirs())
-    return (
-        f"put {info.filename} in one of the searched directories ({searched}); set "
-        f"${DATA_DIR_ENV} to use another"
-    )
+def _lookup(name: str) -> DatasetInfo:
+    """The registry entry of ``name``; ``KeyError`` listing the known names otherwise."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown data set {name!r}; known: {sorted(REGISTRY)}")
+    return REGISTRY[name]
 
 
-def download(info: DatasetInfo, directory: Path | None = None) -> Path:
-    """Download ``info.url`` with pooch and convert the scDeepCluster ``.h5`` to ``.h5ad``.
+def _download_dir(directory: str | Path | None = None) -> Path:
+    """Where :func:`download` writes: ``directory``, else ``$SCNEURAL_DATA_DIR``, else the cache."""
+    return Path(directory or _env_data_dir() or cache_dir())
+
+
+def _where_to_put(info: DatasetInfo, directory: str | Path | None = None) -> str:
+    """Where a user can place the file by hand (the directories :func:`load` searches).
+
+    For a downloadable set, also the original file its URL serves (scDeepCluster ``.h5``):
+    placed in the download directory, pooch reuses it and :func:`download` converts it.
+    """
+    searched = ", ".join(str(searched_dir) for searched_dir in data_dirs())
+    message = f"put {info.filename} in one of the searched directories ({searched})"
+    if info.url is not None:
+        message += (
+            f", or the file {info.url} serves ({info.name}.h5, scDeepCluster format) in "
+            f"{_download_dir(directory)}, where it is converted to {info.filename}"
+        )
+    return f"{message}; set ${DATA_DIR_ENV} to use another directory"
+
+
+def download(name: str | DatasetInfo, directory: str | Path | None = None) -> Path:
+    """Download a data set with pooch and convert the scDeepCluster ``.h5`` to ``.h5ad``.
 
     The original files' checksums are not published; the converted data is checked
-    against the recorded shape and number of classes instead.
+    against the recorded shape and number of classes instead. A ``{name}.h5`` already in
+    ``directory`` is reused (not downloaded again) and converted.
 
     Parameters
     ----------
-    info
-        The data set's entry of :data:`REGISTRY` (one with a ``url``).
+    name
+        One of :func:`available`'s names (those with ``downloadable`` true), or a
+        :class:`DatasetInfo` such as an entry of :data:`REGISTRY`, with a ``url``.
     directory
         Folder to write into (created if needed); ``None``: ``$SCNEURAL_DATA_DIR`` when
-        set, else :func:`cache_dir`. The downloaded ``{info.name}.h5`` stays there next to
+        set, else :func:`cache_dir`. The downloaded ``{name}.h5`` stays there next to
         the converted ``.h5ad``.
 
     Returns
     -------
     pathlib.Path
-        The written ``directory / info.filename`` (``{info.name}.h5ad``).
+        The written ``directory / "{name}.h5ad"``.
 
     Raises
     ------
+    KeyError
+        If ``name`` is not a known data set (the message lists the known names).
+    FileNotFoundError
+        If the data set has no public download (``url`` is ``None``); the message says
+        where to put its ``.h5ad`` by hand. Nothing is created on disk.
     RuntimeError
         If the download fails (no network, HTTP error); the message says where the file
         can be put by hand.
@@ -257,7 +281,12 @@ def download(info: DatasetInfo, directory: Path | None = None) -> Path:
     """
     import pooch
 
-    directory = Path(directory or _env_data_dir() or cache_dir())
+    info = name if isinstance(name, DatasetInfo) else _lookup(name)
+    if info.url is None:
+        raise FileNotFoundError(
+            f"data set {info.name!r} has no public download; {_where_to_put(info)}"
+        )
+    directory = _download_dir(directory)
     directory.mkdir(parents=True, exist_ok=True)
     try:
         raw = pooch.retrieve(
@@ -266,7 +295,7 @@ def download(info: DatasetInfo, directory: Path | None = None) -> Path:
     except Exception as error:  # no network, proxy, HTTP error: say where the file can go
         raise RuntimeError(
             f"could not download data set {info.name!r} from {info.url} "
-            f"({type(error).__name__}: {error}); {_where_to_put(info)}"
+            f"({type(error).__name__}: {error}); {_where_to_put(info, directory)}"
         ) from error
     try:
         adata = read_scdeepcluster_h5(raw)
