@@ -269,6 +269,9 @@ def test_load_torch_weights_refuses_a_model_that_does_not_match(trained, data):
         model.load_torch_weights(narrow)
     with pytest.raises(TypeError, match="needs a trained Classifier"):
         model.load_torch_weights(model)
+    untrained = JaxClassifier(model.adata)
+    with pytest.raises(RuntimeError, match="no training state.*train\\(max_steps=1"):
+        untrained.load_torch_weights(torch_model)
     before = model.predict(soft=True).to_numpy()
     np.testing.assert_array_equal(model.predict(soft=True).to_numpy(), before)  # untouched
     assert isinstance(torch_model, Classifier)

@@ -1,6 +1,6 @@
 """scvi-tools models behind the tools."""
 
-from typing import Any
+from typing import Any as _Any
 
 from . import classifier, deep_cluster, scgen
 from .classifier import Classifier, ClassifierModule
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name in _JAX_HOMES:
         return getattr(_JAX_HOMES[name], name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -147,7 +147,13 @@ class JaxModelMixin(ScneuralModelMixin):
 
     def _check_torch_counterpart(self, torch_model: Any) -> None:
         """Refuse a torch model whose weights would not mean the same here: another model
-        class, other genes (or their order) or other classes."""
+        class, other genes (or their order) or other classes; and a JAX model without a
+        training state to put them in."""
+        if self.module.train_state is None:
+            raise RuntimeError(
+                f"this {type(self).__name__} has no training state to load the weights into: "
+                "train it for one step first, e.g. train(max_steps=1, early_stopping=False)"
+            )
         expected = type(self).__name__.removeprefix("Jax")  # JaxScGen -> ScGen
         if type(torch_model).__name__ != expected:
             raise TypeError(

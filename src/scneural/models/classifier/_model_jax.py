@@ -63,7 +63,6 @@ class JaxClassifier(ClassifierMixin, JaxModelMixin, JaxTrainingMixin, BaseModelC
         ValueError
             If its genes (or their order), classes or layer sizes differ from this model's.
         """
-        self.module._check_train_state_is_not_none()
         self._check_torch_counterpart(torch_model)
         variables = classifier_variables_from_torch(torch_model.module)
         self._check_torch_shapes(

@@ -168,7 +168,6 @@ class JaxDeepCluster(DeepClusterMixin, JaxModelMixin, BaseModelClass):
         ValueError
             If its genes (or their order) or layer sizes differ from this model's.
         """
-        self.module._check_train_state_is_not_none()
         self._check_torch_counterpart(torch_model)
         variables = deep_cluster_variables_from_torch(torch_model.module)
         self._check_torch_shapes(variables)

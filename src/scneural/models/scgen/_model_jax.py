@@ -119,7 +119,6 @@ class JaxScGen(ScGenMixin, JaxModelMixin, JaxTrainingMixin, BaseModelClass):
         ValueError
             If its genes (or their order) or layer sizes differ from this model's.
         """
-        self.module._check_train_state_is_not_none()
         self._check_torch_counterpart(torch_model)
         variables = scgen_variables_from_torch(torch_model.module)
         self._check_torch_shapes(variables)
