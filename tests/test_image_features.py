@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.error
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -90,6 +91,51 @@ def test_image_conversion(image, expected_max):
     rgb = to_rgb_uint8(image)
     assert rgb.shape == (8, 8, 3) and rgb.dtype == np.uint8
     assert rgb.max() == expected_max
+
+
+def test_float_image_in_unit_range_with_resize_overshoot():
+    """A bicubic resize (squidpy, skimage) leaves a [0, 1] image slightly above 1.0 or
+    under 0: it is still a [0, 1] image, clipped, not 0-255 data turned black."""
+    base = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    image = base / 255.0
+    image[0, 0, 0], image[1, 1, 1] = 1.02, -0.01
+    expected = base.copy()
+    expected[0, 0, 0], expected[1, 1, 1] = 255, 0
+    np.testing.assert_array_equal(to_rgb_uint8(image), expected)
+    # 0-255 floats are still recognised, and float_max= overrides the guess
+    np.testing.assert_array_equal(to_rgb_uint8(base.astype(np.float32)), base)
+    dark = np.full((4, 4, 3), 1.5, dtype=np.float32)  # values of a dark 0-255 area
+    assert to_rgb_uint8(dark).max() == 255
+    assert to_rgb_uint8(dark, float_max=255.0).max() == 2
+    with pytest.raises(ValueError, match="float_max must be a positive number"):
+        to_rgb_uint8(dark, float_max=0)
+
+
+def test_float_section_with_overshoot_gives_the_uint8_features(section):
+    twin = section.copy()
+    image = section.uns["spatial"]["lib"]["images"]["hires"] / 255.0
+    image[0, 0, 0] = 1.02
+    twin.uns["spatial"]["lib"]["images"]["hires"] = image
+    section.uns["spatial"]["lib"]["images"]["hires"][0, 0, 0] = 255
+    sn.tl.image_features(section, **_fast(n_comps=3))
+    sn.tl.image_features(twin, **_fast(n_comps=3))
+    np.testing.assert_allclose(
+        twin.obsm["X_image_features"], section.obsm["X_image_features"], rtol=1e-4, atol=1e-4
+    )
+
+
+def test_dim_uint16_image_warns():
+    """12-bit data in uint16 is divided by 257 like 16-bit data (documented), which leaves
+    it nearly black: said, with what to do."""
+    base = np.random.default_rng(0).integers(0, 4096, (8, 8, 3)).astype(np.uint16)
+    base[0, 0, 0] = 4095
+    with pytest.warns(UserWarning, match=r"maximum 4095.*rescale it to uint8"):
+        assert to_rgb_uint8(base).max() == 16
+    full = (base * 16).astype(np.uint16)
+    full[0, 0, 0] = 65535
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert to_rgb_uint8(full).max() == 255
 
 
 def test_rgba_and_grayscale_sections_run(section):
@@ -220,6 +266,15 @@ def test_float_patches_give_the_features_of_their_uint8_twins(section):
     np.testing.assert_allclose(
         extractor.features_of(patches.astype(np.float32) / 255.0),
         extractor.features_of(patches),
+        rtol=1e-3,
+        atol=1e-3,
+    )
+    # a minibatch of a 0-255 float image's patches that happen to be dark (all values
+    # under 2) is scaled as the whole image says with float_max=, not guessed per batch
+    dark = patches // 128
+    np.testing.assert_allclose(
+        extractor.features_of(dark.astype(np.float32), float_max=255.0),
+        extractor.features_of(dark),
         rtol=1e-3,
         atol=1e-3,
     )

@@ -183,6 +183,9 @@ def image_features(
     {adata}
         Needs ``obsm["spatial"]`` (spot centres in full-resolution pixels) and
         ``uns["spatial"][library_id]`` with ``images`` and ``scalefactors`` (scanpy layout).
+        The image is RGB, RGBA or grayscale: uint8, uint16 (divided by 257) or float, taken
+        to be in ``[0, 1]`` when all its values are at most 2 (a resize's overshoot above
+        1.0 is clipped), else in 0-255.
     {library_id}
     {img_key}
     patch_size
@@ -244,6 +247,13 @@ def image_features(
         included, empty otherwise),
         ``variance``, ``variance_ratio`` (of the PCs) and ``history`` (per-epoch losses of
         the expression CNN, also when reused; empty for a torchvision backbone).
+
+    Warns
+    -----
+    UserWarning
+        If the image is uint16 with a maximum of at most 16383 (12- or 14-bit data), which
+        looks nearly black once divided by 257: rescale it to uint8 or to floats in
+        ``[0, 1]`` first.
 
     Examples
     --------

@@ -34,12 +34,67 @@ def resize_patches(patches: np.ndarray, size: int) -> torch.Tensor:
     return tensor.contiguous()
 
 
-def to_rgb_uint8(image: Any, argument: str = "image") -> np.ndarray:
+#: a float image whose values all lie at or under this is taken to be in ``[0, 1]``
+#: (white = 1.0); above it, in 0-255. Resizing (bicubic, as squidpy and skimage do)
+#: overshoots 1.0 a little, and a 0-255 image never has all its values under 2 unless
+#: it is black (at most 2 of 255), so the two ranges cannot be confused in practice.
+FLOAT_UNIT_MAX = 2.0
+
+#: a uint16 image whose maximum is at or under this (14-bit data or fewer) is nearly
+#: black once divided by 257 (at most 63 of 255)
+UINT16_DIM_MAX = 16383
+
+
+def float_white(image: np.ndarray) -> float:
+    """The value of white in a float image: ``1.0`` when every value is at most
+    :data:`FLOAT_UNIT_MAX`, else ``255.0``.
+
+    Decide it once for a whole image and pass it to :func:`to_rgb_uint8` (``float_max=``)
+    for each of its pieces, so all pieces are scaled alike.
+    """
+    values = np.asarray(image)
+    finite = values[np.isfinite(values)]
+    return 1.0 if finite.size == 0 or float(finite.max()) <= FLOAT_UNIT_MAX else 255.0
+
+
+def to_rgb_uint8(image: Any, argument: str = "image", float_max: float | None = None) -> np.ndarray:
     """Convert an image to ``(height, width, 3)`` uint8 RGB.
 
     Grayscale (2-D or one channel) is repeated into three channels, RGBA loses its alpha
-    channel, uint16 is rescaled to 0-255 and floats in ``[0, 1]`` are multiplied by 255
-    (other floats are clipped to 0-255). Anything else without three channels is an error.
+    channel, uint16 is divided by 257 (65535 becomes 255) and other integers are clipped
+    to 0-255. Floats are taken to be in ``[0, 1]`` when all their values are at most
+    :data:`FLOAT_UNIT_MAX` (2.0; a resize's overshoot just above 1.0 is clipped, not taken
+    for 0-255 data), else in 0-255; either way they are clipped to the range. Anything else
+    without three channels is an error.
+
+    Parameters
+    ----------
+    image
+        The image, ``(height, width)`` or ``(height, width, channels)``.
+    argument
+        How to name the image in error messages.
+    float_max
+        For a float image: the value of white (``1.0`` or ``255.0``). ``None``: decided
+        from the image's values (:func:`float_white`); pass the decision made on a whole
+        image when converting its pieces one at a time.
+
+    Returns
+    -------
+    numpy.ndarray
+        The uint8 ``(height, width, 3)`` image.
+
+    Raises
+    ------
+    ValueError
+        If the image has another shape or number of channels, an unsupported dtype, NaN or
+        infinite values, or ``float_max`` is not a positive number.
+
+    Warns
+    -----
+    UserWarning
+        If a uint16 image's maximum is at most :data:`UINT16_DIM_MAX` (12- or 14-bit
+        data), which is nearly black after the division by 257: rescale it to uint8 or to
+        floats in ``[0, 1]`` first.
     """
     img = np.asarray(image)
     if img.ndim == 2:
@@ -61,17 +116,32 @@ def to_rgb_uint8(image: Any, argument: str = "image") -> np.ndarray:
     if img.dtype == np.uint8:
         return np.ascontiguousarray(img)
     if img.dtype == np.uint16:
+        top = int(img.max()) if img.size else 0
+        if 0 < top <= UINT16_DIM_MAX:
+            warnings.warn(
+                f"{argument} is uint16 with maximum {top} (12- or 14-bit data?); it is "
+                f"divided by 257 for 16-bit data, so it will look nearly black (maximum "
+                f"{round(top / 257)} of 255): rescale it to uint8 or to floats in [0, 1] "
+                "first, e.g. (image / image.max() * 255).astype(np.uint8)",
+                UserWarning,
+                stacklevel=2,
+            )
         return (img.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
     if img.dtype == np.bool_:
         return img.astype(np.uint8) * 255
     if np.issubdtype(img.dtype, np.integer):
         return np.clip(img, 0, 255).astype(np.uint8)
     if np.issubdtype(img.dtype, np.floating):
-        finite = img[np.isfinite(img)]
-        if finite.size != img.size:
+        if not np.all(np.isfinite(img)):
             raise ValueError(f"{argument} holds NaN or infinite pixel values")
-        scale = 255.0 if finite.size and finite.max() <= 1.0 else 1.0
-        return np.clip(img * scale + 0.5, 0, 255).astype(np.uint8)
+        if float_max is None:
+            float_max = float_white(img)
+        elif isinstance(float_max, bool) or not float_max > 0 or not np.isfinite(float_max):
+            raise ValueError(
+                f"float_max must be a positive number (1.0 or 255.0), got {float_max!r}"
+            )
+        scale = np.float32(255.0 / float(float_max))
+        return np.clip(img.astype(np.float32) * scale + 0.5, 0, 255).astype(np.uint8)
     raise ValueError(f"{argument} has unsupported dtype {img.dtype}; use uint8, uint16 or float")
 
 
@@ -171,19 +241,29 @@ class ImageFeatureExtractor:
         return 0 if self.pca is None else int(self.pca.n_components_)
 
     @torch.inference_mode()
-    def features_of(self, patches: np.ndarray, device: torch.device | None = None) -> np.ndarray:
+    def features_of(
+        self,
+        patches: np.ndarray,
+        device: torch.device | None = None,
+        float_max: float | None = None,
+    ) -> np.ndarray:
         """Features ``(n, n_features)`` of uint8 patches ``(n, s, s, 3)`` (one minibatch);
-        float patches in ``[0, 1]`` are converted to uint8 first.
+        float or uint16 patches are converted to uint8 first.
 
         Parameters
         ----------
         patches
             RGB patches of any side ``s``, resized (antialiased) to :attr:`input_size`:
-            uint8, or floats in ``[0, 1]`` (others are clipped to 0-255) or uint16, as
-            :func:`to_rgb_uint8` converts them.
+            uint8, or floats or uint16, as :func:`to_rgb_uint8` converts them.
         device
             torch device to run the CNN on; ``None``: the CPU for a torchvision backbone,
             the expression model's current device for ``"expression"``.
+        float_max
+            For float patches: the value of white, ``1.0`` or ``255.0``. ``None``: decided
+            from this call's patches (:func:`float_white`). When passing one image's
+            patches in several calls, decide it once for the image and pass it to each, so
+            every minibatch is scaled alike (:meth:`features` cuts patches from the
+            image already converted to uint8, so this only concerns direct calls).
 
         Returns
         -------
@@ -193,12 +273,12 @@ class ImageFeatureExtractor:
         Raises
         ------
         ValueError
-            If float patches hold NaN or infinite values, or their dtype cannot be
-            converted.
+            If float patches hold NaN or infinite values, ``float_max`` is not a positive
+            number, or their dtype cannot be converted.
         """
         patches = np.asarray(patches)
         if patches.dtype != np.uint8:
-            flat = to_rgb_uint8(patches.reshape(-1, *patches.shape[-2:]), "patches")
+            flat = to_rgb_uint8(patches.reshape(-1, *patches.shape[-2:]), "patches", float_max)
             patches = flat.reshape(patches.shape)
         images = resize_patches(patches, self.input_size)
         if self.expression_model is not None:
