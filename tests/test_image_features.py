@@ -246,6 +246,19 @@ def test_model_reuse_covers_the_same_tissue_on_another_scale(section, tmp_path):
     )
 
 
+def test_model_reuse_warns_when_the_rescaled_patch_is_under_32_px(section):
+    """The model's 40 px patch is 20 px on an image of half the resolution: 32 px are
+    used, covering 2.56x the tissue, and the user is told."""
+    extractor = sn.tl.image_features(section, **_fast(), patch_size=40)
+    half = _downscaled(section)
+    with pytest.warns(UserWarning, match=r"covers 20\.0 px.*using 32 px.*2\.56x.*img_key="):
+        sn.tl.image_features(half, model=extractor)
+    assert half.uns["image_features"]["params"]["patch_size"] == 32
+    with warnings.catch_warnings():  # an explicit patch_size= is the user's choice
+        warnings.simplefilter("error")
+        sn.tl.image_features(half, model=extractor, patch_size=32)
+
+
 def test_spots_of_another_library_are_refused(section):
     """After sc.concat(..., label="library_id"), every spot is not on every image."""
     both = section.copy()

@@ -134,12 +134,33 @@ def _train_expression_model(
 def _model_patch_size(
     adata: AnnData, model: ImageFeatureExtractor, library_id: str | None, img_key: str
 ) -> int:
-    """The model's patch, covering the same tissue area on this image (its scale factor)."""
+    """The model's patch, covering the same tissue area on this image (its scale factor).
+
+    A rescaled patch under :data:`MIN_PATCH_SIZE` is enlarged to it, with a warning: it
+    then covers more tissue than the model's patches did.
+    """
     if model.scale_factor is None:
         return model.patch_size
     entry = adata.uns["spatial"][resolve_library(adata, library_id)]
     scale = _scale_factor(entry.get("scalefactors", {}), img_key)
-    return max(MIN_PATCH_SIZE, round(model.patch_size * scale / model.scale_factor))
+    rescaled = model.patch_size * scale / model.scale_factor
+    if round(rescaled) >= MIN_PATCH_SIZE:
+        return round(rescaled)
+    fix = (
+        "use a higher-resolution image (e.g. img_key='hires')"
+        if img_key != "hires"
+        else "use a higher-resolution image (img_key=)"
+    )
+    warnings.warn(
+        f"on the {img_key!r} image (scale factor {scale:g}) the model's {model.patch_size} px "
+        f"patch covers {rescaled:.1f} px, under the {MIN_PATCH_SIZE} px a CNN backbone needs: "
+        f"using {MIN_PATCH_SIZE} px, which covers {(MIN_PATCH_SIZE / rescaled) ** 2:.2f}x the "
+        f"tissue area of the model's patches; {fix} for patches that match the model's, or "
+        f"pass patch_size={MIN_PATCH_SIZE} to accept the larger area",
+        UserWarning,
+        stacklevel=3,
+    )
+    return MIN_PATCH_SIZE
 
 
 @doc_params(**_IMAGE_DOC)
@@ -192,7 +213,8 @@ def image_features(
         Side of the square patch in pixels of the chosen image (at least 32). Default: the
         spot diameter (``spot_diameter_fullres`` x scale factor) when that is at least 32
         px, else the spacing of neighbouring spots. With ``model=``: the model's,
-        rescaled by this image's scale factor so it covers the same tissue area.
+        rescaled by this image's scale factor so it covers the same tissue area (raised
+        to 32 px, with a warning, when the rescaled patch is smaller).
         Spots near the border are padded with white.
     backbone
         ``"vgg16"``, ``"resnet50"`` or ``"expression"``.
@@ -254,6 +276,9 @@ def image_features(
         If the image is uint16 with a maximum of at most 16383 (12- or 14-bit data), which
         looks nearly black once divided by 257: rescale it to uint8 or to floats in
         ``[0, 1]`` first.
+    UserWarning
+        With ``model=`` and no ``patch_size``, if the model's patch rescaled to this image
+        is under 32 px: 32 px patches are used, which cover more tissue than the model's.
 
     Examples
     --------
