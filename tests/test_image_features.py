@@ -327,6 +327,18 @@ def test_weights_from_state_dict(section, tmp_path):
     assert_unchanged(section, before)
 
 
+def test_weights_path_with_tilde(section, tmp_path, monkeypatch):
+    """weights='~/...' is the user's home, as in a shell (and as SCNEURAL_DATA_DIR)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    torch.save(TorchvisionTrunk("vgg16").state_dict(), tmp_path / "trunk.pth")
+    sn.tl.image_features(section, **_fast(weights="~/trunk.pth", n_comps=3))
+    assert section.uns["image_features"]["params"]["weights"] == str(tmp_path / "trunk.pth")
+    before = snapshot(section)
+    with pytest.raises(FileNotFoundError, match=r"'~/missing\.pth' is not a file \(/"):
+        sn.tl.image_features(section, **_fast(weights="~/missing.pth"))
+    assert_unchanged(section, before)
+
+
 def test_imagenet_weights_from_torch_home_cache(section, tmp_path, monkeypatch):
     """weights="imagenet" reads torchvision's cache ($TORCH_HOME/hub/checkpoints) offline."""
     torch.manual_seed(5)

@@ -80,21 +80,25 @@ def _expression_targets(
     return scores.astype(np.float32), normalised
 
 
-def _check_weights(backbone: str, weights: Any) -> str:
-    """Validate ``weights`` for the backbone and describe it for ``uns``."""
+def _check_weights(backbone: str, weights: Any) -> tuple[Any, str]:
+    """Validate ``weights`` for the backbone; return it (a path ``~``-expanded) and its
+    description for ``uns``."""
     if backbone == "expression":
-        return "trained"
+        return weights, "trained"
     if weights is None:
-        return "random"
+        return None, "random"
     if isinstance(weights, str) and weights == "imagenet":
-        return "imagenet"
+        return weights, "imagenet"
     if isinstance(weights, str | Path):
-        if not Path(weights).is_file():
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            expanded = f" ({path})" if str(path) != str(weights) else ""
             raise FileNotFoundError(
-                f"weights={str(weights)!r} is not a file; pass 'imagenet', None (random "
-                f"initialisation) or the path of a state dict of torchvision's {backbone}"
+                f"weights={str(weights)!r} is not a file{expanded}; pass 'imagenet', None "
+                f"(random initialisation) or the path of a state dict of torchvision's "
+                f"{backbone}"
             )
-        return str(weights)
+        return path, str(path)
     raise ValueError(
         f"weights must be 'imagenet', None or a path to a state dict, got {type(weights).__name__}"
     )
@@ -221,7 +225,8 @@ def image_features(
     weights
         For torchvision backbones: ``"imagenet"`` (torchvision's weights API, downloaded
         once and cached under ``$TORCH_HOME``), the path of a local state dict, or ``None``
-        for random initialisation. Ignored for ``"expression"``.
+        for random initialisation (a leading ``~`` of a path is expanded). Ignored for
+        ``"expression"``.
     n_comps
         Number of principal components of the (standardised) features; at most the number
         of spots and of features (a larger value is lowered, with a warning).
@@ -298,7 +303,7 @@ def image_features(
         raise ValueError("model= has no fitted PCA; pass an extractor returned by image_features")
     if model is None:
         check_choice(backbone, "backbone", BACKBONES)
-        weights_desc = _check_weights(backbone, weights)
+        weights, weights_desc = _check_weights(backbone, weights)
         n_comps = check_positive_int(n_comps, "n_comps")
         if backbone == "expression":
             check_layer(adata, layer)

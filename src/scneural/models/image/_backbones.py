@@ -91,9 +91,10 @@ def _full_to_trunk(name: str, state: dict[str, torch.Tensor]) -> dict[str, torch
 
 
 def load_state_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A state dict saved with ``torch.save`` (also inside a ``{"state_dict": ...}`` checkpoint)."""
+    """A state dict saved with ``torch.save`` (also inside a ``{"state_dict": ...}`` checkpoint);
+    a leading ``~`` of ``path`` is expanded."""
     try:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
     except Exception as err:
         raise ValueError(
             f"weights={str(path)!r} could not be read as a PyTorch state dict ({err}); save one "
