@@ -612,9 +612,19 @@ def test_visium_crop():
 
 
 def test_more_pcs_than_spots_are_lowered_with_a_warning(section):
+    """Centred features of n spots span at most n - 1 dimensions: an n-th PC would be
+    numerical noise that image_gene_association would test genes against."""
     with pytest.warns(UserWarning, match="n_comps=500 is more than"):
         sn.tl.image_features(section, **_fast(n_comps=500))
-    assert section.obsm["X_image_features_pca"].shape[1] == section.n_obs
+    assert section.obsm["X_image_features_pca"].shape[1] == section.n_obs - 1
+    with pytest.warns(UserWarning, match=f"n_comps={section.n_obs} is more than"):
+        sn.tl.image_features(section, **_fast(n_comps=section.n_obs))
+    variance = section.uns["image_features"]["variance"]
+    assert variance.shape == (section.n_obs - 1,) and variance.min() > 1e-6 * variance.max()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sn.tl.image_features(section, **_fast(n_comps=section.n_obs - 1))
+    assert section.obsm["X_image_features_pca"].shape[1] == section.n_obs - 1
 
 
 def test_blank_image_is_refused_and_constant_pcs_are_left_out(section):

@@ -229,7 +229,8 @@ def image_features(
         ``"expression"``.
     n_comps
         Number of principal components of the (standardised) features; at most the number
-        of spots and of features (a larger value is lowered, with a warning).
+        of spots minus one (centring removes a dimension) and the number of features (a
+        larger value is lowered, with a warning).
     batch_size
         Patches per minibatch of CNN inference (and of training for ``"expression"``).
     input_size
@@ -284,6 +285,9 @@ def image_features(
     UserWarning
         With ``model=`` and no ``patch_size``, if the model's patch rescaled to this image
         is under 32 px: 32 px patches are used, which cover more tissue than the model's.
+    UserWarning
+        If ``n_comps`` is more than ``min(n_spots - 1, n_features)``; that many PCs are
+        computed.
 
     Examples
     --------

@@ -334,8 +334,8 @@ class ImageFeatureExtractor:
         features
             Features of the spots, shape ``(n_spots, n_features)`` (from :meth:`features`).
         n_comps
-            Number of principal components; more than ``min(n_spots, n_features)`` are
-            cut to that, with a UserWarning.
+            Number of principal components; more than ``min(n_spots - 1, n_features)``
+            (the most that centred features can have) are cut to that, with a UserWarning.
         random_state
             Seed of scikit-learn's PCA solver.
 
@@ -347,26 +347,35 @@ class ImageFeatureExtractor:
         Raises
         ------
         ValueError
-            If every feature is the same at all spots (nothing for a PCA to find).
+            If every feature is the same at all spots (nothing for a PCA to find; also the
+            case for a single spot).
+
+        Warns
+        -----
+        UserWarning
+            If ``n_comps`` is more than ``min(n_spots - 1, n_features)``.
         """
-        possible = int(min(features.shape[0], features.shape[1]))
-        if n_comps > possible:
-            message = (
-                f"n_comps={n_comps} is more than the {features.shape[0]} spots x "
-                f"{features.shape[1]} features allow; computing {possible} PCs"
-            )
-            logger.warning(message)
-            warnings.warn(message, UserWarning, stacklevel=3)
-        n_comps = int(min(n_comps, possible))
+        n_spots, n_features = features.shape
         scaler = StandardScaler().fit(features)
         if not np.any(scaler.var_ > 0):
             # PCA would give PCs of zeros and a variance ratio of 0/0 = NaN
             raise ValueError(
-                f"the image features are the same at all {features.shape[0]} spots, so "
+                f"the image features are the same at all {n_spots} spots, so "
                 "there is nothing for a PCA to find: the patches do not differ (a blank or "
                 "uniform image, or every spot on one uniform area?); check the image in "
                 "adata.uns['spatial'] and the spot coordinates"
             )
+        # centring leaves n_spots - 1 dimensions: a further PC would be numerical noise
+        possible = int(min(n_spots - 1, n_features))
+        if n_comps > possible:
+            message = (
+                f"n_comps={n_comps} is more than the {n_spots} spots x {n_features} features "
+                f"allow (at most min(n_spots - 1, n_features) after centring); computing "
+                f"{possible} PCs"
+            )
+            logger.warning(message)
+            warnings.warn(message, UserWarning, stacklevel=3)
+        n_comps = int(min(n_comps, possible))
         self.scaler = scaler
         self.pca = PCA(n_components=n_comps, random_state=random_state)
         return self.pca.fit_transform(self.scaler.transform(features)).astype(np.float32)
