@@ -47,7 +47,9 @@ def test_the_shared_files_pass_the_registry_checks(data_dir, monkeypatch):
             assert sn.datasets.load(name, backed=True).shape == sn.datasets.REGISTRY[name].shape
 
 
-def test_offline_download_says_where_to_put_the_file(tmp_path, monkeypatch):
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No network: pooch.retrieve fails as it does offline; data and cache dirs in tmp_path."""
     monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(_registry, "cache_dir", lambda: tmp_path / "cache")
@@ -56,6 +58,11 @@ def test_offline_download_says_where_to_put_the_file(tmp_path, monkeypatch):
         raise ConnectionError("Name or service not known")
 
     monkeypatch.setattr("pooch.retrieve", no_network)
+    return tmp_path
+
+
+def test_offline_download_says_where_to_put_the_file(offline):
+    tmp_path = offline
     with pytest.raises(
         RuntimeError, match="could not download data set 'worm_neuron_cell'"
     ) as info:
@@ -214,16 +221,9 @@ def test_download_without_url_says_where_to_put_it(tmp_path, monkeypatch, as_nam
     assert not (tmp_path / "data").exists() and not (tmp_path / "cache").exists()
 
 
-def test_offline_message_names_the_served_h5_which_is_reused(tmp_path, monkeypatch):
+def test_offline_message_names_the_served_h5_which_is_reused(offline, monkeypatch):
     """The URL serves worm_neuron_cell.h5; put in the data dir it is converted, no download."""
-    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(_registry, "cache_dir", lambda: tmp_path / "cache")
-
-    def no_network(*args, **kwargs):
-        raise ConnectionError("Name or service not known")
-
-    monkeypatch.setattr("pooch.retrieve", no_network)
+    tmp_path = offline
     with pytest.raises(RuntimeError) as info:
         sn.datasets.download("worm_neuron_cell")
     message = str(info.value)
