@@ -167,13 +167,31 @@ class ScneuralModelMixin:
         FileNotFoundError
             If ``dir_path`` holds no saved model (``{prefix}model.pt``).
         """
+        return np.asarray(cls._saved_model(dir_path, prefix)["var_names"])
+
+    @staticmethod
+    def _saved_model(dir_path: str, prefix: str | None = None) -> dict[str, Any]:
+        """What ``model.save`` wrote to ``{prefix}model.pt`` (weights, ``var_names`` and
+        ``attr_dict``); a missing file is a FileNotFoundError naming the prefixes found."""
         path = os.path.join(dir_path, f"{prefix or ''}model.pt")
         if not os.path.exists(path):
-            raise FileNotFoundError(f"no saved model at {path}; pass the folder model.save wrote")
-        return np.asarray(torch.load(path, map_location="cpu", weights_only=False)["var_names"])
+            if not os.path.isdir(dir_path):
+                hint = f"; {dir_path} does not exist"
+            else:
+                found = sorted(
+                    name.removesuffix("model.pt")
+                    for name in os.listdir(dir_path)
+                    if name.endswith("model.pt")
+                )
+                prefixes = " or ".join(f"prefix={p!r}" for p in found)
+                hint = f"; {dir_path} holds a model saved with {prefixes}" if found else ""
+            raise FileNotFoundError(
+                f"no saved model at {path}{hint}. Pass the folder and prefix model.save used"
+            )
+        return torch.load(path, map_location="cpu", weights_only=False)
 
     @classmethod
-    def check_saved_model(cls, dir_path: str, prefix: str | None = None) -> None:
+    def check_saved_model(cls, dir_path: str, prefix: str | None = None) -> dict[str, Any]:
         """Refuse a folder without a saved model of this class before scvi-tools reads it.
 
         scvi-tools answers a missing file with advice about pre-0.15 saves, and a model of
@@ -187,6 +205,12 @@ class ScneuralModelMixin:
         prefix
             The ``prefix`` it was saved with.
 
+        Returns
+        -------
+        dict
+            What ``model.save`` wrote to ``{prefix}model.pt``: ``"var_names"``,
+            ``"attr_dict"`` (with the registry) and the weights.
+
         Raises
         ------
         FileNotFoundError
@@ -194,38 +218,27 @@ class ScneuralModelMixin:
         ValueError
             If the saved model is of another class.
         """
-        prefix = prefix or ""
-        path = os.path.join(dir_path, f"{prefix}model.pt")
-        if not os.path.exists(path):
-            found = sorted(
-                name[: -len("model.pt")]
-                for name in (os.listdir(dir_path) if os.path.isdir(dir_path) else [])
-                if name.endswith("model.pt")
-            )
-            hint = (
-                f"; {dir_path} holds a model saved with "
-                + " or ".join(f"prefix={p!r}" for p in found)
-                if found
-                else f"; {dir_path} does not exist"
-                if not os.path.isdir(dir_path)
-                else ""
-            )
-            raise FileNotFoundError(
-                f"no saved model at {path}{hint}. Pass the folder and prefix model.save used"
-            )
-        saved = cls.load_registry(dir_path, prefix=prefix or None).get("model_name")
-        if saved is not None and saved != cls.__name__:
+        saved = cls._saved_model(dir_path, prefix)
+        name = saved["attr_dict"]["registry_"].get("model_name")
+        if name is not None and name != cls.__name__:
             backend = (
                 " (the JAX backend's model)"
-                if saved == f"Jax{cls.__name__}"
+                if name == f"Jax{cls.__name__}"
                 else " (the torch backend's model)"
-                if cls.__name__ == f"Jax{saved}"
+                if cls.__name__ == f"Jax{name}"
                 else ""
             )
             raise ValueError(
-                f"{dir_path} holds a {saved}{backend}, not a {cls.__name__}: load it with "
-                f"sn.models.{saved}.load"
+                f"{dir_path} holds a {name}{backend}, not a {cls.__name__}: load it with "
+                f"sn.models.{name}.load"
             )
+        return saved
+
+    @classmethod
+    def _query_for_load(cls, adata: AnnData, registry: dict) -> AnnData:
+        """``adata`` as :meth:`load` sets it up, given the saved registry (a hook: the
+        classifier reads cells to annotate through a light copy)."""
+        return adata
 
     @classmethod
     @doc_params()
@@ -265,7 +278,8 @@ class ScneuralModelMixin:
             folder is not this model's.
         """
         prefix = kwargs.get("prefix") or ""
-        cls.check_saved_model(dir_path, prefix)
+        saved_model = cls.check_saved_model(dir_path, prefix)
+        saved = pd.Index(np.asarray(saved_model["var_names"]).astype(str))
         if adata is None:
             if not os.path.exists(os.path.join(dir_path, f"{prefix}adata.h5ad")):
                 raise ValueError(
@@ -277,7 +291,6 @@ class ScneuralModelMixin:
             model = super().load(dir_path, adata=adata, **kwargs)
             # save(overwrite=True) without save_anndata=True leaves an earlier model's
             # adata.h5ad, which scvi-tools loads with only a warning
-            saved = pd.Index(cls.saved_var_names(dir_path, prefix).astype(str))
             if not pd.Index(model.adata.var_names.astype(str)).equals(saved):
                 raise ValueError(
                     f"the AnnData saved in {dir_path} ({prefix}adata.h5ad) is not this "
@@ -288,22 +301,21 @@ class ScneuralModelMixin:
                     "again with save_anndata=True"
                 )
             return model
-        if adata is not None:
-            saved = pd.Index(cls.saved_var_names(dir_path, prefix).astype(str))
-            given = pd.Index(adata.var_names.astype(str))
-            if not given.equals(saved):
-                missing = saved.difference(given)
-                how = (
-                    f"lacks {len(missing)} of them (e.g. {list(missing[:5])})"
-                    if len(missing)
-                    else "has them in another order"
-                    if len(given) == len(saved)
-                    else f"has {len(given) - len(saved)} more"
-                )
-                raise ValueError(
-                    f"adata's genes are not the {len(saved)} genes of the saved model: it "
-                    f"{how}. Pass adata[:, {cls.__name__}.saved_var_names(dir_path)]"
-                )
+        given = pd.Index(adata.var_names.astype(str))
+        if not given.equals(saved):
+            missing = saved.difference(given)
+            how = (
+                f"lacks {len(missing)} of them (e.g. {list(missing[:5])})"
+                if len(missing)
+                else "has them in another order"
+                if len(given) == len(saved)
+                else f"has {len(given) - len(saved)} more"
+            )
+            raise ValueError(
+                f"adata's genes are not the {len(saved)} genes of the saved model: it "
+                f"{how}. Pass adata[:, {cls.__name__}.saved_var_names(dir_path)]"
+            )
+        adata = cls._query_for_load(adata, saved_model["attr_dict"]["registry_"])
         return super().load(dir_path, adata=adata, **kwargs)
 
     def history_dict(self) -> dict[str, np.ndarray]:

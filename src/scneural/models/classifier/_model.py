@@ -302,11 +302,11 @@ class ClassifierMixin:
             ``adata``'s genes are not the saved model's in the same order (see
             :meth:`ScneuralModelMixin.load <scneural.models._base.ScneuralModelMixin.load>`).
         """
-        cls.check_saved_model(dir_path, kwargs.get("prefix"))
-        if adata is not None:
-            registry = cls.load_registry(dir_path, prefix=kwargs.get("prefix"))
-            adata = readable_query(adata, registry)
         return super().load(dir_path, adata=adata, **kwargs)
+
+    @classmethod
+    def _query_for_load(cls, adata: AnnData, registry: dict) -> AnnData:
+        return readable_query(adata, registry)
 
     @doc_params()
     def predict(
