@@ -165,15 +165,20 @@ def _values(X: Any) -> Any:
     return X
 
 
-def _iter_value_chunks(X: Any):
+def _iter_blocks(X: Any):
+    """``X`` itself when in memory, else (backed or array-like) blocks of its rows."""
     if sparse.issparse(X) or isinstance(X, np.ndarray | pd.DataFrame):
-        values = np.asarray(_values(X)).ravel()
+        yield X
+    else:
+        for start in range(0, X.shape[0], _CHUNK):
+            yield X[start : start + _CHUNK]
+
+
+def _iter_value_chunks(X: Any):
+    for block in _iter_blocks(X):
+        values = np.asarray(_values(block)).ravel()
         for start in range(0, values.size, _CHUNK * 100):
             yield values[start : start + _CHUNK * 100]
-    else:  # backed or array-like: read row blocks
-        for start in range(0, X.shape[0], _CHUNK):
-            block = X[start : start + _CHUNK]
-            yield np.asarray(_values(block)).ravel()
 
 
 #: the models compute in float32: larger values become infinite in them
@@ -199,10 +204,8 @@ def check_finite(X: Any, argument: str) -> None:
 def check_not_constant(X: Any, argument: str) -> None:
     """Require ``X`` to hold at least two different values: a model trained on a matrix of
     one value (e.g. an empty layer of zeros) learns nothing from the cells."""
-    in_memory = sparse.issparse(X) or isinstance(X, np.ndarray | pd.DataFrame)
-    blocks = [X] if in_memory else (X[i : i + _CHUNK] for i in range(0, X.shape[0], _CHUNK))
     low, high = np.inf, -np.inf
-    for block in blocks:
+    for block in _iter_blocks(X):
         values = np.asarray(_values(block))
         if values.size:
             low, high = min(low, values.min()), max(high, values.max())
