@@ -230,7 +230,8 @@ def perturb(
     arithmetic_cell_types(types, conditions, control, perturbed, restrict_arithmetic_to)
     inputs = {source.describe(): matrix}
     if isinstance(predict, AnnData):
-        inputs["predict= AnnData"] = _check_control_cells(predict, model, adata, source)
+        given_controls = _check_control_cells(predict, model, adata, source)
+        inputs["predict= AnnData"] = given_controls
     else:  # a str: as_label made it one
         control_mask(adata.obs, condition_key, cell_type_key, control, predict)
         n_seen = int(((types == predict) & (conditions == perturbed)).sum())
@@ -304,7 +305,7 @@ def perturb(
     )
     if isinstance(predict, AnnData):
         source_obs = predict.obs
-        control_matrix = _control_matrix(predict, model_feature_names(model), source)
+        control_matrix = given_controls  # the model's genes: those of adata when trained here
         z_control = model.encode_matrix(control_matrix, batch_size=inference_batch)
     else:
         mask = control_mask(adata.obs, condition_key, cell_type_key, control, predict)
@@ -420,15 +421,10 @@ def _check_control_cells(
             f"(layer={source.layer!r}); put the control cells' log-normalised expression "
             f"there (its layers: {list(cells.layers)})"
         )
-    control = _control_matrix(cells, genes, source)
+    subset = cells[:, pd.Index(genes)]
+    control = subset.layers[source.layer] if source.layer is not None else subset.X
     check_finite(control, "predict= AnnData")
     return control
-
-
-def _control_matrix(cells: AnnData, genes: Sequence[str], source: InputSource) -> Any:
-    """The control cells' expression for ``genes``, from the layer the model reads."""
-    subset = cells[:, pd.Index(genes)]
-    return subset.layers[source.layer] if source.layer is not None else subset.X
 
 
 def _query_proxy(
