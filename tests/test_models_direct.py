@@ -357,3 +357,45 @@ def test_load_with_the_other_backends_class_names_the_class_to_use(tmp_path):
         sn.models.JaxClassifier.load(tmp_path / "t")
     with pytest.raises(ValueError, match="holds a Classifier, not a ScGen"):
         sn.models.ScGen.load(tmp_path / "t", adata=adata)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Classifier",
+        "ScGen",
+        "ImageExpressionModel",
+        _jax("JaxClassifier"),
+        _jax("JaxScGen"),
+    ],
+)
+@pytest.mark.parametrize("max_epochs", [0, -1])
+def test_train_refuses_fewer_than_one_epoch(name, max_epochs):
+    """No step would run, yet scvi-tools marks the model trained: random weights would then
+    annotate cells through the tools' model= (which only checks is_trained_)."""
+    if name.startswith("Jax") and not HAS_JAX:
+        pytest.skip("the JAX extra is not installed")
+    model = _untrained(name)
+    with pytest.raises(ValueError, match=f"max_epochs must be an integer >= 1, got {max_epochs}"):
+        model.train(max_epochs=max_epochs, **TRAIN)
+    assert not model.is_trained_
+    assert model.training_record() == {}
+
+
+@pytest.mark.parametrize("name", ["DeepCluster", _jax("JaxDeepCluster")])
+def test_deep_cluster_refuses_zero_pretraining_epochs(name):
+    """0 used to mean 'the default' (up to 300 epochs), the opposite of what was asked."""
+    if name.startswith("Jax") and not HAS_JAX:
+        pytest.skip("the JAX extra is not installed")
+    model = _untrained(name)
+    with pytest.raises(ValueError, match="max_epochs must be an integer >= 1, got 0"):
+        model.pretrain(max_epochs=0, **TRAIN)
+    with pytest.raises(ValueError, match="pretrain_epochs must be an integer >= 1, got 0"):
+        model.train(max_epochs=1, pretrain_epochs=0, **TRAIN)
+    with pytest.raises(ValueError, match="max_epochs must be an integer >= 0, got -1"):
+        model.train(max_epochs=-1, pretrain_epochs=1, **TRAIN)
+    assert not model.is_pretrained_ and not model.is_trained_
+    # DEC epochs 0 (pretraining and k-means only) is still a valid request
+    model.train(max_epochs=0, pretrain_epochs=1, **TRAIN)
+    assert model.is_trained_
+    assert len(model.pretrain_history_["train_loss"]) == 1

@@ -17,7 +17,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from sklearn.utils.class_weight import compute_class_weight
 
 from scneural._docs import doc_params
-from scneural._validation import check_plan_settings
+from scneural._validation import check_optional_int, check_plan_settings
 from scneural.models._base import (
     ScneuralModelMixin,
     early_stopping_trainer_kwargs,
@@ -201,7 +201,8 @@ class ClassifierMixin:
         Parameters
         ----------
         max_epochs
-            Maximum number of epochs.
+            Maximum number of epochs, at least 1 (``None``: scvi-tools' default for the
+            number of cells).
         lr, weight_decay
             Adam's learning rate and weight decay.
         batch_size
@@ -233,11 +234,14 @@ class ClassifierMixin:
         Raises
         ------
         ValueError
-            If ``lr`` is not positive, ``weight_decay`` is negative, or ``train_size``
-            leaves no cell for validation (``1.0`` trains on every cell without one).
+            If ``max_epochs`` is below 1 (no training step would run, yet the model would
+            count as trained), ``lr`` is not positive, ``weight_decay`` is negative, or
+            ``train_size`` leaves no cell for validation (``1.0`` trains on every cell
+            without one).
         TypeError
             If ``plan_kwargs`` is not a dict.
         """
+        check_optional_int(max_epochs, "max_epochs")
         plan = check_plan_settings(plan_kwargs, lr=lr, weight_decay=weight_decay, eps=1e-8)
         if plan.get("reduce_lr_on_plateau"):
             # scvi-tools' default, elbo_validation, is not logged by a classifier

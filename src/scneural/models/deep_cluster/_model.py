@@ -19,7 +19,12 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 
 from scneural._docs import doc_params
-from scneural._validation import check_finite_output, check_plan_settings
+from scneural._validation import (
+    check_finite_output,
+    check_optional_int,
+    check_plan_settings,
+    check_positive_int,
+)
 from scneural.models._base import (
     ScneuralModelMixin,
     SingleCellSafeDataSplitter,
@@ -212,7 +217,8 @@ class DeepClusterMixin:
         Parameters
         ----------
         max_epochs
-            Epochs; ``None``: :func:`default_pretrain_epochs` of the number of cells.
+            Epochs, at least 1; ``None``: :func:`default_pretrain_epochs` of the number of
+            cells.
         lr
             Adam's learning rate.
         batch_size
@@ -221,8 +227,15 @@ class DeepClusterMixin:
             More arguments of the training plan.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (``accelerator``, ``devices``, ``logger``...).
+
+        Raises
+        ------
+        ValueError
+            If ``max_epochs`` is below 1 (the model would count as pretrained with random
+            weights).
         """
-        max_epochs = max_epochs or default_pretrain_epochs(self.adata.n_obs, batch_size)
+        if check_optional_int(max_epochs, "max_epochs") is None:
+            max_epochs = default_pretrain_epochs(self.adata.n_obs, batch_size)
         # the optimizer is built here: a learning rate given in plan_kwargs is honoured too
         plan_kwargs = check_plan_settings(plan_kwargs, lr=lr)
         plan = self._pretrain_plan(plan_kwargs.pop("lr"), plan_kwargs)
@@ -368,7 +381,8 @@ class DeepClusterMixin:
         Parameters
         ----------
         max_epochs
-            Maximum number of epochs (training usually stops earlier, at ``tol``).
+            Maximum number of epochs (training usually stops earlier, at ``tol``); ``0``
+            keeps the centres k-means found.
         initial_labels
             Labels before the first update (default: the current hard assignment).
         update_interval
@@ -387,6 +401,7 @@ class DeepClusterMixin:
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer`.
         """
+        check_positive_int(max_epochs, "max_epochs", minimum=0)
         if self.module.n_clusters == 0:
             raise ValueError("the clustering layer is not initialised; call init_clusters() first")
         if initial_labels is None:
@@ -434,10 +449,10 @@ class DeepClusterMixin:
         ----------
         max_epochs
             Maximum number of epochs of the DEC phase (it usually stops earlier, at
-            ``tol``).
+            ``tol``); ``0``: pretraining and k-means only.
         pretrain_epochs
-            Epochs of pretraining (``None``: :func:`default_pretrain_epochs` of the number
-            of cells); not used when the model is already pretrained.
+            Epochs of pretraining, at least 1 (``None``: :func:`default_pretrain_epochs`
+            of the number of cells); not used when the model is already pretrained.
         n_clusters, init, n_init, resolution
             Of the k-means initialisation: see :meth:`init_clusters`.
         update_interval, tol, gamma
@@ -454,10 +469,13 @@ class DeepClusterMixin:
         Raises
         ------
         ValueError
-            If ``init`` is not a known geometry, the estimate of k finds a single
-            cluster, or ``trainer_kwargs`` hold ``train_size``, ``validation_size`` or
+            If ``max_epochs`` is negative, ``pretrain_epochs`` is below 1, ``init`` is not
+            a known geometry, the estimate of k finds a single cluster, or
+            ``trainer_kwargs`` hold ``train_size``, ``validation_size`` or
             ``early_stopping`` (both phases train on every cell, without early stopping).
         """
+        check_positive_int(max_epochs, "max_epochs", minimum=0)
+        check_optional_int(pretrain_epochs, "pretrain_epochs")
         check_geometry(init)
         if not self.is_pretrained_:
             self.pretrain(pretrain_epochs, batch_size=batch_size, **trainer_kwargs)

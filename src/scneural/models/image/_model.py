@@ -13,7 +13,7 @@ from scvi.data.fields import LayerField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scneural._docs import doc_params
-from scneural._validation import check_plan_settings
+from scneural._validation import check_optional_int, check_plan_settings
 from scneural.models._base import (
     ScneuralModelMixin,
     early_stopping_trainer_kwargs,
@@ -137,7 +137,8 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
         Parameters
         ----------
         max_epochs
-            Maximum number of epochs.
+            Maximum number of epochs, at least 1 (``None``: scvi-tools' default for the
+            number of spots).
         lr, weight_decay
             Learning rate and weight decay.
         batch_size
@@ -157,11 +158,13 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
         Raises
         ------
         ValueError
-            If ``lr`` is not positive, ``weight_decay`` is negative, or ``train_size``
-            leaves no spot for validation.
+            If ``max_epochs`` is below 1 (no training step would run, yet the model would
+            count as trained), ``lr`` is not positive, ``weight_decay`` is negative, or
+            ``train_size`` leaves no spot for validation.
         TypeError
             If ``plan_kwargs`` is not a dict.
         """
+        check_optional_int(max_epochs, "max_epochs")
         plan = check_plan_settings(
             plan_kwargs,
             lr=lr,

@@ -17,7 +17,12 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scneural._docs import doc_params
 from scneural._utils import iter_row_batches
-from scneural._validation import check_obs_values, check_plan_settings, check_positive_float
+from scneural._validation import (
+    check_obs_values,
+    check_optional_int,
+    check_plan_settings,
+    check_positive_float,
+)
 from scneural.models._base import (
     ScneuralModelMixin,
     early_stopping_trainer_kwargs,
@@ -197,7 +202,8 @@ class ScGenMixin:
         Parameters
         ----------
         max_epochs
-            Maximum number of epochs.
+            Maximum number of epochs, at least 1 (``None``: scvi-tools' default for the
+            number of cells).
         lr, weight_decay
             Adam's learning rate and weight decay.
         batch_size
@@ -230,12 +236,14 @@ class ScGenMixin:
         Raises
         ------
         ValueError
-            If ``lr`` or ``max_grad_norm`` is not positive, ``weight_decay`` is negative,
-            or ``train_size`` leaves no cell for validation (``1.0`` trains on every cell
-            without one).
+            If ``max_epochs`` is below 1 (no training step would run, yet the model would
+            count as trained), ``lr`` or ``max_grad_norm`` is not positive,
+            ``weight_decay`` is negative, or ``train_size`` leaves no cell for validation
+            (``1.0`` trains on every cell without one).
         TypeError
             If ``plan_kwargs`` is not a dict.
         """
+        check_optional_int(max_epochs, "max_epochs")
         plan = check_plan_settings(plan_kwargs, lr=lr, weight_decay=weight_decay, eps=1e-8)
         if max_grad_norm is not None:
             # Lightning's clipping; JAX models translate it into their optax chain
