@@ -193,6 +193,21 @@ def test_min_confidence_adds_no_empty_unknown_category(trained):
     assert list(query.obs["classify_label"].cat.categories) == list(model.classes_)
 
 
+def test_query_without_a_class_has_no_empty_category(trained):
+    """A query lacking a type: the label column lists only predicted types (an empty group
+    made sc.tl.rank_genes_groups fail, naming it a group of 'one sample'); the
+    probabilities and uns keep every class of the model."""
+    adata, model = trained
+    query = adata[(adata.obs["classify_label"] != "g2").to_numpy()].copy()
+    sn.tl.classify(query, model=model, labels_key="group")
+    label = query.obs["classify_label"]
+    assert list(label.cat.categories) == ["g0", "g1"]
+    assert list(query.obsm["classify_proba"].columns) == ["g0", "g1", "g2"]
+    assert list(query.uns["classify"]["classes"]) == ["g0", "g1", "g2"]
+    sc.tl.rank_genes_groups(query, "classify_label")
+    sn.pl.confusion_matrix(query, "group", "classify_label", show=False)
+
+
 def test_class_weight_balanced(lognorm_adata, backend):
     adata = lognorm_adata
     keep = (adata.obs["group"] != "g2") | (np.arange(adata.n_obs) % 8 == 0)
@@ -604,7 +619,10 @@ def test_predicted_labels_follow_the_labels_column_order(lognorm_adata):
     true and the predicted column only if both list the types in the same order."""
     adata = lognorm_adata
     adata.obs["group"] = adata.obs["group"].cat.reorder_categories(["g2", "g0", "g1"])
-    sn.tl.classify(adata, "group", min_confidence=0.99, **{**FAST, "max_epochs": 2})
+    model = sn.tl.classify(adata, "group", **FAST)
+    # the least confident tenth of the cells "Unknown" (a type without cells is no category)
+    low = float(np.quantile(adata.obs["classify_confidence"], 0.1))
+    sn.tl.classify(adata, model=model, labels_key="group", min_confidence=low)
     categories = list(adata.obs["classify_label"].cat.categories)
     assert categories == ["g2", "g0", "g1", "Unknown"]
     assert list(adata.uns["classify"]["classes"]) == ["g0", "g1", "g2"]  # the model's order

@@ -391,6 +391,55 @@ def test_zero_dec_epochs_keeps_the_kmeans_start():
     assert adata.obs["deep_cluster"].notna().all()
 
 
+def test_empty_clusters_are_no_categories(backend):
+    """DEC may empty clusters (here 8 asked on 3 groups): as with sc.tl.leiden, only
+    clusters with cells are categories, so scanpy's per-group calls work on the column;
+    uns and the soft assignment keep all k clusters, and a warning says so."""
+    adata = _data(n_obs=200)
+    with pytest.warns(UserWarning, match="of the model's 8 clusters have no cell after") as caught:
+        sn.tl.deep_cluster(
+            adata,
+            8,
+            n_latent=4,
+            n_hidden=(16,),
+            pretrain_epochs=5,
+            max_epochs=30,
+            n_top_genes=None,
+            batch_size=64,
+            backend=backend,
+            **TRAINER,
+        )
+    used = np.unique(adata.obsm["deep_cluster_soft"].argmax(axis=1))
+    assert 1 < len(used) < 8
+    message = next(str(w.message) for w in caught if "clusters have no cell" in str(w.message))
+    assert message.startswith(f"{8 - len(used)} of the model's 8 clusters")
+    assert "uns['deep_cluster']['n_clusters'] is still 8" in message
+    labels = adata.obs["deep_cluster"]
+    assert list(labels.cat.categories) == [str(i) for i in used]  # numbered, in order
+    sizes = labels.value_counts()
+    assert (sizes > 0).all()
+    assert adata.uns["deep_cluster"]["n_clusters"] == 8
+    assert adata.obsm["deep_cluster_soft"].shape == (adata.n_obs, 8)
+    sc.pp.log1p(adata)
+    # (a cluster of one cell is refused by scanpy whatever its categories)
+    sc.tl.rank_genes_groups(adata, "deep_cluster", groups=list(sizes.index[sizes > 1]))
+
+
+def test_model_reuse_on_cells_of_some_clusters(trained):
+    """New cells of two of the three clusters: the third is no category of obs (an empty
+    group made sc.tl.rank_genes_groups fail, naming it a group of 'one sample')."""
+    adata, model = trained
+    query = adata[adata.obs["deep_cluster"].isin(["0", "1"]).to_numpy()].copy()
+    with pytest.warns(UserWarning, match="1 of the model's 3 clusters have no cell among"):
+        sn.tl.deep_cluster(query, model=model)
+    assert list(query.obs["deep_cluster"].cat.categories) == ["0", "1"]
+    assert query.obsm["deep_cluster_soft"].shape == (query.n_obs, 3)
+    assert query.uns["deep_cluster"]["n_clusters"] == 3
+    sc.pp.log1p(query)
+    sc.tl.rank_genes_groups(query, "deep_cluster")
+    sn.pl.cluster_contingency(query, "deep_cluster", "group", show=False)
+
+
 def test_untrained_model_or_module_as_model(trained, backend):
     _, model = trained
     adata = _data(n_obs=60)

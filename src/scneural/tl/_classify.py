@@ -124,11 +124,15 @@ def classify(
     :class:`~scneural.models.JaxClassifier` with ``backend="jax"``). Writes into ``adata``:
 
     ``obs[f"{{key_added}}_label"]``
-        Predicted cell type (categorical).
+        Predicted cell type (categorical). Its categories are the types predicted for some
+        cell (``"Unknown"`` last, if any), in the order of ``labels_key``'s categories when
+        it is categorical: a class no cell was given (a query may lack a type) is left
+        out, as ``sc.tl.rank_genes_groups`` refuses empty groups. ``uns[key_added]
+        ["classes"]`` and the columns of ``obsm[f"{{key_added}}_proba"]`` list every class.
     ``obs[f"{{key_added}}_confidence"]``
         Highest class probability (float32).
     ``obsm[f"{{key_added}}_proba"]``
-        Class probabilities, a DataFrame with one column per class.
+        Class probabilities, a DataFrame with one column per class of the model.
     ``obsm[f"X_{{key_added}}"]``
         Penultimate-layer embedding, for ``sc.pp.neighbors(use_rep=...)``.
     ``uns[key_added]``
@@ -243,10 +247,11 @@ def classify(
     categories = label_order(labels, classes) if categorical else list(classes)
     if min_confidence is not None:
         predicted = np.where(confidence < min_confidence, UNKNOWN, predicted)
-        # only with cells: an empty group breaks sc.tl.rank_genes_groups, sc.pl.dotplot...
-        if UNKNOWN not in categories and (predicted == UNKNOWN).any():
+        if UNKNOWN not in categories:
             categories.append(UNKNOWN)
-    label = pd.Categorical(predicted, categories=categories)
+    # only types with cells (as sc.tl.leiden): an empty group breaks
+    # sc.tl.rank_genes_groups, sc.pl.dotplot... (a query may lack some of the classes)
+    label = pd.Categorical(predicted, categories=categories).remove_unused_categories()
 
     uns: dict[str, Any] = {
         "params": {

@@ -152,17 +152,23 @@ def deep_cluster(
 
     ``obs[key_added]``
         Cluster of each cell (categorical ``"0"``, ``"1"``, ...; NaN for dropped cells
-        without counts).
+        without counts). Only clusters with cells are categories, as with ``sc.tl.leiden``
+        (``sc.tl.rank_genes_groups`` refuses empty groups): when DEC empties some of the
+        ``n_clusters`` clusters, or the cells given with ``model=`` fall in only some of
+        them, a ``UserWarning`` says how many are empty and the remaining names keep
+        their numbers (e.g. ``"0"``, ``"2"``).
     ``obsm[f"X_{{key_added}}"]``
         Latent representation (float32), for ``sc.pp.neighbors(use_rep=...)``; NaN rows
         for dropped cells without counts (leave them out before ``sc.pp.neighbors``).
     ``obsm[f"{{key_added}}_soft"]``
-        Soft assignment q (cells x clusters, rows sum to 1).
+        Soft assignment q (cells x clusters, rows sum to 1; a column for each of the
+        ``n_clusters`` clusters, empty ones included).
     ``uns[key_added]``
         ``params`` (with ``training``: every argument of the model's ``pretrain`` and
         ``train`` calls, defaults included); ``history`` as
         ``{{"pretrain": {{...}}, "cluster": {{...}}}}`` (per-epoch losses of the model's
-        training, also when reused; ``cluster`` also holds ``label_change``); ``n_clusters``;
+        training, also when reused; ``cluster`` also holds ``label_change``); ``n_clusters``
+        (the model's number of clusters, empty ones included);
         ``n_clusters_estimated``; ``label_change`` (fraction of labels changed at each
         target update); ``converged``; ``n_cells_dropped``; ``genes`` (genes used); and,
         with ``labels_key``, ``metrics`` (``ari``, ``nmi``, ``accuracy``).
@@ -296,7 +302,22 @@ def deep_cluster(
     labels = np.full(adata.n_obs, -1)
     labels[keep] = soft.argmax(axis=1)
     categories = [str(i) for i in range(k)]
+    # only clusters with cells (as sc.tl.leiden): an empty group breaks
+    # sc.tl.rank_genes_groups, sc.pl.dotplot...
     clusters = pd.Categorical.from_codes(labels, categories=categories)
+    clusters = clusters.remove_unused_categories()
+    n_empty = k - len(clusters.categories)
+    if n_empty:
+        where = "among these cells" if reused else "after training"
+        message = (
+            f"{n_empty} of the model's {k} clusters have no cell {where}: obs[{key_added!r}] "
+            f"lists only the {k - n_empty} clusters with cells, while "
+            f"uns[{key_added!r}]['n_clusters'] is still {k} (and obsm['{key_added}_soft'] "
+            "has a column for each)"
+            + ("" if reused else "; a smaller n_clusters may suit these data")
+        )
+        logger.warning(message)
+        warnings.warn(message, UserWarning, stacklevel=2)
     latent_full = np.full((adata.n_obs, latent.shape[1]), np.nan, dtype=np.float32)
     latent_full[keep] = latent
     soft_full = np.full((adata.n_obs, k), np.nan, dtype=np.float32)
