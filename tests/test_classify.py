@@ -290,6 +290,25 @@ def test_logger_csv(lognorm_adata, backend, tmp_path, monkeypatch):
     assert len(lognorm_adata.uns["classify"]["history"]["train_loss"]) == 2
 
 
+def test_logger_writes_under_default_root_dir(lognorm_adata, backend, tmp_path, monkeypatch):
+    """Lightning's default_root_dir decides where the logs go (it was ignored: always ./)."""
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    options = {"max_epochs": 2, "enable_progress_bar": False, "default_root_dir": runs}
+    sn.tl.classify(lognorm_adata, "group", backend=backend, logger="csv", **options)
+    assert (runs / "lightning_logs" / "version_0" / "metrics.csv").exists()
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_logger_false_means_no_logger(lognorm_adata, backend, tmp_path, monkeypatch):
+    """False is Lightning's 'no logger' (it was refused); the history is still kept."""
+    monkeypatch.chdir(tmp_path)
+    options = {"max_epochs": 2, "enable_progress_bar": False}
+    sn.tl.classify(lognorm_adata, "group", backend=backend, logger=False, **options)
+    assert len(lognorm_adata.uns["classify"]["history"]["train_loss"]) == 2
+    assert not (tmp_path / "lightning_logs").exists()
+
+
 def test_raw_counts_in_x_warns(counts_adata, backend):
     with pytest.warns(UserWarning, match="looks like raw counts"):
         sn.tl.classify(

@@ -440,6 +440,25 @@ def test_model_reuse_on_cells_of_some_clusters(trained):
     sn.pl.cluster_contingency(query, "deep_cluster", "group", show=False)
 
 
+def test_logger_names_each_phase(backend, tmp_path, monkeypatch):
+    """One run logs two phases: they go to lightning_logs/pretrain and .../cluster (they
+    were version_0 and version_1, with no hint which was which), under default_root_dir."""
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    options = {"pretrain_epochs": 2, "max_epochs": 2, "backend": backend}
+    _run(_data(n_obs=60), logger="csv", default_root_dir=runs, **options)
+    logs = runs / "lightning_logs"
+    assert sorted(path.name for path in logs.iterdir()) == ["cluster", "pretrain"]
+    assert (logs / "pretrain" / "version_0" / "metrics.csv").exists()
+    assert (logs / "cluster" / "version_0" / "metrics.csv").exists()
+    assert not (tmp_path / "lightning_logs").exists()
+    # False is Lightning's "no logger" (it was refused); the history is still kept
+    adata = _data(n_obs=60)
+    _run(adata, logger=False, **options)
+    assert len(adata.uns["deep_cluster"]["history"]["pretrain"]["train_loss"]) == 2
+    assert not (tmp_path / "lightning_logs").exists()
+
+
 def test_untrained_model_or_module_as_model(trained, backend):
     _, model = trained
     adata = _data(n_obs=60)

@@ -152,6 +152,19 @@ def test_scgen_trains_with_fused_adam_and_clipping():
     assert len(loss) == 6 and loss[-1] < loss[0]
 
 
+def test_tensorboard_logger_writes_under_default_root_dir(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    monkeypatch.chdir(tmp_path)
+    model = _scgen()
+    runs = tmp_path / "runs"
+    model.train(
+        max_epochs=2, logger="tensorboard", default_root_dir=runs, enable_progress_bar=False
+    )
+    assert list((runs / "lightning_logs" / "version_0").glob("events.out.tfevents.*"))
+    assert not (tmp_path / "lightning_logs").exists()
+    assert len(model.history["train_loss"]) == 2
+
+
 def _image_model(n_obs: int = 40, size: int = 8):
     rng = np.random.default_rng(0)
     patches = rng.integers(0, 255, size=(n_obs, size * size * 3), dtype=np.uint8)

@@ -388,25 +388,32 @@ class ScneuralModelMixin:
         return {name: np.concatenate(parts, axis=0) for name, parts in collected.items()}
 
 
-def build_logger(logger: Any, save_dir: str = ".") -> Any:
+def build_logger(
+    logger: Any, save_dir: str | os.PathLike | None = None, name: str = "lightning_logs"
+) -> Any:
     """Lightning logger(s) for ``train``: scvi-tools' history logger plus the one asked for.
 
-    ``logger`` is ``None`` (history only), ``"tensorboard"``, ``"csv"`` or a Lightning
-    :class:`~lightning.pytorch.loggers.Logger`. The history logger always comes first so
-    ``model.history`` is filled whatever else is logged.
+    ``logger`` is ``None`` or ``False`` (Lightning's "no logger"; history only),
+    ``"tensorboard"``, ``"csv"`` or a Lightning :class:`~lightning.pytorch.loggers.Logger`.
+    The two named loggers write to ``save_dir/name/version_N``; ``save_dir`` is the
+    Trainer's ``default_root_dir`` when given (``None``: the working directory, as in
+    Lightning). The history logger always comes first so ``model.history`` is filled
+    whatever else is logged.
     """
-    if logger is None:
+    if logger is None or logger is False:
         return None
     from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
     from scvi.train._logger import SimpleLogger
 
+    save_dir = "." if save_dir is None else save_dir
     if logger == "tensorboard":
-        logger = TensorBoardLogger(save_dir=save_dir)
+        logger = TensorBoardLogger(save_dir=save_dir, name=name)
     elif logger == "csv":
-        logger = CSVLogger(save_dir=save_dir)
+        logger = CSVLogger(save_dir=save_dir, name=name)
     elif not isinstance(logger, Logger):
         raise ValueError(
-            f"logger must be None, 'tensorboard', 'csv' or a Lightning Logger, got {logger!r}"
+            "logger must be None (or False), 'tensorboard', 'csv' or a Lightning Logger, "
+            f"got {logger!r}"
         )
     return [SimpleLogger(), logger]
 
@@ -485,13 +492,14 @@ def early_stopping_trainer_kwargs(
     """Trainer arguments every scneural model trains with.
 
     ``early_stopping`` on a validation metric checked every epoch, plus the optional extra
-    logger (see :func:`build_logger`). Values the caller already put in ``kwargs`` win.
+    logger (see :func:`build_logger`; it writes under ``default_root_dir`` when ``kwargs``
+    name one). Values the caller already put in ``kwargs`` win.
     With ``train_size >= 1`` there is no validation set, so nothing is validated and early
     stopping is off.
     """
     kwargs = distributed_trainer_kwargs(kwargs)
     if logger is not None:
-        kwargs["logger"] = build_logger(logger)
+        kwargs["logger"] = build_logger(logger, kwargs.get("default_root_dir"))
     if not has_validation_set(train_size):
         kwargs["early_stopping"] = False
         return kwargs

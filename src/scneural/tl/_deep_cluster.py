@@ -143,7 +143,9 @@ def deep_cluster(
         Minibatch size of training; inference uses minibatches of at least 1,024 cells.
     {train_kwargs}
         Both phases train on every cell: ``train_size``, ``validation_size`` and
-        ``early_stopping`` are refused.
+        ``early_stopping`` are refused. ``logger="csv"`` or ``"tensorboard"`` logs them to
+        ``lightning_logs/pretrain/`` and ``lightning_logs/cluster/`` (under
+        ``default_root_dir`` when given).
 
     Returns
     -------

@@ -221,8 +221,10 @@ class ClassifierMixin:
             macro-F1 from 0.935 to 0.940 (mean of 6 seeds; ``docs/benchmarks.md``). ``1.0``
             trains on every cell for ``max_epochs`` epochs, without validation.
         logger
-            Also log to ``"tensorboard"``, ``"csv"`` (under ``lightning_logs/``) or a Lightning
-            logger; the per-epoch history is always kept in ``model.history``.
+            Also log to ``"tensorboard"``, ``"csv"`` (in ``lightning_logs/`` under the
+            trainer's ``default_root_dir`` when ``**kwargs`` give one, else the working
+            directory) or a Lightning logger; ``None`` or ``False``: no other logger. The
+            per-epoch history is always kept in ``model.history``.
         plan_kwargs
             More arguments of the training plan
             (:class:`~scneural.models.classifier.ClassifierTrainingPlan`, a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -227,6 +228,9 @@ class DeepClusterMixin:
             More arguments of the training plan.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (``accelerator``, ``devices``, ``logger``...).
+            ``logger="csv"`` or ``"tensorboard"`` writes to ``lightning_logs/pretrain/`` (under
+            ``default_root_dir`` when given, else the working directory); ``logger=False``
+            is Lightning's "no logger" (the history is kept all the same).
 
         Raises
         ------
@@ -239,7 +243,9 @@ class DeepClusterMixin:
         # the optimizer is built here: a learning rate given in plan_kwargs is honoured too
         plan_kwargs = check_plan_settings(plan_kwargs, lr=lr)
         plan = self._pretrain_plan(plan_kwargs.pop("lr"), plan_kwargs)
-        history = _rename(self._run(plan, max_epochs, batch_size, **trainer_kwargs))
+        history = _rename(
+            self._run(plan, max_epochs, batch_size, phase="pretrain", **trainer_kwargs)
+        )
         # pretraining has no KL term: scvi-tools logs a column of zeros for it
         self.pretrain_history_ = {k: v for k, v in history.items() if not k.startswith("kl_")}
         self.is_pretrained_ = True
@@ -399,7 +405,9 @@ class DeepClusterMixin:
         plan_kwargs
             More arguments of the DEC training plan.
         **trainer_kwargs
-            Passed to :class:`scvi.train.Trainer`.
+            Passed to :class:`scvi.train.Trainer`. ``logger="csv"`` or ``"tensorboard"``
+            writes to ``lightning_logs/cluster/`` (under ``default_root_dir`` when given, else
+            the working directory).
         """
         check_positive_int(max_epochs, "max_epochs", minimum=0)
         if self.module.n_clusters == 0:
@@ -419,7 +427,9 @@ class DeepClusterMixin:
             tol=tol,
             gamma=gamma,
         )
-        history = _rename(self._run(plan, max_epochs, batch_size, **trainer_kwargs))
+        history = _rename(
+            self._run(plan, max_epochs, batch_size, phase="cluster", **trainer_kwargs)
+        )
         history["label_change"] = np.asarray(plan.label_change, dtype=float)
         self.cluster_history_ = history
         self.label_change_ = list(plan.label_change)
@@ -464,7 +474,11 @@ class DeepClusterMixin:
             follow ``scvi.settings.seed``).
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` in both phases (``accelerator``,
-            ``devices``, ``logger``, ...).
+            ``devices``, ``logger``, ...). ``logger="csv"`` or ``"tensorboard"`` logs each
+            phase to its own directory, ``lightning_logs/pretrain/`` and
+            ``lightning_logs/cluster/`` (under ``default_root_dir`` when given, else the
+            working directory); ``logger=False`` is Lightning's "no logger" (the history is
+            kept all the same).
 
         Raises
         ------
@@ -571,9 +585,11 @@ class DeepClusterMixin:
             raise ValueError("the clustering layer is not initialised; train the model first")
         return self._batched_inference(adata, ["q"], indices=indices, batch_size=batch_size)["q"]
 
-    def _phase_trainer_kwargs(self, trainer_kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Trainer arguments of one training phase (all cells, no validation, no early
-        stopping); resets the history, as each phase keeps its own."""
+    def _phase_trainer_kwargs(self, trainer_kwargs: dict[str, Any], phase: str) -> dict[str, Any]:
+        """Trainer arguments of one training phase, ``"pretrain"`` or ``"cluster"`` (all
+        cells, no validation, no early stopping); resets the history, as each phase keeps
+        its own. A ``logger="csv"`` or ``"tensorboard"`` writes to
+        ``lightning_logs/<phase>/version_N`` (under ``default_root_dir`` when given)."""
         trainer_kwargs = dict(trainer_kwargs)
         held_out = [
             name
@@ -590,10 +606,13 @@ class DeepClusterMixin:
             )
         for name in ("train_size", "validation_size"):
             trainer_kwargs.pop(name, None)
-        if trainer_kwargs.get("logger") is not None and not isinstance(
-            trainer_kwargs["logger"], list
-        ):
-            trainer_kwargs["logger"] = build_logger(trainer_kwargs["logger"])
+        if "logger" in trainer_kwargs and not isinstance(trainer_kwargs["logger"], list):
+            root = trainer_kwargs.get("default_root_dir")
+            trainer_kwargs["logger"] = build_logger(
+                trainer_kwargs["logger"],
+                os.path.join("." if root is None else root, "lightning_logs"),
+                name=phase,
+            )
         trainer_kwargs.setdefault("early_stopping", False)
         trainer_kwargs.setdefault("check_val_every_n_epoch", None)
         # the cluster centres take no part in pretraining
@@ -680,14 +699,16 @@ class DeepCluster(DeepClusterMixin, ScneuralModelMixin, BaseModelClass):
             **plan_kwargs,
         )
 
-    def _run(self, plan: TrainingPlan, max_epochs: int, batch_size: int, **trainer_kwargs):
+    def _run(
+        self, plan: TrainingPlan, max_epochs: int, batch_size: int, *, phase: str, **trainer_kwargs
+    ):
         # batch norm (off by default) cannot train on a last minibatch of one cell
         batch_norm = self.init_params_["non_kwargs"].get("use_batch_norm")
         splitter_cls = SingleCellSafeDataSplitter if batch_norm else DataSplitter
         splitter = splitter_cls(
             self.adata_manager, train_size=1.0, batch_size=batch_size, shuffle_set_split=True
         )
-        trainer_kwargs = self._phase_trainer_kwargs(trainer_kwargs)
+        trainer_kwargs = self._phase_trainer_kwargs(trainer_kwargs, phase)
         # Lightning keeps the modules' mode; inference left them in eval mode (no noise)
         self.module.train()
         runner = TrainRunner(

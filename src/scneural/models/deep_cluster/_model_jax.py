@@ -93,7 +93,13 @@ class JaxDeepCluster(DeepClusterMixin, JaxModelMixin, BaseModelClass):
         )
 
     def _run(
-        self, plan: ScneuralJaxTrainingPlan, max_epochs: int, batch_size: int, **trainer_kwargs
+        self,
+        plan: ScneuralJaxTrainingPlan,
+        max_epochs: int,
+        batch_size: int,
+        *,
+        phase: str,
+        **trainer_kwargs,
     ) -> dict[str, np.ndarray]:
         """Train one phase with ``plan`` (a fresh optimizer on the current variables)."""
         import flax
@@ -130,7 +136,7 @@ class JaxDeepCluster(DeepClusterMixin, JaxModelMixin, BaseModelClass):
             shuffle_set_split=True,
             iter_ndarray=True,
         )
-        trainer_kwargs = self._phase_trainer_kwargs(trainer_kwargs)
+        trainer_kwargs = self._phase_trainer_kwargs(trainer_kwargs, phase)
         module.train()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module=r"pytorch_lightning.*")

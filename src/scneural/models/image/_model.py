@@ -149,7 +149,10 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             Fraction of spots trained on; the rest is the validation set (``None``:
             scvi-tools' default split; ``1.0``: no validation, no early stopping).
         logger
-            Also log to ``"tensorboard"``, ``"csv"`` or a Lightning logger.
+            Also log to ``"tensorboard"``, ``"csv"`` (in ``lightning_logs/`` under the
+            trainer's ``default_root_dir`` when ``**kwargs`` give one, else the working
+            directory) or a Lightning logger; ``None`` or ``False``: no other logger. The
+            per-epoch history is always kept in ``model.history``.
         plan_kwargs
             More arguments of :class:`scvi.train.TrainingPlan`.
         **kwargs

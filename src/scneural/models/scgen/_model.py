@@ -225,8 +225,10 @@ class ScGenMixin:
             clipping them makes the predictions steadier from seed to seed (see
             ``docs/benchmarks.md``).
         logger
-            Also log to ``"tensorboard"``, ``"csv"`` (under ``lightning_logs/``) or a Lightning
-            logger; the per-epoch history is always kept in ``model.history``.
+            Also log to ``"tensorboard"``, ``"csv"`` (in ``lightning_logs/`` under the
+            trainer's ``default_root_dir`` when ``**kwargs`` give one, else the working
+            directory) or a Lightning logger; ``None`` or ``False``: no other logger. The
+            per-epoch history is always kept in ``model.history``.
         plan_kwargs
             More arguments of :class:`scvi.train.TrainingPlan`.
         **kwargs
