@@ -538,5 +538,5 @@ def test_diverged_pretraining_is_reported_before_kmeans(backend):
     adata = _data(n_obs=80)
     before = snapshot(adata)
     with pytest.raises(ValueError, match=r"training diverged \(pretrain train_loss became nan"):
-        _run(adata, backend=backend, pretrain_epochs=3, plan_kwargs={"lr": 1e12})
+        _run(adata, backend=backend, pretrain_epochs=3, pretrain_lr=1e12)
     assert_unchanged(adata, before)

@@ -173,11 +173,15 @@ def test_bad_optimizer_settings_are_refused_before_training(name, setting, messa
     """optax would ascend the loss with a negative learning rate without a word."""
     if name.startswith("Jax") and not HAS_JAX:
         pytest.skip("the JAX extra is not installed")
-    model = _untrained(name)
     error = TypeError if "dict" in message else ValueError
-    with pytest.raises(error, match=message):
-        model.train(max_epochs=1, **setting, **TRAIN)
-    assert not model.is_trained_
+    # DeepCluster's two phases take their own: both are checked before pretraining
+    phases = ("pretrain_", "cluster_") if name.endswith("DeepCluster") else ("",)
+    for phase in phases:
+        model = _untrained(name)
+        with pytest.raises(error, match=message):
+            model.train(max_epochs=1, **{phase + k: v for k, v in setting.items()}, **TRAIN)
+        assert not model.is_trained_
+        assert not getattr(model, "is_pretrained_", False)
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)

@@ -128,7 +128,9 @@ DOC_PARAMS: dict[str, str] = {
     "train_kwargs": dedent(
         """\
         **train_kwargs
-            Passed to the model's ``train`` (e.g. ``plan_kwargs``, ``logger``)."""
+            Passed to the model's ``train`` and Lightning's ``Trainer`` (e.g.
+            ``plan_kwargs``, ``logger``); a name neither takes is refused before any work,
+            as is any of them with ``model=``."""
     ),
 }
 

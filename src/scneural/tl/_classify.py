@@ -33,6 +33,7 @@ from scneural._validation import (
 from scneural.models import Classifier
 from scneural.models.classifier._model import UNLABELED_SENTINEL, ClassifierMixin
 
+from ._arguments import check_tool_arguments
 from ._common import (
     align_features,
     check_backend,
@@ -165,6 +166,16 @@ def classify(
         )
     if model is not None and not model.is_trained:
         raise ValueError("model= has not been trained; call model.train() or pass model=None")
+    check_tool_arguments(
+        classify,
+        model,
+        _model_class(backend),
+        train_kwargs,
+        class_weight=class_weight,
+        n_hidden=n_hidden,
+        dropout_rate=dropout_rate,
+        max_epochs=max_epochs,
+    )
     if model is not None:
         check_reused_batch_key(model, batch_key)
     if model is not None and labels_key is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from textwrap import dedent
 from typing import Any, Literal
 
 import numpy as np
@@ -34,6 +35,7 @@ from scneural.models import DeepCluster
 from scneural.models.deep_cluster import check_geometry
 from scneural.models.deep_cluster._model import DeepClusterMixin
 
+from ._arguments import check_tool_arguments
 from ._common import (
     check_backend,
     check_reused_batch_key,
@@ -49,7 +51,18 @@ logger = logging.getLogger(__name__)
 _CHUNK = 4096
 
 
-@doc_params()
+@doc_params(
+    train_kwargs=dedent(
+        """\
+        **train_kwargs
+            Passed to the model's :meth:`~scneural.models.DeepCluster.train` and Lightning's
+            ``Trainer`` in both phases (e.g. ``logger``). Each phase has its own optimizer:
+            ``pretrain_lr`` (Adam, default 1e-3) and ``cluster_lr`` (Adadelta, default 1.0),
+            and ``pretrain_plan_kwargs`` / ``cluster_plan_kwargs``; a bare ``lr`` or
+            ``plan_kwargs`` is refused. A name no step takes is refused before any work, as
+            is any of them with ``model=``."""
+    )
+)
 def deep_cluster(
     adata: AnnData,
     n_clusters: int | None = None,
@@ -202,6 +215,23 @@ def deep_cluster(
     check_optional_int(pretrain_epochs, "pretrain_epochs")
     check_optional_int(max_epochs, "max_epochs", minimum=0)
     check_geometry(init)
+    check_tool_arguments(
+        deep_cluster,
+        model,
+        _model_class(backend),
+        train_kwargs,
+        n_top_genes=n_top_genes,
+        n_latent=n_latent,
+        n_hidden=n_hidden,
+        noise_sd=noise_sd,
+        gamma=gamma,
+        tol=tol,
+        update_interval=update_interval,
+        pretrain_epochs=pretrain_epochs,
+        init=init,
+        resolution=resolution,
+        max_epochs=max_epochs,
+    )
     check_key_added(key_added)
     if n_clusters is None:
         check_positive_float(resolution, "resolution")

@@ -29,6 +29,7 @@ from scneural.models.image import ImageExpressionModel, ImageFeatureExtractor, b
 from scneural.models.image._backbones import default_input_size
 from scneural.models.image._extractor import pick_device, resize_patches
 
+from ._arguments import check_train_kwargs
 from ._common import check_backend, trainer_kwargs
 from ._image_patches import (
     MIN_PATCH_SIZE,
@@ -330,6 +331,8 @@ def image_features(
             f"image_features got unexpected arguments {sorted(train_kwargs)}; extra "
             "arguments go to the expression CNN's training (backbone='expression') only"
         )
+    if train_kwargs:
+        check_train_kwargs(image_features, train_kwargs, ImageExpressionModel)
     batch_size = check_positive_int(batch_size, "batch_size")
     input_size = check_optional_int(input_size, "input_size", minimum=32)
     spots = spot_image(

@@ -39,6 +39,7 @@ from scneural.models.scgen._model import (
     predicted_anndata,
 )
 
+from ._arguments import check_tool_arguments
 from ._common import (
     InputSource,
     align_features,
@@ -199,6 +200,18 @@ def perturb(
         check_positive_int(value, argument)
     check_fraction(dropout_rate, "dropout_rate")
     check_non_negative_float(kl_weight, "kl_weight")
+    check_tool_arguments(
+        perturb,
+        model,
+        _model_class(backend),
+        train_kwargs,
+        n_hidden=n_hidden,
+        n_latent=n_latent,
+        n_layers=n_layers,
+        dropout_rate=dropout_rate,
+        kl_weight=kl_weight,
+        max_epochs=max_epochs,
+    )
     check_obs_key(adata, condition_key, "condition_key")
     check_obs_key(adata, cell_type_key, "cell_type_key")
     n_untyped = int(adata.obs[cell_type_key].isna().sum())

@@ -451,6 +451,10 @@ class DeepClusterMixin:
         gamma: float = 1.0,
         batch_size: int = 256,
         random_state: int = 0,
+        pretrain_lr: float = 1e-3,
+        cluster_lr: float = 1.0,
+        pretrain_plan_kwargs: dict | None = None,
+        cluster_plan_kwargs: dict | None = None,
         **trainer_kwargs,
     ) -> None:
         """Pretrain (unless done), initialise the clusters by k-means and run the DEC phase.
@@ -472,6 +476,12 @@ class DeepClusterMixin:
         random_state
             Seed of k-means and of the estimate of k (the networks' weights and minibatches
             follow ``scvi.settings.seed``).
+        pretrain_lr, pretrain_plan_kwargs
+            Learning rate of the pretraining's Adam and more arguments of its training
+            plan: see :meth:`pretrain`.
+        cluster_lr, cluster_plan_kwargs
+            Learning rate of the DEC phase's Adadelta and more arguments of its training
+            plan: see :meth:`train_clusters`.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` in both phases (``accelerator``,
             ``devices``, ``logger``, ...). ``logger="csv"`` or ``"tensorboard"`` logs each
@@ -487,12 +497,30 @@ class DeepClusterMixin:
             a known geometry, the estimate of k finds a single cluster, or
             ``trainer_kwargs`` hold ``train_size``, ``validation_size`` or
             ``early_stopping`` (both phases train on every cell, without early stopping).
+        TypeError
+            If ``trainer_kwargs`` hold ``lr`` or ``plan_kwargs``: the two phases have their
+            own optimizers, on learning rates a thousand times apart, so each takes its own.
         """
+        shared = [name for name in ("lr", "plan_kwargs") if name in trainer_kwargs]
+        if shared:
+            raise TypeError(
+                f"{type(self).__name__}.train does not take {' or '.join(shared)}: the "
+                "pretraining (Adam, lr 1e-3) and the DEC phase (Adadelta, lr 1.0) have their "
+                "own optimizers; pass pretrain_lr=/cluster_lr= or "
+                "pretrain_plan_kwargs=/cluster_plan_kwargs="
+            )
         check_positive_int(max_epochs, "max_epochs", minimum=0)
         check_optional_int(pretrain_epochs, "pretrain_epochs")
         check_geometry(init)
+        check_plan_settings(cluster_plan_kwargs, lr=cluster_lr)  # before pretraining
         if not self.is_pretrained_:
-            self.pretrain(pretrain_epochs, batch_size=batch_size, **trainer_kwargs)
+            self.pretrain(
+                pretrain_epochs,
+                lr=pretrain_lr,
+                batch_size=batch_size,
+                plan_kwargs=pretrain_plan_kwargs,
+                **trainer_kwargs,
+            )
         labels = self.init_clusters(
             n_clusters, init=init, n_init=n_init, resolution=resolution, random_state=random_state
         )
@@ -502,7 +530,9 @@ class DeepClusterMixin:
             update_interval=update_interval,
             tol=tol,
             gamma=gamma,
+            lr=cluster_lr,
             batch_size=batch_size,
+            plan_kwargs=cluster_plan_kwargs,
             **trainer_kwargs,
         )
 

@@ -1,0 +1,199 @@
+"""The tools' extra arguments: a misspelt one is named with the closest known names before
+any work, and arguments that only build or train a model are refused with ``model=``."""
+
+from __future__ import annotations
+
+import pytest
+import scanpy as sc
+
+import scneural as sn
+from conftest import assert_unchanged, snapshot, synthetic_section
+
+QUIET = {"accelerator": "cpu", "enable_progress_bar": False}
+PERTURB = {
+    "condition_key": "condition",
+    "control": "control",
+    "perturbed": "stimulated",
+    "cell_type_key": "cell_type",
+    "predict": "t0",
+}
+
+
+def _counts():
+    return sn.datasets.synthetic_counts(n_obs=120, n_vars=40, n_groups=3, seed=0)
+
+
+def _lognorm(adata):
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    return adata
+
+
+def _perturbation():
+    adata = _lognorm(sn.datasets.synthetic_perturbation(n_obs=200, n_vars=30, seed=0))
+    held_out = (adata.obs["cell_type"] == "t0") & (adata.obs["condition"] == "stimulated")
+    return adata[~held_out.to_numpy()].copy()
+
+
+def _classify(adata=None, **kwargs):
+    adata = _lognorm(_counts()) if adata is None else adata
+    return sn.tl.classify(adata, "group", **{"n_hidden": (8,), **QUIET, **kwargs})
+
+
+def _deep_cluster(adata=None, **kwargs):
+    adata = _counts() if adata is None else adata
+    defaults = {"n_hidden": (16,), "n_latent": 4, "pretrain_epochs": 1, "max_epochs": 1}
+    return sn.tl.deep_cluster(adata, 3, **{**defaults, **QUIET, **kwargs})
+
+
+def _perturb(adata=None, **kwargs):
+    adata = _perturbation() if adata is None else adata
+    defaults = {"n_hidden": 16, "n_latent": 4, "max_epochs": 1}
+    return sn.tl.perturb(adata, **PERTURB, **{**defaults, **QUIET, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "run, data, typo, suggested",
+    [
+        (_classify, lambda: _lognorm(_counts()), {"max_epoch": 1}, "'max_epochs'"),
+        (_classify, lambda: _lognorm(_counts()), {"n_hiden": (4,)}, "'n_hidden'"),
+        (_classify, lambda: _lognorm(_counts()), {"erly_stopping": False}, "'early_stopping'"),
+        (_deep_cluster, _counts, {"noise_sdd": 1.0}, "'noise_sd'"),
+        (_deep_cluster, _counts, {"lr": 0.01}, "'cluster_lr' or 'pretrain_lr'"),
+        (_deep_cluster, _counts, {"plan_kwargs": {}}, "'cluster_plan_kwargs' or"),
+        (_perturb, _perturbation, {"kl_weigth": 0.1}, "'kl_weight'"),
+        (_perturb, _perturbation, {"max_grad_nrom": 1.0}, "'max_grad_norm'"),
+    ],
+)
+def test_misspelt_argument_is_named_before_any_work(run, data, typo, suggested, monkeypatch):
+    """The error names the tool, the argument and the closest known ones, before a model is
+    built (it came from Lightning's Trainer, after the data were prepared)."""
+    adata = data()
+    before = snapshot(adata)
+    built = []
+    for cls in (sn.models.Classifier, sn.models.DeepCluster, sn.models.ScGen):
+        monkeypatch.setattr(cls, "setup_anndata", lambda *a, **k: built.append(1))
+    name = next(iter(typo))
+    with pytest.raises(TypeError, match=f"got unexpected argument {name!r} \\(did you mean") as err:
+        run(adata, **typo)
+    assert suggested in str(err.value)
+    assert not built
+    assert_unchanged(adata, before)
+
+
+def test_image_features_misspelt_training_argument():
+    section = synthetic_section()
+    before = snapshot(section)
+    with pytest.raises(TypeError, match="'max_epoch' \\(did you mean 'max_epochs'"):
+        sn.tl.image_features(section, backbone="expression", max_epoch=2)
+    assert_unchanged(section, before)
+
+
+def test_known_training_arguments_pass(monkeypatch):
+    """Arguments of the model's train, scvi-tools' train and both Trainers are all known."""
+    from scneural.tl._arguments import check_train_kwargs
+
+    known = {
+        "early_stopping_patience": 3,  # Classifier.train
+        "datasplitter_kwargs": {},  # scvi-tools' train
+        "log_every_n_steps": 1,  # scvi-tools' Trainer
+        "gradient_clip_val": 1.0,  # Lightning's Trainer
+        "callbacks": [],
+    }
+    check_train_kwargs(sn.tl.classify, known, sn.models.Classifier)
+    check_train_kwargs(sn.tl.deep_cluster, {"pretrain_lr": 0.1}, sn.models.DeepCluster)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {
+        "classify": (_classify(max_epochs=1), lambda: _lognorm(_counts())),
+        "deep_cluster": (_deep_cluster(), _counts),
+        "perturb": (_perturb(return_model=True)[1], _perturbation),
+    }
+
+
+@pytest.mark.parametrize(
+    "tool, arguments",
+    [
+        ("classify", {"max_epochs": 50}),
+        ("classify", {"n_hidden": [64]}),
+        ("classify", {"lr": 0.1}),
+        ("classify", {"max_epoch": 3}),
+        ("deep_cluster", {"pretrain_epochs": 5}),
+        ("deep_cluster", {"n_latent": 99}),
+        ("deep_cluster", {"foo": 1}),
+        ("perturb", {"max_epochs": 77}),
+        ("perturb", {"kl_weight": 0.1}),
+        ("perturb", {"bogus": 1}),
+    ],
+)
+def test_reuse_refuses_training_arguments(models, tool, arguments):
+    """They would have no effect, yet were recorded in uns[key]['params'] as used."""
+    model, data = models[tool]
+    run = {"classify": sn.tl.classify, "deep_cluster": sn.tl.deep_cluster}.get(tool)
+    adata = data()
+    before = snapshot(adata)
+    name = next(iter(arguments))
+    with pytest.raises(ValueError, match=f"applies a trained model as it is: {name}="):
+        if tool == "perturb":
+            sn.tl.perturb(adata, **PERTURB, model=model, **arguments)
+        else:
+            run(adata, model=model, **arguments)
+    assert_unchanged(adata, before)
+
+
+def test_reuse_accepts_defaults_and_inference_arguments(models):
+    """Arguments at their defaults, and those that apply to a trained model (batch_size of
+    inference, the arithmetic of perturb), are accepted with model=."""
+    model, data = models["classify"]
+    adata = data()
+    sn.tl.classify(
+        adata,
+        model=model,
+        n_hidden=(512, 256, 128),
+        dropout_rate=0.2,
+        batch_size=64,
+        enable_progress_bar=False,
+    )
+    assert "classify_label" in adata.obs
+    model, data = models["perturb"]
+    adata = data()
+    sn.tl.perturb(adata, **PERTURB, model=model, residual=True, delta_cells="paired")
+    assert adata.uns["perturb"]["params"]["model_reused"]
+
+
+def test_deep_cluster_phases_take_their_own_learning_rates(monkeypatch):
+    """A learning rate for one phase does not reach the other's optimizer (Adam at 1e-3
+    and Adadelta at 1.0 by default: one lr for both cut the DEC phase's 1000x)."""
+    seen = {}
+    for name in ("_pretrain_plan", "_dec_plan"):
+        original = getattr(sn.models.DeepCluster, name)
+
+        def spy(self, lr, plan_kwargs, *args, _name=name, _original=original, **kwargs):
+            seen[_name] = (lr, dict(plan_kwargs))
+            return _original(self, lr, plan_kwargs, *args, **kwargs)
+
+        monkeypatch.setattr(sn.models.DeepCluster, name, spy)
+    _deep_cluster()
+    assert seen == {"_pretrain_plan": (1e-3, {}), "_dec_plan": (1.0, {})}
+    _deep_cluster(
+        pretrain_lr=0.01,
+        cluster_lr=0.5,
+        pretrain_plan_kwargs={"weight_decay": 1e-4},
+        cluster_plan_kwargs={"weight_decay": 1e-3},
+    )
+    assert seen == {
+        "_pretrain_plan": (0.01, {"weight_decay": 1e-4}),
+        "_dec_plan": (0.5, {"weight_decay": 1e-3}),
+    }
+
+
+@pytest.mark.parametrize("shared", [{"lr": 0.01}, {"plan_kwargs": {"lr": 0.01}}])
+def test_deep_cluster_train_refuses_one_lr_for_both_phases(shared):
+    adata = _counts()
+    sn.models.DeepCluster.setup_anndata(adata)
+    model = sn.models.DeepCluster(adata, n_clusters=3, n_hidden=(8,), n_latent=4)
+    with pytest.raises(TypeError, match="pass pretrain_lr=/cluster_lr="):
+        model.train(max_epochs=1, pretrain_epochs=1, **shared, **QUIET)
+    assert not model.is_pretrained_
