@@ -251,6 +251,19 @@ def test_predict_control_cells_directly_and_restrict(trained, full):
     assert list(model_pred.obs.columns) == list(pred.obs.columns)
 
 
+def test_predictions_of_log_normalised_data_are_not_negative(trained):
+    """The decoder's linear output puts many values below 0; log-normalised expression has
+    none (they gave scanpy's log fold changes NaN), while scaled data keep theirs."""
+    train, pred, model = trained
+    shifted = model.decode(pred.obsm["X_perturb"])
+    np.testing.assert_allclose(pred.X, np.maximum(shifted, 0), atol=1e-5)
+    assert pred.X.min() >= 0.0 and train.uns["perturb"]["params"]["clipped_at_zero"]
+    scaled = train.copy()
+    scaled.X = (scaled.X - scaled.X.mean(axis=0)).astype(np.float32)  # negative values
+    out = sn.tl.perturb(scaled, predict="t0", **ARGS, **{**SMALL, "max_epochs": 2})
+    assert out.X.min() < 0 and not scaled.uns["perturb"]["params"]["clipped_at_zero"]
+
+
 def test_residual_prediction_adds_the_decoded_change(trained, full):
     train, pred, model = trained
     is_control = _control(train)
@@ -262,8 +275,13 @@ def test_residual_prediction_adds_the_decoded_change(trained, full):
     assert residual.X.dtype == np.float32 and residual.shape == pred.shape
     assert list(residual.obs_names) == list(pred.obs_names)
     # control + decode(z + delta) - decode(z): the same change as scGen's prediction
+    # (both clipped at 0, as log-normalised data)
     reconstruction = model.decode(train.obsm["X_perturb"][is_control])
-    np.testing.assert_allclose(residual.X - control, pred.X - reconstruction, atol=1e-4)
+    shifted = model.decode(pred.obsm["X_perturb"])
+    np.testing.assert_allclose(pred.X, np.maximum(shifted, 0), atol=1e-5)
+    np.testing.assert_allclose(
+        residual.X, np.maximum(control + shifted - reconstruction, 0), atol=1e-4
+    )
     # each predicted cell keeps its control cell's deviations, so the per-gene variances
     # follow the real ones better than the smooth decoder output does
     real = full[_held_out(full)]
@@ -277,7 +295,7 @@ def test_residual_prediction_adds_the_decoded_change(trained, full):
     )
     # the model API and control cells passed directly give the same prediction
     model_pred, _ = model.predict(
-        "control", "stimulated", cell_type="t0", adata=train, residual=True
+        "control", "stimulated", cell_type="t0", adata=train, residual=True, clip_min=0.0
     )
     np.testing.assert_allclose(model_pred.X, residual.X, rtol=1e-5, atol=1e-5)
     direct = sn.tl.perturb(

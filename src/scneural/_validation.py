@@ -181,6 +181,11 @@ def _iter_value_chunks(X: Any):
             yield values[start : start + _CHUNK * 100]
 
 
+def has_negative(X: Any) -> bool:
+    """Whether ``X`` (dense, sparse or backed) holds a value below 0, read block by block."""
+    return any((chunk < 0).any() for chunk in _iter_value_chunks(X))
+
+
 #: the models compute in float32: larger values become infinite in them
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 

@@ -26,6 +26,7 @@ from scneural._validation import (
     check_optional_int,
     check_positive_int,
     check_unique_var_names,
+    has_negative,
     looks_like_counts,
 )
 from scneural.models import ScGen
@@ -162,7 +163,11 @@ def perturb(
     (``adata``'s, unless ``model=`` was trained on others) and their rows of ``adata.var``,
     the control cells' ``obs`` with ``obs[condition_key] = "predicted"`` and
     ``obs["control_cell"]`` (the cell it was predicted from), and ``obsm[f"X_{{key_added}}"]``
-    (shifted latent codes). With ``return_model=True``, ``(predicted, model)``.
+    (shifted latent codes). With ``return_model=True``, ``(predicted, model)``. When the
+    input holds no negative value (log-normalised data), predicted values below 0 are
+    raised to 0 (``params["clipped_at_zero"]``): the decoder's linear output, like
+    scgen 2.1.0's, puts about a third of them below 0 on such data, where scGen's original
+    decoder ends in a ReLU; negative values give scanpy's log fold changes NaN.
     Writes into ``adata``:
 
     ``obsm[f"X_{{key_added}}"]``
@@ -235,6 +240,8 @@ def perturb(
     source = resolve_source(adata, layer=layer, use_rep=None, model=model)
     matrix = source.matrix(adata)
     check_finite(matrix, source.describe())
+    # log-normalised data are never negative: neither are its predictions (scaled data are)
+    clip = not has_negative(matrix)
     if model is None:
         check_not_constant(matrix, source.describe())
     conditions = adata.obs[condition_key].astype(str).to_numpy()
@@ -334,6 +341,7 @@ def perturb(
         delta,
         control_expression=control_matrix if residual else None,
         batch_size=inference_batch,
+        clip_min=0.0 if clip else None,
     )
     check_finite_output(
         {"latent codes": latent, "delta": delta, "predicted expression": expression},
@@ -360,6 +368,7 @@ def perturb(
         "balance": balance,
         "delta_cells": delta_cells,
         "residual": bool(residual),
+        "clipped_at_zero": clip,
         **{
             name: model.init_params_["non_kwargs"].get(name)
             for name in ("n_hidden", "n_latent", "n_layers", "dropout_rate", "kl_weight")

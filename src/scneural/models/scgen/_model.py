@@ -432,6 +432,7 @@ class ScGenMixin:
         *,
         control_expression: Any | None = None,
         batch_size: int | None = None,
+        clip_min: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Expression of control cells moved by ``delta`` in latent space.
 
@@ -452,6 +453,11 @@ class ScGenMixin:
             or backed, log-normalised); ``None``: scGen's plain decoding.
         batch_size
             Cells decoded at once (``None``: 1024).
+        clip_min
+            Raise predicted values below this to it (``None``: no clipping).
+            ``sn.tl.perturb`` passes 0 for data without negative values: the decoder's
+            linear output (as scgen 2.1.0's) puts about a third of the values of
+            log-normalised data below 0, where scGen's original decoder ends in a ReLU.
 
         Returns
         -------
@@ -485,6 +491,8 @@ class ScGenMixin:
                 rows = slice(start, start + batch)
                 expression[rows] -= self.decode(z_control[rows], batch_size=batch)
                 expression[rows] += control
+        if clip_min is not None:
+            np.maximum(expression, clip_min, out=expression)
         return expression, z_predicted
 
     def predict(
@@ -500,6 +508,7 @@ class ScGenMixin:
         balance: Literal["resample", "mean"] = "resample",
         delta_cells: Literal["all", "paired"] = "all",
         residual: bool = False,
+        clip_min: float | None = None,
         random_state: int = 0,
         batch_size: int | None = None,
     ) -> tuple[AnnData, np.ndarray]:
@@ -529,6 +538,9 @@ class ScGenMixin:
             ``False`` (scGen): predict ``decode(z + delta)``. ``True``: add the decoded
             change ``decode(z + delta) - decode(z)`` to the control cells' own expression
             (see :meth:`shift_and_decode`).
+        clip_min
+            Raise predicted values below this to it (``None``: none); ``sn.tl.perturb``
+            uses 0 on data without negative values (see :meth:`shift_and_decode`).
         random_state
             Seed of the balancing.
         batch_size
@@ -587,6 +599,7 @@ class ScGenMixin:
             delta,
             control_expression=matrix if residual else None,
             batch_size=batch_size,
+            clip_min=clip_min,
         )
         predicted = predicted_anndata(
             expression,
