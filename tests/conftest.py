@@ -91,13 +91,17 @@ def counts_adata():
     return sn.datasets.synthetic_counts(n_obs=600, n_vars=200, n_groups=3, seed=0)
 
 
-@pytest.fixture
-def lognorm_adata(counts_adata):
-    """The synthetic counts log-normalised in X (counts kept in layers['counts'])."""
-    adata = counts_adata.copy()
+def log_normalise(adata):
+    """``adata`` with X normalised to 10,000 counts per cell and log1p-ed, in place."""
     sc.pp.normalize_total(adata, target_sum=1e4)
     sc.pp.log1p(adata)
     return adata
+
+
+@pytest.fixture
+def lognorm_adata(counts_adata):
+    """The synthetic counts log-normalised in X (counts kept in layers['counts'])."""
+    return log_normalise(counts_adata.copy())
 
 
 def snapshot(adata) -> dict:

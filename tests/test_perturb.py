@@ -11,7 +11,7 @@ import scanpy as sc
 import torch
 
 import scneural as sn
-from conftest import assert_unchanged, load_real, record_train_kwargs, snapshot
+from conftest import assert_unchanged, load_real, log_normalise, record_train_kwargs, snapshot
 from scneural.models import ScGenModule
 
 SMALL = {"n_hidden": 128, "n_latent": 16, "accelerator": "cpu", "enable_progress_bar": False}
@@ -23,16 +23,10 @@ ARGS = {
 }
 
 
-def _lognorm(adata):
-    sc.pp.normalize_total(adata, target_sum=1e4)
-    sc.pp.log1p(adata)
-    return adata
-
-
 @pytest.fixture(scope="module")
 def full():
     """Log-normalised synthetic data: 4 types, control and stimulated, 20 response genes."""
-    return _lognorm(sn.datasets.synthetic_perturbation(n_obs=500, n_vars=80, seed=0))
+    return log_normalise(sn.datasets.synthetic_perturbation(n_obs=500, n_vars=80, seed=0))
 
 
 def _held_out(adata, cell_type="t0"):
@@ -568,7 +562,7 @@ def test_reg_plots(trained, full):
 
 @pytest.mark.data
 def test_kang_cd14_mono_beats_control(backend):
-    adata = _lognorm(load_real("kang_ifnb_sub"))
+    adata = log_normalise(load_real("kang_ifnb_sub"))
     sc.pp.highly_variable_genes(adata, n_top_genes=500, flavor="seurat")
     adata = adata[:, adata.var["highly_variable"]].copy()
     held = (

@@ -4,10 +4,9 @@ any work, and arguments that only build or train a model are refused with ``mode
 from __future__ import annotations
 
 import pytest
-import scanpy as sc
 
 import scneural as sn
-from conftest import assert_unchanged, snapshot, synthetic_section
+from conftest import assert_unchanged, log_normalise, snapshot, synthetic_section
 
 QUIET = {"accelerator": "cpu", "enable_progress_bar": False}
 PERTURB = {
@@ -23,20 +22,14 @@ def _counts():
     return sn.datasets.synthetic_counts(n_obs=120, n_vars=40, n_groups=3, seed=0)
 
 
-def _lognorm(adata):
-    sc.pp.normalize_total(adata, target_sum=1e4)
-    sc.pp.log1p(adata)
-    return adata
-
-
 def _perturbation():
-    adata = _lognorm(sn.datasets.synthetic_perturbation(n_obs=200, n_vars=30, seed=0))
+    adata = log_normalise(sn.datasets.synthetic_perturbation(n_obs=200, n_vars=30, seed=0))
     held_out = (adata.obs["cell_type"] == "t0") & (adata.obs["condition"] == "stimulated")
     return adata[~held_out.to_numpy()].copy()
 
 
 def _classify(adata=None, **kwargs):
-    adata = _lognorm(_counts()) if adata is None else adata
+    adata = log_normalise(_counts()) if adata is None else adata
     return sn.tl.classify(adata, "group", **{"n_hidden": (8,), **QUIET, **kwargs})
 
 
@@ -55,9 +48,9 @@ def _perturb(adata=None, **kwargs):
 @pytest.mark.parametrize(
     "run, data, typo, suggested",
     [
-        (_classify, lambda: _lognorm(_counts()), {"max_epoch": 1}, "'max_epochs'"),
-        (_classify, lambda: _lognorm(_counts()), {"n_hiden": (4,)}, "'n_hidden'"),
-        (_classify, lambda: _lognorm(_counts()), {"erly_stopping": False}, "'early_stopping'"),
+        (_classify, lambda: log_normalise(_counts()), {"max_epoch": 1}, "'max_epochs'"),
+        (_classify, lambda: log_normalise(_counts()), {"n_hiden": (4,)}, "'n_hidden'"),
+        (_classify, lambda: log_normalise(_counts()), {"erly_stopping": False}, "'early_stopping'"),
         (_deep_cluster, _counts, {"noise_sdd": 1.0}, "'noise_sd'"),
         (_deep_cluster, _counts, {"lr": 0.01}, "'cluster_lr' or 'pretrain_lr'"),
         (_deep_cluster, _counts, {"plan_kwargs": {}}, "'cluster_plan_kwargs' or"),
@@ -107,7 +100,7 @@ def test_known_training_arguments_pass(monkeypatch):
 @pytest.fixture(scope="module")
 def models():
     return {
-        "classify": (_classify(max_epochs=1), lambda: _lognorm(_counts())),
+        "classify": (_classify(max_epochs=1), lambda: log_normalise(_counts())),
         "deep_cluster": (_deep_cluster(), _counts),
         "perturb": (_perturb(return_model=True)[1], _perturbation),
     }
