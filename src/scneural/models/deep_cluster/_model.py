@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -637,11 +636,10 @@ class DeepClusterMixin:
         for name in ("train_size", "validation_size"):
             trainer_kwargs.pop(name, None)
         if "logger" in trainer_kwargs and not isinstance(trainer_kwargs["logger"], list):
-            root = trainer_kwargs.get("default_root_dir")
             trainer_kwargs["logger"] = build_logger(
                 trainer_kwargs["logger"],
-                os.path.join("." if root is None else root, "lightning_logs"),
-                name=phase,
+                trainer_kwargs.get("default_root_dir"),
+                name=f"lightning_logs/{phase}",
             )
         trainer_kwargs.setdefault("early_stopping", False)
         trainer_kwargs.setdefault("check_val_every_n_epoch", None)
