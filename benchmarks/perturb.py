@@ -17,7 +17,9 @@ predicted vs real stimulated T cells over all genes and over the top-100 DE gene
   expression plus the decoded change ``decode(z + delta) - decode(z)``;
 - ``scneural delta_cells='paired'``: the same trained model, the delta from the cell
   types seen in both conditions only (scGen's, the default, averages every type present
-  in a condition).
+  in a condition);
+- ``scneural clip_at_zero=False``: the same trained model and prediction, the decoder's
+  output not raised to 0 where it is negative (as scgen 2.1.0 leaves it).
 
 Usage::
 
@@ -55,6 +57,7 @@ HERE = Path(__file__).resolve().parent
 VARIANTS = {
     "scneural residual=True": {"residual": True},
     "scneural delta_cells='paired'": {"delta_cells": "paired"},
+    "scneural clip_at_zero=False": {"clip_at_zero": False},
 }
 
 
@@ -198,7 +201,7 @@ def main() -> None:
         default=None,
         metavar="JSON",
         help="rows scored from the same trained model, {label: {option: value}} "
-        "(default: residual=True and delta_cells='paired')",
+        "(default: residual=True, delta_cells='paired' and clip_at_zero=False)",
     )
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument(

@@ -260,6 +260,28 @@ def test_predictions_of_log_normalised_data_are_not_negative(trained):
     assert out.X.min() < 0 and not scaled.uns["perturb"]["params"]["clipped_at_zero"]
 
 
+def test_clip_at_zero_overrides_the_choice_from_the_input(trained):
+    """``clip_at_zero=False`` keeps the decoder's output on log-normalised data; ``True``
+    clips scaled data too; anything but a bool or None is refused before any work."""
+    train, pred, model = trained
+    adata = train.copy()
+    raw = sn.tl.perturb(adata, predict="t0", model=model, clip_at_zero=False, **ARGS)
+    np.testing.assert_allclose(raw.X, model.decode(pred.obsm["X_perturb"]), atol=1e-5)
+    assert adata.uns["perturb"]["params"]["clipped_at_zero"] is False
+    scaled = train.copy()
+    scaled.X = (scaled.X - scaled.X.mean(axis=0)).astype(np.float32)
+    kept = sn.tl.perturb(scaled.copy(), predict="t0", model=model, **ARGS)
+    clipped = sn.tl.perturb(scaled, predict="t0", model=model, clip_at_zero=True, **ARGS)
+    assert kept.X.min() < 0  # scaled input: the decoded values go below 0 ...
+    np.testing.assert_allclose(clipped.X, np.maximum(kept.X, 0), atol=1e-6)  # ... until clipped
+    assert scaled.uns["perturb"]["params"]["clipped_at_zero"] is True
+    adata = train.copy()
+    before = snapshot(adata)
+    with pytest.raises(TypeError, match="clip_at_zero must be True, False or None"):
+        sn.tl.perturb(adata, predict="t0", model=model, clip_at_zero="yes", **ARGS)
+    assert_unchanged(adata, before)
+
+
 def test_residual_prediction_adds_the_decoded_change(trained, full):
     train, pred, model = trained
     is_control = _control(train)

@@ -71,6 +71,7 @@ def perturb(
     balance: Literal["resample", "mean"] = "resample",
     delta_cells: Literal["all", "paired"] = "all",
     residual: bool = False,
+    clip_at_zero: bool | None = None,
     n_hidden: int = 800,
     n_latent: int = 100,
     n_layers: int = 2,
@@ -137,6 +138,12 @@ def perturb(
         real ones (R² of variances 0.43-0.73 instead of 0.27-0.41); R² of means rises for
         three held-out types of four and drops slightly for CD14 Mono
         (``docs/benchmarks.md``).
+    clip_at_zero
+        Raise predicted values below 0 to 0. ``None``: when the input holds no negative
+        value (log-normalised data), not when it does (scaled data). The decoder's linear
+        output, like scgen 2.1.0's, puts about a third of the predicted values below 0 on
+        log-normalised data, where scGen's original decoder ends in a ReLU; negative
+        values give scanpy's log fold changes NaN. ``False`` keeps the decoder's output.
     n_hidden, n_latent, n_layers
         Width of the hidden layers, latent dimension and hidden layers of encoder and
         decoder (scGen: 800, 100, 2).
@@ -163,11 +170,8 @@ def perturb(
     (``adata``'s, unless ``model=`` was trained on others) and their rows of ``adata.var``,
     the control cells' ``obs`` with ``obs[condition_key] = "predicted"`` and
     ``obs["control_cell"]`` (the cell it was predicted from), and ``obsm[f"X_{{key_added}}"]``
-    (shifted latent codes). With ``return_model=True``, ``(predicted, model)``. When the
-    input holds no negative value (log-normalised data), predicted values below 0 are
-    raised to 0 (``params["clipped_at_zero"]``): the decoder's linear output, like
-    scgen 2.1.0's, puts about a third of them below 0 on such data, where scGen's original
-    decoder ends in a ReLU; negative values give scanpy's log fold changes NaN.
+    (shifted latent codes). With ``return_model=True``, ``(predicted, model)``. Predicted
+    values below 0 are raised to 0 as ``clip_at_zero`` says (``params["clipped_at_zero"]``).
     Writes into ``adata``:
 
     ``obsm[f"X_{{key_added}}"]``
@@ -198,6 +202,8 @@ def perturb(
     check_arithmetic_options(balance, delta_cells)
     if not isinstance(residual, bool | np.bool_):
         raise TypeError(f"residual must be True or False, got {residual!r}")
+    if clip_at_zero is not None and not isinstance(clip_at_zero, bool | np.bool_):
+        raise TypeError(f"clip_at_zero must be True, False or None, got {clip_at_zero!r}")
     check_key_added(key_added)
     check_optional_int(batch_size, "batch_size", minimum=2)  # batch norm: 2+ cells
     check_optional_int(max_epochs, "max_epochs")
@@ -241,7 +247,7 @@ def perturb(
     matrix = source.matrix(adata)
     check_finite(matrix, source.describe())
     # log-normalised data are never negative: neither are its predictions (scaled data are)
-    clip = not has_negative(matrix)
+    clip = bool(clip_at_zero) if clip_at_zero is not None else not has_negative(matrix)
     if model is None:
         check_not_constant(matrix, source.describe())
     conditions = adata.obs[condition_key].astype(str).to_numpy()
