@@ -84,7 +84,12 @@ def test_deep_cluster_refuses_held_out_cells_before_training():
     adata = _lognorm()
     sn.models.DeepCluster.setup_anndata(adata, layer="counts")
     model = sn.models.DeepCluster(adata, n_clusters=3, n_hidden=(16,), n_latent=4)
-    for option in ({"train_size": 0.9}, {"early_stopping": True}):
+    for option in (
+        {"train_size": 0.9},
+        {"early_stopping": True},
+        {"check_val_every_n_epoch": 1},  # Lightning failed on a missing validation loader
+        {"val_check_interval": 0.5},
+    ):
         with pytest.raises(ValueError, match="both phases train on every cell"):
             model.train(max_epochs=1, pretrain_epochs=1, **option, **TRAIN)
         assert not model.is_pretrained_

@@ -627,11 +627,17 @@ class DeepClusterMixin:
         ]
         if trainer_kwargs.get("early_stopping"):
             held_out.append("early_stopping")
+        # without validation cells Lightning would fail on a missing validation loader
+        held_out += [
+            name
+            for name in ("check_val_every_n_epoch", "val_check_interval")
+            if trainer_kwargs.get(name) is not None
+        ]
         if held_out:
             raise ValueError(
                 f"{type(self).__name__} does not take {', '.join(held_out)}: both phases "
-                "train on every cell (clustering has no held-out cells), with no early "
-                "stopping; the DEC phase stops by tol="
+                "train on every cell (clustering has no held-out cells), with no validation "
+                "and no early stopping; the DEC phase stops by tol="
             )
         for name in ("train_size", "validation_size"):
             trainer_kwargs.pop(name, None)
