@@ -94,10 +94,8 @@ def _same(value: Any, default: Any) -> bool:
         return False
 
 
-def check_reuse_arguments(
-    tool: Callable, model: Any, train_kwargs: Mapping[str, Any], **given: Any
-) -> None:
-    """With ``model=``, refuse arguments that only build or train a new model.
+def check_reuse_arguments(tool: Callable, train_kwargs: Mapping[str, Any], **given: Any) -> None:
+    """Refuse arguments that only build or train a new model, for a tool given ``model=``.
 
     A trained model is applied as it is, so such arguments would have no effect, yet they
     would be recorded in ``uns[key]["params"]`` as if they had one.
@@ -106,8 +104,6 @@ def check_reuse_arguments(
     ----------
     tool
         The tool (its signature holds the defaults).
-    model
-        The tool's ``model=``; nothing is checked when it is ``None``.
     train_kwargs
         The tool's extra keyword arguments (all of them go to training; those in
         :data:`DISPLAY_ONLY` are let through).
@@ -119,8 +115,6 @@ def check_reuse_arguments(
     ValueError
         If any of them is not at its default, or ``train_kwargs`` is not empty.
     """
-    if model is None:
-        return
     defaults = inspect.signature(tool).parameters
     changed = [
         f"{name}={value!r}"
@@ -146,4 +140,4 @@ def check_tool_arguments(
     if model is None:
         check_train_kwargs(tool, train_kwargs, model_cls)
     else:
-        check_reuse_arguments(tool, model, train_kwargs, **given)
+        check_reuse_arguments(tool, train_kwargs, **given)
