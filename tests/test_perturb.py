@@ -247,6 +247,13 @@ def test_predict_control_cells_directly_and_restrict(trained, full):
     assert list(model_pred.obs.columns) == list(pred.obs.columns)
 
 
+def _centred(adata):
+    """A copy of ``adata`` with each gene's mean taken off (like scaled data: negative values)."""
+    centred = adata.copy()
+    centred.X = (centred.X - centred.X.mean(axis=0)).astype(np.float32)
+    return centred
+
+
 def test_predictions_of_log_normalised_data_are_not_negative(trained):
     """The decoder's linear output puts many values below 0; log-normalised expression has
     none (they gave scanpy's log fold changes NaN), while scaled data keep theirs."""
@@ -254,8 +261,7 @@ def test_predictions_of_log_normalised_data_are_not_negative(trained):
     shifted = model.decode(pred.obsm["X_perturb"])
     np.testing.assert_allclose(pred.X, np.maximum(shifted, 0), atol=1e-5)
     assert pred.X.min() >= 0.0 and train.uns["perturb"]["params"]["clipped_at_zero"]
-    scaled = train.copy()
-    scaled.X = (scaled.X - scaled.X.mean(axis=0)).astype(np.float32)  # negative values
+    scaled = _centred(train)
     out = sn.tl.perturb(scaled, predict="t0", **ARGS, **{**SMALL, "max_epochs": 2})
     assert out.X.min() < 0 and not scaled.uns["perturb"]["params"]["clipped_at_zero"]
 
@@ -268,8 +274,7 @@ def test_clip_at_zero_overrides_the_choice_from_the_input(trained):
     raw = sn.tl.perturb(adata, predict="t0", model=model, clip_at_zero=False, **ARGS)
     np.testing.assert_allclose(raw.X, model.decode(pred.obsm["X_perturb"]), atol=1e-5)
     assert adata.uns["perturb"]["params"]["clipped_at_zero"] is False
-    scaled = train.copy()
-    scaled.X = (scaled.X - scaled.X.mean(axis=0)).astype(np.float32)
+    scaled = _centred(train)
     kept = sn.tl.perturb(scaled.copy(), predict="t0", model=model, **ARGS)
     clipped = sn.tl.perturb(scaled, predict="t0", model=model, clip_at_zero=True, **ARGS)
     assert kept.X.min() < 0  # scaled input: the decoded values go below 0 ...
