@@ -198,6 +198,34 @@ def test_model_reuse_and_save_load(section, tmp_path):
         extractor.save(tmp_path / "ext")
 
 
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"backbone": "resnet50"},
+        {"weights": None},
+        {"n_comps": 3},
+        {"input_size": 64},
+        {"layer": "counts"},
+        {"expression_pcs": 5},
+        {"n_latent": 16},
+        {"max_epochs": 5},
+        {"lr": 0.1},
+    ],
+)
+def test_reuse_refuses_arguments_that_build_a_new_extractor(section, arguments):
+    """As the other tools: with model= they had no effect (input_size= only warned), yet a
+    user could believe them applied."""
+    extractor = sn.tl.image_features(section.copy(), **_fast())
+    before = snapshot(section)
+    name = next(iter(arguments))
+    with pytest.raises(ValueError, match=f"applies a trained model as it is: {name}="):
+        sn.tl.image_features(section, model=extractor, **arguments)
+    assert_unchanged(section, before)
+    # display-only trainer options and inference's batch size are fine
+    sn.tl.image_features(section, model=extractor, batch_size=8, enable_progress_bar=False)
+    assert section.uns["image_features"]["params"]["model_reused"]
+
+
 def test_saving_an_unfitted_extractor_over_a_fitted_one_drops_its_pca(section, tmp_path):
     """save(overwrite=True) kept the folder's earlier pca.npz, and load gave the unfitted
     extractor that PCA: image_features(model=) then used it without a word."""

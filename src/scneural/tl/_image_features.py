@@ -29,7 +29,7 @@ from scneural.models.image import ImageExpressionModel, ImageFeatureExtractor, b
 from scneural.models.image._backbones import default_input_size
 from scneural.models.image._extractor import pick_device, resize_patches
 
-from ._arguments import check_train_kwargs
+from ._arguments import check_reuse_arguments, check_train_kwargs
 from ._common import check_backend, trainer_kwargs
 from ._image_patches import (
     MIN_PATCH_SIZE,
@@ -246,7 +246,10 @@ def image_features(
         (raw counts are normalised to 1e4 and log1p-transformed first).
     {model}
         An :class:`~scneural.models.ImageFeatureExtractor`; its backbone, weights, input
-        size and PCA are applied (``backbone=`` and ``weights=`` are then ignored).
+        size and PCA are applied as they are. The arguments that only build a new one
+        (``backbone``, ``weights``, ``n_comps``, ``input_size``, ``layer``,
+        ``expression_pcs``, ``n_latent``, ``max_epochs`` and training arguments) must then
+        stay at their defaults.
     expression_pcs
         For ``"expression"``: number of expression PCs the CNN learns to predict.
     spatial_key
@@ -306,6 +309,19 @@ def image_features(
         )
     if model is not None and model.pca is None:
         raise ValueError("model= has no fitted PCA; pass an extractor returned by image_features")
+    if model is not None:
+        check_reuse_arguments(
+            image_features,
+            train_kwargs,
+            backbone=backbone,
+            weights=weights,
+            n_comps=n_comps,
+            input_size=input_size,
+            layer=layer,
+            expression_pcs=expression_pcs,
+            n_latent=n_latent,
+            max_epochs=max_epochs,
+        )
     if model is None:
         check_choice(backbone, "backbone", BACKBONES)
         weights, weights_desc = _check_weights(backbone, weights)
@@ -326,12 +342,12 @@ def image_features(
             patch_size = _model_patch_size(adata, model, library_id, img_key)
     check_key_added(key_added)
     pick_device(accelerator)  # a misspelt or absent accelerator fails now, not after training
-    if train_kwargs and (model is not None or backbone != "expression"):
-        raise TypeError(
-            f"image_features got unexpected arguments {sorted(train_kwargs)}; extra "
-            "arguments go to the expression CNN's training (backbone='expression') only"
-        )
-    if train_kwargs:
+    if model is None and train_kwargs:
+        if backbone != "expression":
+            raise TypeError(
+                f"image_features got unexpected arguments {sorted(train_kwargs)}; extra "
+                "arguments go to the expression CNN's training (backbone='expression') only"
+            )
         check_train_kwargs(image_features, train_kwargs, ImageExpressionModel)
     batch_size = check_positive_int(batch_size, "batch_size")
     input_size = check_optional_int(input_size, "input_size", minimum=32)
@@ -392,13 +408,6 @@ def image_features(
         reused = False
     else:
         extractor = model
-        if input_size is not None and input_size != extractor.input_size:
-            warnings.warn(
-                f"input_size={input_size} is ignored with model=; the model takes "
-                f"{extractor.input_size} px",
-                UserWarning,
-                stacklevel=2,
-            )
         features = extractor.features(spots, batch_size=batch_size, accelerator=accelerator)
         pcs = extractor.transform(features)
         if extractor.expression_model is not None:  # how the reused CNN was trained
