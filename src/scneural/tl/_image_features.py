@@ -307,9 +307,11 @@ def image_features(
             f"model= must be an ImageFeatureExtractor returned by image_features, got "
             f"{type(model).__name__}"
         )
-    if model is not None and model.pca is None:
-        raise ValueError("model= has no fitted PCA; pass an extractor returned by image_features")
     if model is not None:
+        if model.pca is None:
+            raise ValueError(
+                "model= has no fitted PCA; pass an extractor returned by image_features"
+            )
         check_reuse_arguments(
             image_features,
             train_kwargs,
