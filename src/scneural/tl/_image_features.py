@@ -29,7 +29,7 @@ from scneural.models.image import ImageExpressionModel, ImageFeatureExtractor, b
 from scneural.models.image._backbones import default_input_size
 from scneural.models.image._extractor import pick_device, resize_patches
 
-from ._arguments import check_reuse_arguments, check_train_kwargs
+from ._arguments import check_tool_arguments
 from ._common import check_backend, trainer_kwargs
 from ._image_patches import (
     MIN_PATCH_SIZE,
@@ -307,23 +307,27 @@ def image_features(
             f"model= must be an ImageFeatureExtractor returned by image_features, got "
             f"{type(model).__name__}"
         )
-    if model is not None:
-        if model.pca is None:
-            raise ValueError(
-                "model= has no fitted PCA; pass an extractor returned by image_features"
-            )
-        check_reuse_arguments(
-            image_features,
-            train_kwargs,
-            backbone=backbone,
-            weights=weights,
-            n_comps=n_comps,
-            input_size=input_size,
-            layer=layer,
-            expression_pcs=expression_pcs,
-            n_latent=n_latent,
-            max_epochs=max_epochs,
+    if model is not None and model.pca is None:
+        raise ValueError("model= has no fitted PCA; pass an extractor returned by image_features")
+    if model is None and train_kwargs and backbone != "expression":
+        raise TypeError(
+            f"image_features got unexpected arguments {sorted(train_kwargs)}; extra "
+            "arguments go to the expression CNN's training (backbone='expression') only"
         )
+    check_tool_arguments(
+        image_features,
+        model,
+        ImageExpressionModel,
+        train_kwargs,
+        backbone=backbone,
+        weights=weights,
+        n_comps=n_comps,
+        input_size=input_size,
+        layer=layer,
+        expression_pcs=expression_pcs,
+        n_latent=n_latent,
+        max_epochs=max_epochs,
+    )
     if model is None:
         check_choice(backbone, "backbone", BACKBONES)
         weights, weights_desc = _check_weights(backbone, weights)
@@ -344,13 +348,6 @@ def image_features(
             patch_size = _model_patch_size(adata, model, library_id, img_key)
     check_key_added(key_added)
     pick_device(accelerator)  # a misspelt or absent accelerator fails now, not after training
-    if model is None and train_kwargs:
-        if backbone != "expression":
-            raise TypeError(
-                f"image_features got unexpected arguments {sorted(train_kwargs)}; extra "
-                "arguments go to the expression CNN's training (backbone='expression') only"
-            )
-        check_train_kwargs(image_features, train_kwargs, ImageExpressionModel)
     batch_size = check_positive_int(batch_size, "batch_size")
     input_size = check_optional_int(input_size, "input_size", minimum=32)
     spots = spot_image(
