@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import scanpy as sc
+import scvi
 import torch
+from lightning.pytorch.callbacks import Callback
 
 import scneural as sn
 from conftest import assert_unchanged, load_real, log_normalise, record_train_kwargs, snapshot
@@ -427,6 +429,68 @@ def test_max_grad_norm_clips_the_gradients(train_data, trained, backend):
     assert not np.allclose(predictions[1e-3], predictions[None])
 
 
+def _weights(module, backend) -> list[np.ndarray]:
+    """Every floating-point weight and statistic of a torch module or of a JAX module's
+    training state, as numpy arrays in a fixed order."""
+    if backend == "torch":
+        return [
+            v.detach().cpu().numpy().copy()
+            for v in module.state_dict().values()
+            if v.is_floating_point()
+        ]
+    import jax
+
+    state = module.train_state
+    return [
+        np.asarray(leaf).copy() for leaf in jax.tree_util.tree_leaves((state.params, state.state))
+    ]
+
+
+class _StepWeights(Callback):
+    """Records the weights after every training step."""
+
+    def __init__(self, backend):
+        self.backend, self.steps = backend, []
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        self.steps.append(_weights(pl_module.module, self.backend))
+
+
+def test_ema_decay_keeps_the_moving_average_of_the_weights(train_data, backend):
+    """With ``ema_decay`` the trained model holds the exponential moving average of the
+    weights of every step (batch-norm statistics included), while the steps themselves, and
+    so the weights being averaged, are those of a training without it (validation on the
+    average swaps the step's weights back)."""
+    runs = {}
+    for decay in (None, 0.9):
+        scvi.settings.seed = 0
+        adata = train_data.copy()
+        _model_class(backend).setup_anndata(adata, "condition", "cell_type")
+        model = _model_class(backend)(adata, n_hidden=32, n_latent=8)
+        steps = _StepWeights(backend)
+        model.train(
+            max_epochs=3,
+            ema_decay=decay,
+            callbacks=[steps],
+            accelerator="cpu",
+            enable_progress_bar=False,
+        )
+        assert model.training_params_["train"]["ema_decay"] == decay
+        runs[decay] = steps.steps, _weights(model.module, backend)
+    (plain_steps, plain_final), (ema_steps, ema_final) = runs[None], runs[0.9]
+    assert len(ema_steps) == len(plain_steps) > 10
+    for a, b in zip(plain_steps[-1], ema_steps[-1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(plain_steps[-1], plain_final):
+        np.testing.assert_array_equal(a, b)
+    average = ema_steps[0]
+    for step in ema_steps[1:]:
+        average = [0.9 * old + 0.1 * new for old, new in zip(average, step)]
+    for expected, got in zip(average, ema_final):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    assert not all(np.allclose(a, b) for a, b in zip(ema_steps[-1], ema_final))
+
+
 def _bad(adata, error, match, backend="torch", **kwargs):
     before = snapshot(adata)
     call = {**ARGS, "predict": "t0", "max_epochs": 1, **SMALL, "backend": backend, **kwargs}
@@ -512,6 +576,8 @@ def test_bad_inputs_leave_adata_unchanged(train_data, trained, backend):
     untyped.obs.iloc[:3, untyped.obs.columns.get_loc("cell_type")] = np.nan
     _bad(untyped, backend=backend, error=ValueError, match="missing \\(NaN\\) for 3 cells")
     _bad(adata, backend=backend, error=ValueError, match="max_grad_norm must be", max_grad_norm=0)
+    for decay in (1.0, -0.1, "0.99"):
+        _bad(adata, backend=backend, error=ValueError, match="ema_decay must be", ema_decay=decay)
     for argument, value in (("max_epochs", 0), ("n_latent", 0), ("n_hidden", 0), ("n_layers", 0)):
         match = f"{argument} must be an integer >= 1"
         _bad(adata, backend=backend, error=ValueError, match=match, **{argument: value})

@@ -20,7 +20,7 @@ from scvi.dataloaders import DataSplitter
 
 from scneural._docs import doc_params
 from scneural._utils import history_to_dict
-from scneural._validation import DIVERGED_FIX, first_nonfinite_loss
+from scneural._validation import DIVERGED_FIX, check_fraction, first_nonfinite_loss
 
 TrainMethod = TypeVar("TrainMethod", bound=Callable[..., Any])
 
@@ -144,6 +144,15 @@ class ScneuralModelMixin:
     _history_exclude: tuple[str, ...] = ()
     #: used by scvi-tools' training mixins (torch and JAX) to split and load the cells
     _data_splitter_cls = SingleCellSafeDataSplitter
+
+    @staticmethod
+    def _ema_callback(decay: float) -> Any:
+        """The Lightning callback that keeps an exponential moving average of the weights
+        (see :func:`ema_trainer_kwargs`); JAX models return their own."""
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        # batch-norm statistics are averaged too (use_buffers), so they match the weights
+        return EMAWeightAveraging(decay=decay, use_buffers=True)
 
     @classmethod
     def saved_var_names(cls, dir_path: str, prefix: str | None = None) -> np.ndarray:
@@ -517,3 +526,23 @@ def early_stopping_trainer_kwargs(
     kwargs.setdefault("early_stopping_mode", mode)
     kwargs.setdefault("check_val_every_n_epoch", 1)
     return kwargs
+
+
+def ema_trainer_kwargs(
+    kwargs: dict[str, Any], ema_decay: float | None, callback: Callable[[float], Any]
+) -> dict[str, Any]:
+    """Trainer arguments that train with an exponential moving average (EMA) of the weights.
+
+    After every optimizer step the average moves towards the current weights,
+    ``average = ema_decay * average + (1 - ema_decay) * weights``; validation (and so early
+    stopping) sees the average, and at the end of training the model keeps it in place of the
+    last step's weights. ``callback(ema_decay)`` builds the backend's callback (Lightning's
+    ``EMAWeightAveraging`` for torch); it is added to the caller's ``callbacks``. ``None``
+    leaves ``kwargs`` as they are.
+    """
+    if ema_decay is None:
+        return kwargs
+    decay = check_fraction(ema_decay, "ema_decay")
+    given = kwargs.get("callbacks") or []
+    given = list(given) if isinstance(given, list | tuple) else [given]
+    return {**kwargs, "callbacks": [*given, callback(decay)]}

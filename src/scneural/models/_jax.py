@@ -145,6 +145,14 @@ class JaxModelMixin(ScneuralModelMixin):
         kwargs = jax_trainer_kwargs(kwargs, plan_kwargs)
         super().train(*args, plan_kwargs=plan_kwargs, **kwargs)
 
+    @staticmethod
+    def _ema_callback(decay: float) -> Any:
+        """The JAX counterpart of Lightning's ``EMAWeightAveraging`` (see
+        :class:`~scneural.models._jax_base.JaxEMAWeightAveraging`)."""
+        from scneural.models._jax_base import JaxEMAWeightAveraging
+
+        return JaxEMAWeightAveraging(decay)
+
     def _check_torch_counterpart(self, torch_model: Any) -> None:
         """Refuse a torch model whose weights would not mean the same here: another model
         class, other genes (or their order) or other classes; and a JAX model without a

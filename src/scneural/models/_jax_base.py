@@ -16,6 +16,7 @@ from typing import Any
 import flax.linen as fnn
 import jax
 import jax.numpy as jnp
+from lightning.pytorch.callbacks import Callback
 
 from scneural.models._jax import JaxBaseModuleClass, JaxTrainingPlan, TrainStateWithState
 
@@ -116,3 +117,68 @@ class ScneuralJaxTrainingPlan(JaxTrainingPlan):
             )
             return lambda: optimizer
         return super().get_optimizer_creator()
+
+
+class JaxEMAWeightAveraging(Callback):
+    """Exponential moving average of a JAX module's weights, as Lightning's
+    ``EMAWeightAveraging`` keeps for torch models (see
+    :func:`~scneural.models._base.ema_trainer_kwargs`).
+
+    The average covers the parameters and the module's state (batch-norm statistics). It
+    starts from the weights after the first optimizer step and moves towards the current
+    weights after every step, ``average = decay * average + (1 - decay) * weights``;
+    validation runs on the average, and at the end of training the module keeps it.
+
+    Parameters
+    ----------
+    decay
+        Weight of the old average at each step, in [0, 1).
+    """
+
+    def __init__(self, decay: float):
+        self.decay = float(decay)
+        self._average: Any = None
+        decay = self.decay
+
+        @jax.jit
+        def _update(average: Any, current: Any) -> Any:
+            return jax.tree_util.tree_map(
+                lambda old, new: decay * old + (1.0 - decay) * new, average, current
+            )
+
+        self._update = _update
+
+    @staticmethod
+    def _weights(pl_module: Any) -> tuple[Any, Any]:
+        state = pl_module.module.train_state
+        return state.params, state.state
+
+    @staticmethod
+    def _set_weights(pl_module: Any, weights: tuple[Any, Any]) -> None:
+        params, state = weights
+        train_state = pl_module.module.train_state
+        pl_module.module.train_state = train_state.replace(params=params, state=state)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._average = None
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+        current = self._weights(pl_module)
+        self._average = current if self._average is None else self._update(self._average, current)
+
+    def _swap(self, pl_module: Any) -> None:
+        if self._average is not None:
+            current = self._weights(pl_module)
+            self._set_weights(pl_module, self._average)
+            self._average = current
+
+    def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._swap(pl_module)
+
+    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._swap(pl_module)
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._average is not None:
+            self._set_weights(pl_module, self._average)
+            self._average = None

@@ -26,6 +26,7 @@ from scneural._validation import (
 from scneural.models._base import (
     ScneuralModelMixin,
     early_stopping_trainer_kwargs,
+    ema_trainer_kwargs,
     records_training,
 )
 
@@ -190,6 +191,7 @@ class ScGenMixin:
         early_stopping_patience: int = 10,
         train_size: float | None = 0.95,
         max_grad_norm: float | None = 50.0,
+        ema_decay: float | None = 0.99,
         logger: str | None = None,
         plan_kwargs: dict | None = None,
         **kwargs,
@@ -224,6 +226,14 @@ class ScGenMixin:
             minibatches gradients 5-30x the typical norm (about 40-110 on 2,000 genes);
             clipping them makes the predictions steadier from seed to seed (see
             ``docs/benchmarks.md``).
+        ema_decay
+            Train with an exponential moving average of the weights (and batch-norm
+            statistics), updated after every step as ``average = ema_decay * average +
+            (1 - ema_decay) * weights``; validation and early stopping see the average, and
+            the trained model keeps it in place of the last step's weights. 0.99 averages
+            over about the last 100 steps (3-4 epochs of the Kang et al. benchmark): there it
+            raised the held-out R² of all four types, by 0.005-0.01 over all genes
+            (``docs/benchmarks.md``). ``None``: the last step's weights.
         logger
             Also log to ``"tensorboard"``, ``"csv"`` (in ``lightning_logs/`` under the
             trainer's ``default_root_dir`` when ``**kwargs`` give one, else the working
@@ -240,7 +250,8 @@ class ScGenMixin:
         ValueError
             If ``max_epochs`` is below 1 (no training step would run, yet the model would
             count as trained), ``lr`` or ``max_grad_norm`` is not positive,
-            ``weight_decay`` is negative, or ``train_size`` leaves no cell for validation
+            ``weight_decay`` is negative, ``ema_decay`` is not in [0, 1), or ``train_size``
+            leaves no cell for validation
             (``1.0`` trains on every cell without one).
         TypeError
             If ``plan_kwargs`` is not a dict.
@@ -251,6 +262,7 @@ class ScGenMixin:
             # Lightning's clipping; JAX models translate it into their optax chain
             max_norm = check_positive_float(max_grad_norm, "max_grad_norm")
             kwargs = {"gradient_clip_val": max_norm, **kwargs}
+        kwargs = ema_trainer_kwargs(kwargs, ema_decay, self._ema_callback)
         kwargs = early_stopping_trainer_kwargs(
             kwargs,
             early_stopping=early_stopping,
