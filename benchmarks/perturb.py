@@ -53,6 +53,8 @@ import scneural as sn
 TYPES = ["CD4 Naive T", "CD14 Mono", "B", "NK"]
 CONDITION, CELL_TYPE, CONTROL, STIM = "stim", "seurat_annotations", "CTRL", "STIM"
 HERE = Path(__file__).resolve().parent
+#: the rows ``--summarize`` compares ours with, seed by seed
+PAIRED_WITH = ("scgen 2.1.0", "control + balanced mean shift")
 #: rows scored from the trained model of the ``scneural`` row, with one option changed
 VARIANTS = {
     "scneural residual=True": {"residual": True},
@@ -186,6 +188,33 @@ def summarize(runs: list[pd.DataFrame]) -> str:
     return markdown(table.reset_index())
 
 
+def paired_differences(
+    runs: list[pd.DataFrame], ours: str = "scneural", others: tuple[str, ...] = PAIRED_WITH
+) -> str:
+    """Markdown table of ``ours`` minus each of ``others`` per held-out type, seed by seed
+    (each run one seed): mean (± standard error) of the differences and the number of seeds
+    where ``ours`` is at least as high, for R² over all genes and over the top-100."""
+    rows = []
+    for cell_type in pd.concat(runs)["type"].unique():
+        for other in others:
+            diffs = {"r2_all": [], "r2_top100": []}
+            for run in runs:
+                run = run[run["type"] == cell_type].set_index("method")
+                if ours in run.index and other in run.index:
+                    for metric, values in diffs.items():
+                        values.append(run.at[ours, metric] - run.at[other, metric])
+            if not diffs["r2_all"]:
+                continue
+            row = {"type": cell_type, "ours minus": other, "seeds": len(diffs["r2_all"])}
+            for metric, values in diffs.items():
+                values = np.asarray(values)
+                se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
+                row[metric] = f"{values.mean():+.4f} (± {se:.4f})"
+                row[f"{metric} ours ≥ at"] = int((values >= 0).sum())
+            rows.append(row)
+    return markdown(pd.DataFrame(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--types", nargs="+", default=TYPES)
@@ -213,7 +242,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.summarize:
-        print(summarize([pd.read_json(path) for path in args.summarize]))
+        runs = [pd.read_json(path) for path in args.summarize]
+        print(summarize(runs))
+        print()
+        print(paired_differences(runs))
         return
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")

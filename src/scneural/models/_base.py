@@ -149,10 +149,14 @@ class ScneuralModelMixin:
     def _ema_callback(decay: float) -> Any:
         """The Lightning callback that keeps an exponential moving average of the weights
         (see :func:`ema_trainer_kwargs`); JAX models return their own."""
-        from lightning.pytorch.callbacks import EMAWeightAveraging
+        from lightning.pytorch.callbacks import WeightAveraging
+        from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-        # batch-norm statistics are averaged too (use_buffers), so they match the weights
-        return EMAWeightAveraging(decay=decay, use_buffers=True)
+        # Lightning's EMAWeightAveraging updates tensor by tensor (about 20 ms a step for
+        # scGen's 4.7M weights on one CPU thread, a quarter of the step); torch's multi-tensor
+        # EMA (one fused lerp) takes 3-4 ms. Batch-norm statistics are averaged too
+        # (use_buffers), so they match the weights.
+        return WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
     @classmethod
     def saved_var_names(cls, dir_path: str, prefix: str | None = None) -> np.ndarray:
