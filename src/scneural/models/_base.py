@@ -540,9 +540,9 @@ def ema_trainer_kwargs(
     After every optimizer step the average moves towards the current weights,
     ``average = ema_decay * average + (1 - ema_decay) * weights``; validation (and so early
     stopping) sees the average, and at the end of training the model keeps it in place of the
-    last step's weights. ``callback(ema_decay)`` builds the backend's callback (Lightning's
-    ``EMAWeightAveraging`` for torch); it is added to the caller's ``callbacks``. ``None``
-    leaves ``kwargs`` as they are.
+    last step's weights. ``callback(ema_decay)`` builds the backend's callback (the model's
+    ``_ema_callback``: Lightning's ``WeightAveraging`` for torch); it is added to the caller's
+    ``callbacks``. ``None`` leaves ``kwargs`` as they are.
     """
     if ema_decay is None:
         return kwargs

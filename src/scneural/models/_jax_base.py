@@ -121,7 +121,7 @@ class ScneuralJaxTrainingPlan(JaxTrainingPlan):
 
 class JaxEMAWeightAveraging(Callback):
     """Exponential moving average of a JAX module's weights, as Lightning's
-    ``EMAWeightAveraging`` keeps for torch models (see
+    ``WeightAveraging`` keeps for the torch models (see
     :func:`~scneural.models._base.ema_trainer_kwargs`).
 
     The average covers the parameters and the module's state (batch-norm statistics). It
