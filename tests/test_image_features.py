@@ -670,7 +670,10 @@ def test_blank_image_is_refused_and_constant_pcs_are_left_out(section):
     with pytest.raises(ValueError, match="image PCs .* are constant over the spots"):
         sn.tl.image_gene_association(blank)
     assert "associations" not in blank.uns["image_features"]
-    section.obsm["X_image_features_pca"][:, 1] = 0.5
+    # constant up to float32 rounding (as identical patches give on some CPUs) is constant
+    pcs = section.obsm["X_image_features_pca"]
+    pcs[:, 1] = 0.5 + np.linspace(0, 2e-7, section.n_obs)
+    assert pcs[:, 1].std() > 0
     with pytest.warns(UserWarning, match=r"image PCs \[2\] are constant"):
         table = sn.tl.image_gene_association(section)
     assert sorted(table["pc"].unique()) == [1, 3]
