@@ -147,7 +147,7 @@ class JaxModelMixin(ScneuralModelMixin):
 
     @staticmethod
     def _ema_callback(decay: float) -> Any:
-        """The JAX counterpart of Lightning's ``EMAWeightAveraging`` (see
+        """The JAX counterpart of the torch models' EMA callback (see
         :class:`~scneural.models._jax_base.JaxEMAWeightAveraging`)."""
         from scneural.models._jax_base import JaxEMAWeightAveraging
 

@@ -136,9 +136,8 @@ class JaxEMAWeightAveraging(Callback):
     """
 
     def __init__(self, decay: float):
-        self.decay = float(decay)
+        self.decay = decay = float(decay)
         self._average: Any = None
-        decay = self.decay
 
         @jax.jit
         def _update(average: Any, current: Any) -> Any:
