@@ -1,0 +1,235 @@
+"""DEC-phase variants of ``sn.tl.deep_cluster`` from the *same* pretrained models.
+
+``benchmarks/deep_cluster.py`` runs the tool end to end, so a difference between two
+settings of the DEC phase mixes in the spread of pretraining. This script pretrains once
+per (data set, seed) exactly as the tool does (``sn.tl.deep_cluster(adata, k,
+max_epochs=0, random_state=seed)``: HVGs, pretraining, k-means), saves the model, and then
+runs the DEC phase of each variant from that saved model, once per DEC seed (the seed of
+the DEC phase's minibatches and noise). It records the ARI against ``obs["Y"]`` of the
+k-means start, after every DEC epoch and at the end, and the fraction of labels changed at
+each target update.
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/deep_cluster_same_start.py \\
+        --datasets pbmc_10x_scdeepcluster_top2000 --seeds 0 1 --dec-seeds 0 1 \\
+        --variants '{"default": {}, "update every 5 epochs": {"update_epochs": 5}}' \\
+        --model-dir /tmp/dc_models --results /tmp/dc_same_start.jsonl
+    python benchmarks/deep_cluster_same_start.py --table --results /tmp/dc_same_start.jsonl
+    PYTHONPATH=src python benchmarks/deep_cluster_same_start.py --starts --model-dir /tmp/dc_models
+
+A variant is keyword arguments of :meth:`~scneural.models.DeepCluster.train_clusters`
+(``max_epochs`` defaults to the tool's 100), plus ``update_epochs``: the target's refresh
+interval in epochs, turned into steps for each data set. With ``"tol": 0`` the DEC phase
+runs all its epochs, and ``--table`` also prints where each ``tol`` in ``--simulate-tol``
+would have stopped it: stopping only cuts the path short, so the ARI at that point is the
+ARI that run would have ended with. ``--starts`` prints, for the same pretrained models,
+the ARI of other partitions than the tool's k-means start (see ``start_alternatives``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from _threads import limit_threads
+
+DATASETS = ["worm_neuron_cell", "mouse_bladder_cell_select_2100", "pbmc_10x_scdeepcluster_top2000"]
+
+
+def pretrained(name: str, seed: int, model_dir: Path):
+    """The saved pretrained model of (data set, seed), pretrained and saved if missing;
+    returns the model directory and the labels of its cells."""
+    import scneural as sn
+
+    adata = sn.datasets.load(name)
+    truth = adata.obs["Y"].astype(str)
+    path = model_dir / f"{name}_s{seed}"
+    if not (path / "model.pt").exists():
+        k = truth.nunique()
+        model = sn.tl.deep_cluster(
+            adata, k, max_epochs=0, random_state=seed, accelerator="cpu", enable_progress_bar=False
+        )
+        model.save(path, overwrite=True, save_anndata=True)
+    return path, truth
+
+
+def run_variant(path: Path, truth, seed: int, dec_seed: int, kwargs: dict) -> dict:
+    """One DEC phase from the saved model; ARI of the start, of each epoch and of the end."""
+    import numpy as np
+    import scvi
+    from lightning.pytorch import Callback
+
+    import scneural as sn
+    from scneural.models import DeepCluster
+
+    model = DeepCluster.load(path, accelerator="cpu")
+    labels_true = truth.reindex(model.adata.obs_names).to_numpy()
+    kwargs = dict(kwargs)
+    max_epochs = kwargs.pop("max_epochs", 100)
+    if "update_epochs" in kwargs:
+        steps_per_epoch = int(np.ceil(model.adata.n_obs / kwargs.get("batch_size", 256)))
+        kwargs["update_interval"] = kwargs.pop("update_epochs") * steps_per_epoch
+    start_labels = model.init_clusters(len(np.unique(labels_true)), random_state=seed)
+    path_ari: list[float] = []
+
+    class EpochARI(Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            path_ari.append(sn.metrics.adjusted_rand_index(labels_true, model.predict()))
+            pl_module.module.train()  # predict() left the module in eval mode (no noise)
+
+    scvi.settings.seed = dec_seed
+    cpu = time.process_time()
+    model.train_clusters(
+        max_epochs,
+        initial_labels=start_labels,
+        callbacks=[EpochARI()],
+        enable_progress_bar=False,
+        **kwargs,
+    )
+    return {
+        "start_ari": sn.metrics.adjusted_rand_index(labels_true, start_labels),
+        "ari": sn.metrics.adjusted_rand_index(labels_true, model.predict()),
+        "epochs": len(path_ari),
+        "cpu_seconds": time.process_time() - cpu,
+        "epoch_ari": path_ari,
+        "label_change": [float(c) for c in model.label_change_],
+    }
+
+
+def start_alternatives(path: Path, truth, seed: int) -> dict:
+    """ARI of partitions of the same pretrained model other than the tool's k-means start:
+    k-means on codes divided by their norm to the power beta (0: the tool's, 1: cosine), Ward linkage on
+    the codes, and k-means on PCA of the decoded expression (log1p of the ZINB mean
+    scaled to 10,000 per cell)."""
+    import numpy as np
+    import torch
+    from sklearn.cluster import AgglomerativeClustering, KMeans
+    from sklearn.decomposition import PCA
+
+    import scneural as sn
+    from scneural.models import DeepCluster
+
+    model = DeepCluster.load(path, accelerator="cpu")
+    labels_true = truth.reindex(model.adata.obs_names).to_numpy()
+    k = len(np.unique(labels_true))
+    codes = model.get_latent_representation().astype(np.float64)
+
+    def ari(x) -> float:
+        labels = KMeans(k, n_init=20, random_state=seed).fit_predict(x)
+        return sn.metrics.adjusted_rand_index(labels_true, labels)
+
+    norm = np.linalg.norm(codes, axis=1, keepdims=True)
+    row = {f"k-means, codes / norm^{beta:g}": ari(codes / norm**beta) for beta in (0, 0.5, 1)}
+    ward = AgglomerativeClustering(k, linkage="ward").fit_predict(codes)
+    row["Ward on the codes"] = sn.metrics.adjusted_rand_index(labels_true, ward)
+    module = model.module.eval()
+    with torch.no_grad():
+        hidden = module.decoder(torch.from_numpy(codes).float(), None, noisy=False)
+        mean = torch.exp(module.mean_head(hidden)).numpy().astype(np.float64)
+    decoded = np.log1p(mean * 1e4 / mean.sum(axis=1, keepdims=True))
+    row["k-means, PCA(32) of decoded expression"] = ari(
+        PCA(32, random_state=seed).fit_transform(decoded)
+    )
+    return row
+
+
+def stopped_ari(row: dict, tol: float) -> float:
+    """ARI at which a run with this ``tol`` would have stopped: the first update after the
+    first one with fewer than ``tol`` of the labels changed ends training before that
+    epoch."""
+    for update, change in enumerate(row["label_change"][1:], start=1):
+        if change < tol:
+            return row["epoch_ari"][update - 1]
+    return row["ari"]
+
+
+def table(rows: list[dict], tols: list[float]) -> None:
+    import pandas as pd
+    from _report import markdown
+
+    frame = pd.DataFrame(rows)
+    out = []
+    for (name, variant), group in frame.groupby(["dataset", "variant"], sort=False):
+        cells = {
+            "data set": name,
+            "variant": variant,
+            "runs": len(group),
+            "k-means start": group.groupby("seed")["start_ari"].first().mean(),
+            "ARI mean": group["ari"].mean(),
+            "ARI sd": group["ari"].std(),
+            "per seed / DEC seed": " ".join(
+                f"{s}/{d}:{a:.3f}"
+                for s, d, a in zip(group["seed"], group["dec_seed"], group["ari"], strict=True)
+            ),
+            "DEC epochs": group["epochs"].mean(),
+        }
+        if (group["tol"] == 0).all():
+            for tol in tols:
+                cells[f"stop at tol {tol:g}"] = group.apply(stopped_ari, axis=1, tol=tol).mean()
+        out.append(cells)
+    print(markdown(pd.DataFrame(out)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=DATASETS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--dec-seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--variants", default='{"default": {}}', help="JSON: name -> kwargs")
+    parser.add_argument("--model-dir", default="benchmarks/results/dc_models")
+    parser.add_argument("--results", default="benchmarks/results/deep_cluster_same_start.jsonl")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--table", action="store_true", help="print the table of --results")
+    parser.add_argument(
+        "--starts", action="store_true", help="print other partitions of the pretrained models"
+    )
+    parser.add_argument("--simulate-tol", type=float, nargs="+", default=[0.001, 0.003, 0.01, 0.02])
+    args = parser.parse_args()
+    if args.table:
+        lines = Path(args.results).read_text().splitlines()
+        table([json.loads(line) for line in lines if line], args.simulate_tol)
+        return
+    limit_threads(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.starts:
+        import pandas as pd
+        from _report import markdown
+
+        rows = []
+        for name in args.datasets:
+            for seed in args.seeds:
+                path, truth = pretrained(name, seed, Path(args.model_dir))
+                rows.append(
+                    {"data set": name, "seed": seed, **start_alternatives(path, truth, seed)}
+                )
+        print(markdown(pd.DataFrame(rows)))
+        return
+    variants = json.loads(args.variants)
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    for name in args.datasets:
+        for seed in args.seeds:
+            path, truth = pretrained(name, seed, Path(args.model_dir))
+            for variant, kwargs in variants.items():
+                for dec_seed in args.dec_seeds:
+                    row = run_variant(path, truth, seed, dec_seed, kwargs)
+                    row.update(
+                        dataset=name,
+                        seed=seed,
+                        dec_seed=dec_seed,
+                        variant=variant,
+                        kwargs=kwargs,
+                        tol=kwargs.get("tol", 1e-3),
+                    )
+                    with open(args.results, "a") as handle:
+                        handle.write(json.dumps(row) + "\n")
+                    print(name, seed, dec_seed, variant, f"ARI {row['ari']:.3f}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
