@@ -102,9 +102,9 @@ def run_variant(path: Path, truth, seed: int, dec_seed: int, kwargs: dict) -> di
 
 def start_alternatives(path: Path, truth, seed: int) -> dict:
     """ARI of partitions of the same pretrained model other than the tool's k-means start:
-    k-means on codes divided by their norm to the power beta (0: the tool's, 1: cosine), Ward linkage on
-    the codes, and k-means on PCA of the decoded expression (log1p of the ZINB mean
-    scaled to 10,000 per cell)."""
+    k-means on codes divided by their norm to the power beta (0: the tool's, 1: cosine),
+    Ward linkage on the codes, and k-means on PCA of the decoded expression (log1p of the
+    ZINB mean scaled to 10,000 per cell)."""
     import numpy as np
     import torch
     from sklearn.cluster import AgglomerativeClustering, KMeans
