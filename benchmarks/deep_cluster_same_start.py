@@ -36,8 +36,7 @@ import time
 from pathlib import Path
 
 from _threads import limit_threads
-
-DATASETS = ["worm_neuron_cell", "mouse_bladder_cell_select_2100", "pbmc_10x_scdeepcluster_top2000"]
+from deep_cluster import DATASETS
 
 
 def pretrained(name: str, seed: int, model_dir: Path):
@@ -126,10 +125,10 @@ def start_alternatives(path: Path, truth, seed: int) -> dict:
     row = {f"k-means, codes / norm^{beta:g}": ari(codes / norm**beta) for beta in (0, 0.5, 1)}
     ward = AgglomerativeClustering(k, linkage="ward").fit_predict(codes)
     row["Ward on the codes"] = sn.metrics.adjusted_rand_index(labels_true, ward)
-    module = model.module.eval()
     with torch.no_grad():
-        hidden = module.decoder(torch.from_numpy(codes).float(), None, noisy=False)
-        mean = torch.exp(module.mean_head(hidden)).numpy().astype(np.float64)
+        z = torch.from_numpy(codes).float()
+        mean = model.module.eval().generative(z, torch.ones(len(z), 1))["mean"]
+    mean = mean.numpy().astype(np.float64)
     decoded = np.log1p(mean * 1e4 / mean.sum(axis=1, keepdims=True))
     row["k-means, PCA(32) of decoded expression"] = ari(
         PCA(32, random_state=seed).fit_transform(decoded)
@@ -138,9 +137,10 @@ def start_alternatives(path: Path, truth, seed: int) -> dict:
 
 
 def stopped_ari(row: dict, tol: float) -> float:
-    """ARI at which a run with this ``tol`` would have stopped: the first update after the
-    first one with fewer than ``tol`` of the labels changed ends training before that
-    epoch."""
+    """ARI at which a run with this ``tol`` would have stopped, for a run with the target
+    refreshed every epoch: the DEC schedule stops at the first update (after the initial
+    one) where fewer than ``tol`` of the labels changed, and update ``i`` comes after
+    ``i`` epochs."""
     for update, change in enumerate(row["label_change"][1:], start=1):
         if change < tol:
             return row["epoch_ari"][update - 1]
@@ -167,7 +167,10 @@ def table(rows: list[dict], tols: list[float]) -> None:
             ),
             "DEC epochs": group["epochs"].mean(),
         }
-        if (group["tol"] == 0).all():
+        every_epoch = group["kwargs"].map(
+            lambda kw: "update_interval" not in kw and "update_epochs" not in kw
+        )
+        if (group["tol"] == 0).all() and every_epoch.all():
             for tol in tols:
                 cells[f"stop at tol {tol:g}"] = group.apply(stopped_ari, axis=1, tol=tol).mean()
         out.append(cells)
