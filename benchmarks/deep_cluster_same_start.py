@@ -24,7 +24,9 @@ interval in epochs, turned into steps for each data set. With ``"tol": 0`` the D
 runs all its epochs, and ``--table`` also prints where each ``tol`` in ``--simulate-tol``
 would have stopped it: stopping only cuts the path short, so the ARI at that point is the
 ARI that run would have ended with. ``--starts`` prints, for the same pretrained models,
-the ARI of other partitions than the tool's k-means start (see ``start_alternatives``).
+the ARI of other partitions than the tool's k-means start (see ``start_alternatives``);
+``--separability`` prints label-using diagnostics of the same latent spaces (see
+``separability``).
 """
 
 from __future__ import annotations
@@ -136,6 +138,41 @@ def start_alternatives(path: Path, truth, seed: int) -> dict:
     return row
 
 
+def separability(path: Path, truth, seed: int) -> dict:
+    """How well the pretrained latent space separates the labelled types, and how much of
+    that the tool's k-means start keeps. Uses the labels, so these are diagnostics, not
+    methods: the ARI of assigning each cell to the nearest mean of the true types, of
+    k-means started from those means, the 5-fold accuracy of a 15-NN classifier, and the
+    ARI of spectral clustering on a 30-NN graph (sklearn) next to the tool's k-means."""
+    import numpy as np
+    from sklearn.cluster import KMeans, SpectralClustering
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    import scneural as sn
+    from scneural.models import DeepCluster
+
+    model = DeepCluster.load(path, accelerator="cpu")
+    labels_true = truth.reindex(model.adata.obs_names).to_numpy()
+    types = np.unique(labels_true)
+    codes = model.get_latent_representation().astype(np.float64)
+    type_means = np.stack([codes[labels_true == t].mean(axis=0) for t in types])
+    nearest = np.argmin(((codes[:, None, :] - type_means[None]) ** 2).sum(axis=-1), axis=1)
+    started = KMeans(len(types), init=type_means, n_init=1).fit_predict(codes)
+    kmeans = KMeans(len(types), n_init=20, random_state=seed).fit_predict(codes)
+    spectral = SpectralClustering(
+        len(types), affinity="nearest_neighbors", n_neighbors=30, random_state=seed, n_init=20
+    ).fit_predict(codes)
+    knn = cross_val_score(KNeighborsClassifier(15), codes, labels_true, cv=5).mean()
+    return {
+        "k-means (the tool's start)": sn.metrics.adjusted_rand_index(labels_true, kmeans),
+        "spectral, 30-NN graph": sn.metrics.adjusted_rand_index(labels_true, spectral),
+        "nearest true-type mean": sn.metrics.adjusted_rand_index(labels_true, nearest),
+        "k-means from the true-type means": sn.metrics.adjusted_rand_index(labels_true, started),
+        "15-NN accuracy (5-fold)": knn,
+    }
+
+
 def stopped_ari(row: dict, tol: float) -> float:
     """ARI at which a run with this ``tol`` would have stopped, for a run with the target
     refreshed every epoch: the DEC schedule stops at the first update (after the initial
@@ -190,6 +227,11 @@ def main() -> None:
     parser.add_argument(
         "--starts", action="store_true", help="print other partitions of the pretrained models"
     )
+    parser.add_argument(
+        "--separability",
+        action="store_true",
+        help="print how well the pretrained latent spaces separate the labelled types",
+    )
     parser.add_argument("--simulate-tol", type=float, nargs="+", default=[0.001, 0.003, 0.01, 0.02])
     args = parser.parse_args()
     if args.table:
@@ -200,17 +242,16 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    if args.starts:
+    if args.starts or args.separability:
         import pandas as pd
         from _report import markdown
 
+        score = start_alternatives if args.starts else separability
         rows = []
         for name in args.datasets:
             for seed in args.seeds:
                 path, truth = pretrained(name, seed, Path(args.model_dir))
-                rows.append(
-                    {"data set": name, "seed": seed, **start_alternatives(path, truth, seed)}
-                )
+                rows.append({"data set": name, "seed": seed, **score(path, truth, seed)})
         print(markdown(pd.DataFrame(rows)))
         return
     variants = json.loads(args.variants)
