@@ -20,13 +20,15 @@ Usage::
 
 A variant is keyword arguments of :meth:`~scneural.models.DeepCluster.train_clusters`
 (``max_epochs`` defaults to the tool's 100), plus ``update_epochs``: the target's refresh
-interval in epochs, turned into steps for each data set. With ``"tol": 0`` the DEC phase
-runs all its epochs, and ``--table`` also prints where each ``tol`` in ``--simulate-tol``
-would have stopped it: stopping only cuts the path short, so the ARI at that point is the
-ARI that run would have ended with. ``--starts`` prints, for the same pretrained models,
-the ARI of other partitions than the tool's k-means start (see ``start_alternatives``);
-``--separability`` prints label-using diagnostics of the same latent spaces (see
-``separability``).
+interval in epochs, turned into steps for each data set, and ``true_type_means``: start
+from centres at the latent means of the labelled types instead of k-means (a diagnostic;
+its "k-means start" column is then the ARI of that start). With ``"tol": 0`` the DEC
+phase runs all its epochs, and ``--table`` also prints where each ``tol`` in
+``--simulate-tol`` would have stopped it: stopping only cuts the path short, so the ARI at
+that point is the ARI that run would have ended with. ``--starts`` prints, for the same
+pretrained models, the ARI of other partitions than the tool's k-means start (see
+``start_alternatives``); ``--separability`` prints label-using diagnostics of the same
+latent spaces (see ``separability``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,17 @@ def pretrained(name: str, seed: int, model_dir: Path):
     return path, truth
 
 
+def _start_at_true_type_means(model, labels_true):
+    """Put the cluster centres at the latent means of the labelled types (a diagnostic: it
+    uses the labels) and return the labels of the nearest centre."""
+    import numpy as np
+
+    codes = model.get_latent_representation()
+    centres = np.stack([codes[labels_true == t].mean(axis=0) for t in np.unique(labels_true)])
+    model._set_cluster_centres(centres.astype(np.float32))
+    return np.argmin(((codes[:, None, :] - centres[None]) ** 2).sum(axis=-1), axis=1)
+
+
 def run_variant(path: Path, truth, seed: int, dec_seed: int, kwargs: dict) -> dict:
     """One DEC phase from the saved model; ARI of the start, of each epoch and of the end."""
     import numpy as np
@@ -75,6 +88,8 @@ def run_variant(path: Path, truth, seed: int, dec_seed: int, kwargs: dict) -> di
         steps_per_epoch = int(np.ceil(model.adata.n_obs / kwargs.get("batch_size", 256)))
         kwargs["update_interval"] = kwargs.pop("update_epochs") * steps_per_epoch
     start_labels = model.init_clusters(len(np.unique(labels_true)), random_state=seed)
+    if kwargs.pop("true_type_means", False):
+        start_labels = _start_at_true_type_means(model, labels_true)
     path_ari: list[float] = []
 
     class EpochARI(Callback):
