@@ -60,21 +60,21 @@ def pretrained(name: str, seed: int, model_dir: Path):
     return path, truth
 
 
-def _start_at_true_type_means(model, labels_true):
-    """Put the cluster centres at the latent means of the labelled types (a diagnostic: it
-    uses the labels) and return the labels of the nearest centre."""
+def true_type_means(codes, labels_true):
+    """The latent means of the labelled types and each cell's nearest one (a diagnostic:
+    it uses the labels)."""
     import numpy as np
 
-    codes = model.get_latent_representation()
     centres = np.stack([codes[labels_true == t].mean(axis=0) for t in np.unique(labels_true)])
-    model._set_cluster_centres(centres.astype(np.float32))
-    return np.argmin(((codes[:, None, :] - centres[None]) ** 2).sum(axis=-1), axis=1)
+    nearest = np.argmin(((codes[:, None, :] - centres[None]) ** 2).sum(axis=-1), axis=1)
+    return centres, nearest
 
 
 def run_variant(path: Path, truth, seed: int, dec_seed: int, kwargs: dict) -> dict:
     """One DEC phase from the saved model; ARI of the start, of each epoch and of the end."""
     import numpy as np
     import scvi
+    import torch
     from lightning.pytorch import Callback
 
     import scneural as sn
@@ -89,7 +89,8 @@ def run_variant(path: Path, truth, seed: int, dec_seed: int, kwargs: dict) -> di
         kwargs["update_interval"] = kwargs.pop("update_epochs") * steps_per_epoch
     start_labels = model.init_clusters(len(np.unique(labels_true)), random_state=seed)
     if kwargs.pop("true_type_means", False):
-        start_labels = _start_at_true_type_means(model, labels_true)
+        centres, start_labels = true_type_means(model.get_latent_representation(), labels_true)
+        model.module.set_cluster_centres(torch.from_numpy(centres))
     path_ari: list[float] = []
 
     class EpochARI(Callback):
@@ -171,8 +172,7 @@ def separability(path: Path, truth, seed: int) -> dict:
     labels_true = truth.reindex(model.adata.obs_names).to_numpy()
     types = np.unique(labels_true)
     codes = model.get_latent_representation().astype(np.float64)
-    type_means = np.stack([codes[labels_true == t].mean(axis=0) for t in types])
-    nearest = np.argmin(((codes[:, None, :] - type_means[None]) ** 2).sum(axis=-1), axis=1)
+    type_means, nearest = true_type_means(codes, labels_true)
     started = KMeans(len(types), init=type_means, n_init=1).fit_predict(codes)
     kmeans = KMeans(len(types), n_init=20, random_state=seed).fit_predict(codes)
     spectral = SpectralClustering(
