@@ -60,6 +60,14 @@ def pretrained(name: str, seed: int, model_dir: Path):
     return path, truth
 
 
+def load_pretrained(path: Path, truth):
+    """The saved pretrained model and the labels of its cells, in its cell order."""
+    from scneural.models import DeepCluster
+
+    model = DeepCluster.load(path, accelerator="cpu")
+    return model, truth.reindex(model.adata.obs_names).to_numpy()
+
+
 def true_type_means(codes, labels_true):
     """The latent means of the labelled types and each cell's nearest one (a diagnostic:
     it uses the labels)."""
@@ -78,19 +86,18 @@ def run_variant(path: Path, truth, seed: int, dec_seed: int, kwargs: dict) -> di
     from lightning.pytorch import Callback
 
     import scneural as sn
-    from scneural.models import DeepCluster
 
-    model = DeepCluster.load(path, accelerator="cpu")
-    labels_true = truth.reindex(model.adata.obs_names).to_numpy()
+    model, labels_true = load_pretrained(path, truth)
     kwargs = dict(kwargs)
     max_epochs = kwargs.pop("max_epochs", 100)
     if "update_epochs" in kwargs:
         steps_per_epoch = int(np.ceil(model.adata.n_obs / kwargs.get("batch_size", 256)))
         kwargs["update_interval"] = kwargs.pop("update_epochs") * steps_per_epoch
-    start_labels = model.init_clusters(len(np.unique(labels_true)), random_state=seed)
     if kwargs.pop("true_type_means", False):
         centres, start_labels = true_type_means(model.get_latent_representation(), labels_true)
         model.module.set_cluster_centres(torch.from_numpy(centres))
+    else:
+        start_labels = model.init_clusters(len(np.unique(labels_true)), random_state=seed)
     path_ari: list[float] = []
 
     class EpochARI(Callback):
@@ -128,10 +135,8 @@ def start_alternatives(path: Path, truth, seed: int) -> dict:
     from sklearn.decomposition import PCA
 
     import scneural as sn
-    from scneural.models import DeepCluster
 
-    model = DeepCluster.load(path, accelerator="cpu")
-    labels_true = truth.reindex(model.adata.obs_names).to_numpy()
+    model, labels_true = load_pretrained(path, truth)
     k = len(np.unique(labels_true))
     codes = model.get_latent_representation().astype(np.float64)
 
@@ -166,15 +171,15 @@ def separability(path: Path, truth, seed: int) -> dict:
     from sklearn.neighbors import KNeighborsClassifier
 
     import scneural as sn
-    from scneural.models import DeepCluster
+    from scneural.models.deep_cluster import kmeans_init
 
-    model = DeepCluster.load(path, accelerator="cpu")
-    labels_true = truth.reindex(model.adata.obs_names).to_numpy()
+    model, labels_true = load_pretrained(path, truth)
     types = np.unique(labels_true)
-    codes = model.get_latent_representation().astype(np.float64)
+    latent = model.get_latent_representation()
+    _, kmeans = kmeans_init(latent, len(types), random_state=seed)  # as init_clusters does
+    codes = latent.astype(np.float64)
     type_means, nearest = true_type_means(codes, labels_true)
     started = KMeans(len(types), init=type_means, n_init=1).fit_predict(codes)
-    kmeans = KMeans(len(types), n_init=20, random_state=seed).fit_predict(codes)
     spectral = SpectralClustering(
         len(types), affinity="nearest_neighbors", n_neighbors=30, random_state=seed, n_init=20
     ).fit_predict(codes)
