@@ -21,7 +21,8 @@ Usage::
 A variant is keyword arguments of :meth:`~scneural.models.DeepCluster.train_clusters`
 (``max_epochs`` defaults to the tool's 100), plus ``update_epochs``: the target's refresh
 interval in epochs, turned into steps for each data set, and ``true_type_means``: start
-from centres at the latent means of the labelled types instead of k-means (a diagnostic;
+from centres at the latent means of the labelled types instead of k-means, as
+``sn.tl.deep_cluster(init_key=...)`` does with a column of start clusters (a diagnostic;
 its "k-means start" column is then the ARI of that start). With ``"tol": 0`` the DEC
 phase runs all its epochs, and ``--table`` also prints where each ``tol`` in
 ``--simulate-tol`` would have stopped it: stopping only cuts the path short, so the ARI at
@@ -68,21 +69,19 @@ def load_pretrained(path: Path, truth):
     return model, truth.reindex(model.adata.obs_names).to_numpy()
 
 
-def true_type_means(codes, labels_true):
-    """The latent means of the labelled types and each cell's nearest one (a diagnostic:
-    it uses the labels)."""
+def true_type_codes(labels_true):
+    """The labelled type of each cell as start-cluster codes (a diagnostic: it uses the
+    labels)."""
     import numpy as np
+    import pandas as pd
 
-    centres = np.stack([codes[labels_true == t].mean(axis=0) for t in np.unique(labels_true)])
-    nearest = np.argmin(((codes[:, None, :] - centres[None]) ** 2).sum(axis=-1), axis=1)
-    return centres, nearest
+    return pd.Categorical(labels_true).codes.astype(np.int64)
 
 
 def run_variant(path: Path, truth, seed: int, dec_seed: int, kwargs: dict) -> dict:
     """One DEC phase from the saved model; ARI of the start, of each epoch and of the end."""
     import numpy as np
     import scvi
-    import torch
     from lightning.pytorch import Callback
 
     import scneural as sn
@@ -93,9 +92,8 @@ def run_variant(path: Path, truth, seed: int, dec_seed: int, kwargs: dict) -> di
     if "update_epochs" in kwargs:
         steps_per_epoch = int(np.ceil(model.adata.n_obs / kwargs.get("batch_size", 256)))
         kwargs["update_interval"] = kwargs.pop("update_epochs") * steps_per_epoch
-    if kwargs.pop("true_type_means", False):
-        centres, start_labels = true_type_means(model.get_latent_representation(), labels_true)
-        model.module.set_cluster_centres(torch.from_numpy(centres))
+    if kwargs.pop("true_type_means", False):  # what sn.tl.deep_cluster(init_key=) does
+        start_labels = model.init_clusters(start_labels=true_type_codes(labels_true))
     else:
         start_labels = model.init_clusters(len(np.unique(labels_true)), random_state=seed)
     path_ari: list[float] = []
@@ -171,14 +169,15 @@ def separability(path: Path, truth, seed: int) -> dict:
     from sklearn.neighbors import KNeighborsClassifier
 
     import scneural as sn
-    from scneural.models.deep_cluster import kmeans_init
+    from scneural.models.deep_cluster import check_start_labels, kmeans_init, start_label_centres
 
     model, labels_true = load_pretrained(path, truth)
     types = np.unique(labels_true)
     latent = model.get_latent_representation()
     _, kmeans = kmeans_init(latent, len(types), random_state=seed)  # as init_clusters does
     codes = latent.astype(np.float64)
-    type_means, nearest = true_type_means(codes, labels_true)
+    codes_true, k = check_start_labels(true_type_codes(labels_true), len(codes))
+    type_means, nearest = start_label_centres(codes, codes_true, k)
     started = KMeans(len(types), init=type_means, n_init=1).fit_predict(codes)
     spectral = SpectralClustering(
         len(types), affinity="nearest_neighbors", n_neighbors=30, random_state=seed, n_init=20

@@ -11,7 +11,13 @@ from scipy import sparse
 
 import scneural as sn
 from conftest import assert_unchanged, load_real, snapshot
-from scneural.models.deep_cluster import kmeans_init, normalization_stats, target_distribution
+from scneural.models.deep_cluster import (
+    check_start_labels,
+    kmeans_init,
+    normalization_stats,
+    start_label_centres,
+    target_distribution,
+)
 
 FAST = {"pretrain_epochs": 30, "max_epochs": 10, "batch_size": 64}
 TRAINER = {"enable_progress_bar": False, "accelerator": "cpu"}
@@ -298,6 +304,91 @@ def test_init_geometry_reaches_the_model():
         model.init_clusters(3, init="spherical")
 
 
+def test_start_label_centres_and_checks():
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(50, 4))
+    latent[:25] += 5.0
+    codes = np.repeat([0, 1], 25)
+    codes[[0, 30]] = -1  # two cells without a start cluster
+    checked, k = check_start_labels(codes, 50)
+    centres, nearest = start_label_centres(latent, checked, k)
+    assert k == 2 and centres.shape == (2, 4) and centres.dtype == np.float32
+    np.testing.assert_allclose(centres[0], latent[1:25].mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(centres[1], latent[np.r_[25:30, 31:50]].mean(axis=0), rtol=1e-5)
+    # every cell, those without a start cluster too, starts at its nearest centre
+    np.testing.assert_array_equal(nearest, np.repeat([0, 1], 25))
+    bad = [
+        (codes[:10], {}, "shape \\(10,\\), but there are 50 cells"),
+        (codes.astype(float), {}, "integer cluster codes"),
+        (np.full(50, -2), {}, "codes 0..k-1"),
+        (np.zeros(50, int), {}, "holds 1 start cluster"),
+        (np.where(codes == 1, 2, codes), {}, "no cell in cluster\\(s\\) \\[1\\]"),
+        (codes, {"n_clusters": 3}, "n_clusters=3, but start_labels holds 2"),
+    ]
+    for start, kwargs, match in bad:
+        with pytest.raises(ValueError, match=match):
+            check_start_labels(start, 50, **kwargs)
+
+
+def test_start_labels_reach_the_model():
+    adata = _data(n_obs=120)
+    sn.models.DeepCluster.setup_anndata(adata)
+    model = sn.models.DeepCluster(adata, n_clusters=3)
+    codes = pd.Categorical(adata.obs["group"]).codes.astype(np.int64)
+    # bad start clusters are caught before the pretraining, not after it
+    with pytest.raises(ValueError, match="no cell in cluster"):
+        model.train(start_labels=np.full(120, 3), pretrain_epochs=2, **TRAINER)
+    with pytest.raises(ValueError, match="init='cosine' is the geometry of k-means"):
+        model.train(start_labels=codes, init="cosine", pretrain_epochs=2, **TRAINER)
+    assert not model.is_pretrained_
+    model.pretrain(2, batch_size=64, **TRAINER)
+    labels = model.init_clusters(start_labels=np.where(codes == 2, -1, codes))
+    latent = model.get_latent_representation()
+    assert model.module.n_clusters == 2 and _centres(model).shape == (2, 32)
+    for c in range(2):
+        np.testing.assert_allclose(_centres(model)[c], latent[codes == c].mean(axis=0), rtol=1e-4)
+    assert labels.shape == (120,) and set(np.unique(labels)) <= {0, 1}
+    assert model.init_params_["non_kwargs"]["n_clusters"] == 2
+
+
+def test_init_key_starts_at_the_given_clusters(backend):
+    """A noisy annotation as start clusters: cluster "i" starts at its i-th category (in
+    the column's own order), k comes from the column, and the result agrees with the true
+    groups better than the annotation it started from."""
+    ari = sn.metrics.adjusted_rand_index
+    adata = _data(n_obs=200)
+    rng = np.random.default_rng(0)
+    names = {"g0": "T cell", "g1": "B cell", "g2": "NK"}
+    noisy = adata.obs["group"].astype(str).map(names).to_numpy(dtype=object)
+    wrong = rng.choice(adata.n_obs, 40, replace=False)  # 20% wrongly annotated ...
+    noisy[wrong] = rng.choice(list(names.values()), 40)
+    noisy[:20] = None  # ... and 10% not annotated
+    order = ["NK", "T cell", "B cell"]  # not alphabetical: the column's order counts
+    adata.obs["annotation"] = pd.Categorical(noisy, categories=order)
+    _run(adata, n_clusters=None, init_key="annotation", n_top_genes=60, backend=backend)
+    uns = adata.uns["deep_cluster"]
+    assert uns["params"]["init_key"] == "annotation" and uns["n_clusters"] == 3
+    assert uns["n_clusters_estimated"] is False
+    assert list(uns["init_categories"]) == order
+    clusters = adata.obs["deep_cluster"].astype(str)
+    annotated = adata.obs["annotation"].notna().to_numpy()
+    true_names = adata.obs["group"].astype(str).map(names)
+    expected = true_names.map({c: str(i) for i, c in enumerate(order)})
+    assert (clusters == expected).mean() > 0.95  # cluster "i" is category i
+    group = adata.obs["group"].astype(str)
+    start_ari = ari(group[annotated], adata.obs["annotation"][annotated].astype(str))
+    assert ari(group, clusters) > max(0.9, start_ari + 0.2)
+
+
+def test_reuse_refuses_init_key(trained):
+    _, model = trained
+    query = _data(seed=4, n_obs=60)
+    before = snapshot(query)
+    with pytest.raises(ValueError, match="applies a trained model as it is: init_key='group'"):
+        sn.tl.deep_cluster(query, model=model, init_key="group")
+    assert_unchanged(query, before)
+
+
 def test_tl_cosine_init_recorded_and_clusters():
     adata = _data()
     model = _run(adata, labels_key="group", init="cosine", n_top_genes=60, gamma=0.5)
@@ -370,6 +461,26 @@ def _duplicate_a_gene_name(adata):
             "resolution must be a number > 0",
         ),
         (_duplicate_a_gene_name, {"n_top_genes": None}, ValueError, "var_names are not unique"),
+        (lambda a: None, {"init_key": "nope"}, KeyError, "init_key='nope' is not a column"),
+        (
+            lambda a: a.obs.__setitem__("one", "a"),
+            {"init_key": "one"},
+            ValueError,
+            "init_key='one' holds 1 category",
+        ),
+        (
+            lambda a: None,
+            {"init_key": "group", "n_clusters": 2},
+            ValueError,
+            "n_clusters=2, but init_key='group' holds 3 categories",
+        ),
+        (
+            lambda a: None,
+            {"init_key": "group", "init": "cosine"},
+            ValueError,
+            "init='cosine' is the geometry of k-means",
+        ),
+        (lambda a: None, {"start_labels": np.zeros(256, int)}, TypeError, "pass init_key="),
     ],
 )
 def test_bad_input_leaves_adata_unchanged(mutate, kwargs, error, match, backend):

@@ -1,6 +1,6 @@
 from typing import Any
 
-from ._kmeans import check_geometry, kmeans_init
+from ._kmeans import check_geometry, check_start_labels, kmeans_init, start_label_centres
 from ._model import DeepCluster, DeepClusterMixin, default_pretrain_epochs, normalization_stats
 from ._module import DeepClusterModule, student_t_assignment, target_distribution
 from ._plan import DECScheduleMixin, DECTrainingPlan
@@ -18,9 +18,11 @@ __all__ = [
     "DeepClusterMixin",
     "DeepClusterModule",
     "check_geometry",
+    "check_start_labels",
     "default_pretrain_epochs",
     "kmeans_init",
     "normalization_stats",
+    "start_label_centres",
     "student_t_assignment",
     "target_distribution",
     *_JAX_NAMES,

@@ -1,8 +1,9 @@
-"""k-means initialisation of the DEC cluster centres, in Euclidean or cosine geometry."""
+"""Initial cluster centres of the DEC phase: k-means in Euclidean or cosine geometry, or the
+latent means of given start clusters."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -55,3 +56,84 @@ def kmeans_init(
     labels = kmeans.fit_predict(latent / np.clip(norms, 1e-12, None))
     centres = np.stack([latent[labels == c].mean(axis=0) for c in range(n_clusters)])
     return centres.astype(np.float32), labels
+
+
+def check_start_labels(
+    start_labels: Any, n_cells: int, n_clusters: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Validate start clusters given as integer codes, one per cell.
+
+    Parameters
+    ----------
+    start_labels
+        Code of each cell's start cluster, ``0`` to ``k - 1``; ``-1`` for a cell without one
+        (e.g. ``pandas.Categorical(labels).codes``).
+    n_cells
+        Number of cells the codes must cover.
+    n_clusters
+        The number of clusters asked for, if any: it must be ``k``.
+
+    Returns
+    -------
+    codes
+        The codes as a 1-D int64 array.
+    k
+        Number of start clusters.
+
+    Raises
+    ------
+    ValueError
+        If the codes are not one integer per cell, lie outside ``-1 .. k - 1``, leave a
+        cluster without cells, hold fewer than 2 clusters, or ``n_clusters`` is not ``k``.
+    """
+    codes = np.asarray(start_labels)
+    if codes.ndim != 1 or len(codes) != n_cells:
+        raise ValueError(
+            f"start_labels has shape {codes.shape}, but there are {n_cells} cells; give one "
+            "code per cell (-1 for a cell without a start cluster)"
+        )
+    if not np.issubdtype(codes.dtype, np.integer):
+        raise ValueError(
+            f"start_labels must be integer cluster codes 0..k-1 (-1: none), got dtype "
+            f"{codes.dtype}; e.g. pandas.Categorical(labels).codes"
+        )
+    codes = codes.astype(np.int64)
+    if codes.size == 0 or codes.min() < -1:
+        raise ValueError("start_labels must be codes 0..k-1, with -1 for a cell without one")
+    k = int(codes.max()) + 1
+    if k < 2:
+        raise ValueError(
+            f"start_labels holds {k} start cluster(s); DEC needs at least 2 to start from"
+        )
+    empty = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=k) == 0)
+    if len(empty):
+        raise ValueError(
+            f"start_labels has no cell in cluster(s) {empty.tolist()[:10]}; number the start "
+            "clusters 0..k-1 without gaps (e.g. pandas.Categorical(labels)"
+            ".remove_unused_categories().codes)"
+        )
+    if n_clusters is not None and n_clusters != k:
+        raise ValueError(
+            f"n_clusters={n_clusters}, but start_labels holds {k} start clusters; leave "
+            "n_clusters out (it is taken from the start clusters)"
+        )
+    return codes, k
+
+
+def start_label_centres(
+    latent: np.ndarray, codes: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The DEC phase's initial centres from start clusters: the mean code of each.
+
+    Cells with code ``-1`` add nothing to the means. Returns the centres (``(k, n_latent)``
+    float32) and each cell's nearest centre, the partition DEC starts from (the Student-t
+    kernel assigns every cell to its nearest centre).
+    """
+    latent = np.asarray(latent, dtype=np.float64)
+    given = codes >= 0
+    sums = np.zeros((k, latent.shape[1]))
+    np.add.at(sums, codes[given], latent[given])
+    centres = sums / np.bincount(codes[given], minlength=k)[:, None]
+    # ||x - c||² up to the per-cell ||x||², without an n x k x n_latent array
+    distance = (centres**2).sum(axis=1)[None, :] - 2.0 * latent @ centres.T
+    return centres.astype(np.float32), distance.argmin(axis=1)

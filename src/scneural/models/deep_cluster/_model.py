@@ -34,7 +34,13 @@ from scneural.models._base import (
     with_obs,
 )
 
-from ._kmeans import Geometry, check_geometry, kmeans_init
+from ._kmeans import (
+    Geometry,
+    check_geometry,
+    check_start_labels,
+    kmeans_init,
+    start_label_centres,
+)
 from ._module import DeepClusterModule
 from ._plan import DECTrainingPlan
 
@@ -310,8 +316,10 @@ class DeepClusterMixin:
         resolution: float = 0.8,
         n_neighbors: int = 20,
         random_state: int = 0,
+        start_labels: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Initialise the cluster centres by k-means on the pretrained latent space.
+        """Initialise the cluster centres by k-means on the pretrained latent space, or at
+        the latent means of given start clusters.
 
         Sets the clustering layer's centres (and the model's k); the model must be
         pretrained (:meth:`pretrain`).
@@ -331,22 +339,39 @@ class DeepClusterMixin:
             :meth:`estimate_n_clusters`).
         random_state
             Seed of k-means and of the estimate of k.
+        start_labels
+            Start clusters instead of k-means: the code of each of the model's cells,
+            ``0`` to ``k - 1``, or ``-1`` for a cell without one (e.g.
+            ``pandas.Categorical(labels).codes`` of a Leiden clustering or an annotation).
+            Each centre starts at its cluster's mean code, and k is the number of start
+            clusters. ``init`` then stays at its default (no k-means runs).
 
         Returns
         -------
         numpy.ndarray
-            k-means cluster of each of the model's cells, numbered from 0 (integer, shape
-            ``(n_cells,)``).
+            Start cluster of each of the model's cells, numbered from 0 (integer, shape
+            ``(n_cells,)``): its k-means cluster, or with ``start_labels`` its nearest
+            centre.
 
         Raises
         ------
         ValueError
             If ``init`` is not a known geometry, the latent space holds NaN or infinite
-            values (pretraining diverged), or the estimate of k finds a single cluster.
+            values (pretraining diverged), the estimate of k finds a single cluster, or
+            ``start_labels`` is not valid (see
+            :func:`~scneural.models.deep_cluster.check_start_labels`), is given with a
+            non-default ``init``, or holds another number of clusters than ``n_clusters``.
         """
         check_geometry(init)
+        if start_labels is not None:
+            codes, k = self._check_start(start_labels, init, n_clusters)
         latent = self.get_latent_representation()
         check_finite_output({"latent representation": latent}, {"pretrain": self.pretrain_history_})
+        if start_labels is not None:
+            centres, labels = start_label_centres(latent, codes, k)
+            self.n_clusters_estimated_ = False
+            self._set_initial_centres(centres, k)
+            return labels
         k = n_clusters or (self.module.n_clusters or None)
         if k is None:
             k, _ = self.estimate_n_clusters(
@@ -361,12 +386,27 @@ class DeepClusterMixin:
         centres, labels = kmeans_init(
             latent, int(k), geometry=init, n_init=n_init, random_state=random_state
         )
+        self._set_initial_centres(centres, int(k))
+        return labels
+
+    def _check_start(
+        self, start_labels: Any, init: str, n_clusters: int | None
+    ) -> tuple[np.ndarray, int]:
+        """Validated start cluster codes and their number (see :meth:`init_clusters`)."""
+        if init != "euclidean":
+            raise ValueError(
+                f"init={init!r} is the geometry of k-means, which does not run when "
+                "start_labels are given; leave init at its default"
+            )
+        return check_start_labels(start_labels, self.adata.n_obs, n_clusters)
+
+    def _set_initial_centres(self, centres: np.ndarray, k: int) -> None:
+        """Set the clustering layer and record the model's k (also in its summary)."""
         self._set_cluster_centres(centres)
-        self.init_params_["non_kwargs"]["n_clusters"] = int(k)
+        self.init_params_["non_kwargs"]["n_clusters"] = k
         summary = self._model_summary_string.rsplit(", clusters ", 1)[0]
         estimated = " (estimated)" if self.n_clusters_estimated_ else ""
-        self._model_summary_string = f"{summary}, clusters {int(k)}{estimated}"
-        return labels
+        self._model_summary_string = f"{summary}, clusters {k}{estimated}"
 
     def train_clusters(
         self,
@@ -454,9 +494,11 @@ class DeepClusterMixin:
         cluster_lr: float = 1.0,
         pretrain_plan_kwargs: dict | None = None,
         cluster_plan_kwargs: dict | None = None,
+        start_labels: np.ndarray | None = None,
         **trainer_kwargs,
     ) -> None:
-        """Pretrain (unless done), initialise the clusters by k-means and run the DEC phase.
+        """Pretrain (unless done), initialise the clusters by k-means (or at the means of
+        ``start_labels``) and run the DEC phase.
 
         Parameters
         ----------
@@ -481,6 +523,9 @@ class DeepClusterMixin:
         cluster_lr, cluster_plan_kwargs
             Learning rate of the DEC phase's Adadelta and more arguments of its training
             plan: see :meth:`train_clusters`.
+        start_labels
+            Start clusters instead of k-means, one integer code per cell (``-1``: none):
+            see :meth:`init_clusters`. Checked before pretraining.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` in both phases (``accelerator``,
             ``devices``, ``logger``, ...). ``logger="csv"`` or ``"tensorboard"`` logs each
@@ -493,7 +538,8 @@ class DeepClusterMixin:
         ------
         ValueError
             If ``max_epochs`` is negative, ``pretrain_epochs`` is below 1, ``init`` is not
-            a known geometry, the estimate of k finds a single cluster, or
+            a known geometry, the estimate of k finds a single cluster, ``start_labels``
+            is not valid (see :meth:`init_clusters`), or
             ``trainer_kwargs`` hold ``train_size``, ``validation_size`` or
             ``early_stopping`` (both phases train on every cell, without early stopping).
         TypeError
@@ -511,6 +557,8 @@ class DeepClusterMixin:
         check_positive_int(max_epochs, "max_epochs", minimum=0)
         check_optional_int(pretrain_epochs, "pretrain_epochs")
         check_geometry(init)
+        if start_labels is not None:
+            self._check_start(start_labels, init, n_clusters)  # before pretraining
         check_plan_settings(cluster_plan_kwargs, lr=cluster_lr)  # before pretraining
         if not self.is_pretrained_:
             self.pretrain(
@@ -521,7 +569,12 @@ class DeepClusterMixin:
                 **trainer_kwargs,
             )
         labels = self.init_clusters(
-            n_clusters, init=init, n_init=n_init, resolution=resolution, random_state=random_state
+            n_clusters,
+            init=init,
+            n_init=n_init,
+            resolution=resolution,
+            random_state=random_state,
+            start_labels=start_labels,
         )
         self.train_clusters(
             max_epochs,
