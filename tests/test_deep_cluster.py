@@ -480,6 +480,12 @@ def _duplicate_a_gene_name(adata):
             ValueError,
             "init='cosine' is the geometry of k-means",
         ),
+        (
+            lambda a: a.obs.__setitem__("depth", np.asarray(a.X.sum(axis=1)).ravel() * 1.0),
+            {"init_key": "depth"},
+            ValueError,
+            "init_key='depth' holds floating-point numbers",
+        ),
         (lambda a: None, {"start_labels": np.zeros(256, int)}, TypeError, "pass init_key="),
     ],
 )

@@ -449,7 +449,14 @@ def _start_clusters(
             f"init={init!r} is the geometry of k-means, which does not run with init_key=; "
             "leave init at its default"
         )
-    start = pd.Categorical(adata.obs[init_key])[keep].remove_unused_categories()
+    column = adata.obs[init_key]
+    if pd.api.types.is_float_dtype(column):
+        raise ValueError(
+            f"init_key={init_key!r} holds floating-point numbers, not start clusters; pass a "
+            "column of categories (e.g. 'leiden' or a cell-type annotation), or convert it "
+            f"with adata.obs[{init_key!r}].astype('category') if its values are cluster ids"
+        )
+    start = pd.Categorical(column)[keep].remove_unused_categories()
     k = len(start.categories)
     if k < 2:
         raise ValueError(
