@@ -380,15 +380,6 @@ def test_init_key_starts_at_the_given_clusters(backend):
     assert ari(group, clusters) > max(0.9, start_ari + 0.2)
 
 
-def test_reuse_refuses_init_key(trained):
-    _, model = trained
-    query = _data(seed=4, n_obs=60)
-    before = snapshot(query)
-    with pytest.raises(ValueError, match="applies a trained model as it is: init_key='group'"):
-        sn.tl.deep_cluster(query, model=model, init_key="group")
-    assert_unchanged(query, before)
-
-
 def test_tl_cosine_init_recorded_and_clusters():
     adata = _data()
     model = _run(adata, labels_key="group", init="cosine", n_top_genes=60, gamma=0.5)
@@ -640,12 +631,19 @@ def test_reuse_refuses_another_number_of_clusters(trained):
     assert query.uns["deep_cluster"]["params"]["n_clusters"] == 3
 
 
-def test_reuse_refuses_another_batch_key(trained):
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"batch_key": "batch"}, "trained with batch_key=None.*batch_key='batch'"),
+        ({"init_key": "group"}, "applies a trained model as it is: init_key='group'"),
+    ],
+)
+def test_reuse_refuses_another_batch_key_or_a_start(trained, kwargs, match):
     _, model = trained
     query = _data(seed=3, n_obs=60)
     before = snapshot(query)
-    with pytest.raises(ValueError, match="trained with batch_key=None.*batch_key='batch'"):
-        sn.tl.deep_cluster(query, model=model, batch_key="batch")
+    with pytest.raises(ValueError, match=match):
+        sn.tl.deep_cluster(query, model=model, **kwargs)
     assert_unchanged(query, before)
 
 
