@@ -351,7 +351,7 @@ def test_start_labels_reach_the_model():
     assert model.init_params_["non_kwargs"]["n_clusters"] == 2
 
 
-def test_init_key_starts_at_the_given_clusters(backend):
+def test_init_key_starts_at_the_given_clusters(backend, tmp_path):
     """A noisy annotation as start clusters: cluster "i" starts at its i-th category (in
     the column's own order), k comes from the column, and the result agrees with the true
     groups better than the annotation it started from."""
@@ -378,6 +378,9 @@ def test_init_key_starts_at_the_given_clusters(backend):
     group = adata.obs["group"].astype(str)
     start_ari = ari(group[annotated], adata.obs["annotation"][annotated].astype(str))
     assert ari(group, clusters) > max(0.9, start_ari + 0.2)
+    adata.write_h5ad(tmp_path / "started.h5ad")  # the start record survives a round trip
+    back = sc.read_h5ad(tmp_path / "started.h5ad").uns["deep_cluster"]
+    assert list(back["init_categories"]) == order and back["params"]["init_key"] == "annotation"
 
 
 def test_tl_cosine_init_recorded_and_clusters():
