@@ -157,8 +157,8 @@ def deep_cluster(
         three benchmark sets, against 0.58-0.77 from k-means; ``docs/benchmarks.md``).
         With many annotated cells, transferring their labels with a classifier
         (:func:`~scneural.tl.classify`) does better: with 30% of the cells annotated, a
-        15-NN vote beat this start on worm and PBMC; with 10% the start was as good or
-        better. Not with ``model=``, ``n_clusters`` other than the number of categories,
+        15-NN vote beat this start on worm and PBMC; with 10% the start was better on
+        worm and bladder and level on PBMC. Not with ``model=``, ``n_clusters`` other than the number of categories,
         or ``init="cosine"``.
     resolution
         Leiden resolution used to estimate k when ``n_clusters=None``.
