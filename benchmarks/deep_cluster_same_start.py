@@ -72,10 +72,9 @@ def load_pretrained(path: Path, truth):
 def true_type_codes(labels_true):
     """The labelled type of each cell as start-cluster codes (a diagnostic: it uses the
     labels)."""
-    import numpy as np
     import pandas as pd
 
-    return pd.Categorical(labels_true).codes.astype(np.int64)
+    return pd.Categorical(labels_true).codes
 
 
 def run_variant(path: Path, truth, seed: int, dec_seed: int, kwargs: dict) -> dict:
@@ -169,15 +168,14 @@ def separability(path: Path, truth, seed: int) -> dict:
     from sklearn.neighbors import KNeighborsClassifier
 
     import scneural as sn
-    from scneural.models.deep_cluster import check_start_labels, kmeans_init, start_label_centres
+    from scneural.models.deep_cluster import kmeans_init, start_label_centres
 
     model, labels_true = load_pretrained(path, truth)
     types = np.unique(labels_true)
     latent = model.get_latent_representation()
     _, kmeans = kmeans_init(latent, len(types), random_state=seed)  # as init_clusters does
     codes = latent.astype(np.float64)
-    codes_true, k = check_start_labels(true_type_codes(labels_true), len(codes))
-    type_means, nearest = start_label_centres(codes, codes_true, k)
+    type_means, nearest = start_label_centres(codes, true_type_codes(labels_true), len(types))
     started = KMeans(len(types), init=type_means, n_init=1).fit_predict(codes)
     spectral = SpectralClustering(
         len(types), affinity="nearest_neighbors", n_neighbors=30, random_state=seed, n_init=20

@@ -343,7 +343,7 @@ def deep_cluster(
             gamma=gamma,
             batch_size=batch_size,
             random_state=random_state,
-            start_labels=None if start is None else start.codes.astype(np.int64),
+            start_labels=None if start is None else start.codes,
             **trainer,
         )
         reused = False

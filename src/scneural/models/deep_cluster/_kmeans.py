@@ -54,8 +54,13 @@ def kmeans_init(
         return np.asarray(kmeans.cluster_centers_, dtype=np.float32), kmeans.labels_
     norms = np.linalg.norm(latent, axis=1, keepdims=True)
     labels = kmeans.fit_predict(latent / np.clip(norms, 1e-12, None))
-    centres = np.stack([latent[labels == c].mean(axis=0) for c in range(n_clusters)])
-    return centres.astype(np.float32), labels
+    return cluster_means(latent, labels, n_clusters).astype(np.float32), labels
+
+
+def cluster_means(latent: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """The mean code of each cluster ``0 .. n_clusters - 1`` (a cell labelled ``-1`` is in
+    none)."""
+    return np.stack([latent[labels == c].mean(axis=0) for c in range(n_clusters)])
 
 
 def check_start_labels(
@@ -130,10 +135,7 @@ def start_label_centres(
     kernel assigns every cell to its nearest centre).
     """
     latent = np.asarray(latent, dtype=np.float64)
-    given = codes >= 0
-    sums = np.zeros((k, latent.shape[1]))
-    np.add.at(sums, codes[given], latent[given])
-    centres = sums / np.bincount(codes[given], minlength=k)[:, None]
+    centres = cluster_means(latent, codes, k)
     # ||x - c||² up to the per-cell ||x||², without an n x k x n_latent array
     distance = (centres**2).sum(axis=1)[None, :] - 2.0 * latent @ centres.T
     return centres.astype(np.float32), distance.argmin(axis=1)
