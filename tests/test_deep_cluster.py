@@ -370,6 +370,9 @@ def test_init_key_starts_at_the_given_clusters(backend, tmp_path):
     assert uns["params"]["init_key"] == "annotation" and uns["n_clusters"] == 3
     assert uns["n_clusters_estimated"] is False
     assert list(uns["init_categories"]) == order
+    # the per-cell codes are summarised in the training record, not a truncated repr
+    start = uns["params"]["training"]["train"]["start_labels"]
+    assert start == f"ndarray of shape ({adata.n_obs},), dtype int8"  # pandas codes
     clusters = adata.obs["deep_cluster"].astype(str)
     annotated = adata.obs["annotation"].notna().to_numpy()
     true_names = adata.obs["group"].astype(str).map(names)

@@ -27,12 +27,15 @@ TrainMethod = TypeVar("TrainMethod", bound=Callable[..., Any])
 
 def _plain(value: Any) -> Any:
     """``value`` as plain Python data a saved model and ``.h5ad`` keep: numbers, strings,
-    booleans, ``None``, and lists and dicts of them; anything else (a callback, a logger)
-    becomes its ``repr``."""
+    booleans, ``None``, and lists and dicts of them; an array (numpy, pandas, torch) becomes
+    a summary of its type, shape and dtype (its repr would be truncated, e.g. per-cell start
+    clusters); anything else (a callback, a logger) becomes its ``repr``."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, np.generic):
         return value.item()
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"{type(value).__name__} of shape {tuple(value.shape)}, dtype {value.dtype}"
     if isinstance(value, Mapping):
         return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
