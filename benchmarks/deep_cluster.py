@@ -31,6 +31,7 @@ from pathlib import Path
 
 DATASETS = ["worm_neuron_cell", "mouse_bladder_cell_select_2100", "pbmc_10x_scdeepcluster_top2000"]
 METHODS = ["deep_cluster", "pca", "scvi"]
+OURS = "scneural deep_cluster"  # the method label of our rows
 
 
 def _peak_rss_mb() -> float:
@@ -123,9 +124,7 @@ def worker(method: str, name: str, seed: int, args: argparse.Namespace) -> list[
             "pretrain_epochs": len(uns["history"]["pretrain"]["train_loss"]),
             "cluster_epochs": len(uns["history"]["cluster"]["train_loss"]),
         }
-        rows.append(
-            row("scneural deep_cluster", adata.obs["deep_cluster"].to_numpy(), seconds, extra)
-        )
+        rows.append(row(OURS, adata.obs["deep_cluster"].to_numpy(), seconds, extra))
     elif method == "pca":
         start = time.perf_counter()
         pp = _lognorm_hvg(adata)
@@ -197,7 +196,32 @@ def table(rows: list[dict]) -> str:
                 f"| {g.accuracy.mean():.3f} | {g.seconds.mean():.0f} | "
                 f"{'' if pd.isna(cpu) else f'{cpu:.0f}'} | {g.peak_rss_mb.max():.0f} |"
             )
+        paired = paired_with_best_peer(group)
+        if paired:
+            out.append(f"\n{paired}")
     return "\n".join(out)
+
+
+def paired_with_best_peer(group) -> str | None:
+    """Ours minus the peer with the highest mean ARI, seed by seed (the seeds both ran):
+    with a seed spread as large as worm's, the mean of paired differences and how many
+    seeds ours is ahead say more than two means side by side."""
+    ours = group[group.method == OURS]
+    peers = group[group.method != OURS]
+    if ours.empty or peers.empty:
+        return None
+    best = peers.groupby("method").ari.mean().idxmax()
+    ours_ari = ours.groupby("seed").ari.mean()
+    peer_ari = peers[peers.method == best].groupby("seed").ari.mean()
+    seeds = ours_ari.index.intersection(peer_ari.index)
+    if seeds.empty:
+        return None
+    diff = ours_ari[seeds] - peer_ari[seeds]
+    return (
+        f"Ours minus {best} (the best peer by mean ARI), paired by seed "
+        f"({','.join(map(str, seeds))}): mean {diff.mean():+.3f} (sd {diff.std(ddof=0):.3f}); "
+        f"ours higher at {int((diff > 0).sum())} of {len(diff)} seeds."
+    )
 
 
 def main() -> None:
@@ -208,12 +232,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--scvi-epochs", type=int, default=200)
     parser.add_argument("--ours", default="{}", help="JSON kwargs for sn.tl.deep_cluster")
-    parser.add_argument("--results", default="benchmarks/results/deep_cluster.jsonl")
+    parser.add_argument(
+        "--results",
+        nargs="+",
+        default=["benchmarks/results/deep_cluster.jsonl"],
+        help="results file (JSON lines) to append to; with --table, one or more to read",
+    )
     parser.add_argument("--worker", nargs=3, metavar=("METHOD", "DATASET", "SEED"))
     parser.add_argument("--table", action="store_true", help="only print the table of --results")
     args = parser.parse_args()
     if args.table:
-        rows = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line]
+        rows = [
+            json.loads(line)
+            for path in args.results
+            for line in Path(path).read_text().splitlines()
+            if line
+        ]
         print(table(rows))
         return
     if args.worker:
@@ -221,8 +255,10 @@ def main() -> None:
         for result in worker(method, name, int(seed), args):
             print("RESULT " + json.dumps(result), flush=True)
         return
+    if len(args.results) != 1:
+        parser.error("--results takes one file to append to (several only with --table)")
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    results = Path(args.results)
+    results = Path(args.results[0])
     results.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     base = [sys.executable, __file__, "--threads", str(args.threads)]
