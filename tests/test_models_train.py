@@ -214,6 +214,10 @@ def test_records_training_keeps_every_argument_with_its_defaults():
     # extra keyword arguments are merged in; objects are kept as their repr
     assert train["callbacks"][0].startswith("<object object")
     assert model.training_params_["pretrain"] == {"max_epochs": None, "devices": 2}
+    # arrays: a summary instead of a truncated repr; a 0-d array is its number
+    model.train(labels=np.zeros(5000, dtype=np.int64), lr=torch.tensor(0.5))
+    assert model.training_params_["train"]["labels"] == "ndarray of shape (5000,), dtype int64"
+    assert model.training_params_["train"]["lr"] == 0.5
     # a later call replaces its own method's record only
     model.train(lr=0.1)
     assert model.training_params_["train"] == {"max_epochs": 10, "lr": 0.1, "plan_kwargs": None}

@@ -35,6 +35,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if hasattr(value, "shape") and hasattr(value, "dtype"):
+        if len(value.shape) == 0 and hasattr(value, "item"):  # a 0-d array is one number
+            return _plain(value.item())
         return f"{type(value).__name__} of shape {tuple(value.shape)}, dtype {value.dtype}"
     if isinstance(value, Mapping):
         return {str(key): _plain(item) for key, item in value.items()}
