@@ -134,8 +134,8 @@ def start_label_centres(
     float32) and each cell's nearest centre, the partition DEC starts from (the Student-t
     kernel assigns every cell to its nearest centre).
     """
+    from sklearn.metrics import pairwise_distances_argmin
+
     latent = np.asarray(latent, dtype=np.float64)
     centres = cluster_means(latent, codes, k)
-    # ||x - c||² up to the per-cell ||x||², without an n x k x n_latent array
-    distance = (centres**2).sum(axis=1)[None, :] - 2.0 * latent @ centres.T
-    return centres.astype(np.float32), distance.argmin(axis=1)
+    return centres.astype(np.float32), pairwise_distances_argmin(latent, centres)
