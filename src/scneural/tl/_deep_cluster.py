@@ -158,8 +158,8 @@ def deep_cluster(
         With many annotated cells, transferring their labels with a classifier
         (:func:`~scneural.tl.classify`) does better: with 30% of the cells annotated, a
         15-NN vote beat this start on worm and PBMC; with 10% the start was better on
-        worm and bladder and level on PBMC. Not with ``model=``, ``n_clusters`` other than the number of categories,
-        or ``init="cosine"``.
+        worm and bladder and level on PBMC. Not with ``model=``, ``n_clusters`` other than
+        the number of categories, or ``init="cosine"``.
     resolution
         Leiden resolution used to estimate k when ``n_clusters=None``.
     {random_state}
