@@ -655,9 +655,43 @@ def test_reuse_refuses_another_batch_key_or_a_start(trained, kwargs, match):
 
 def test_diverged_pretraining_is_reported_before_kmeans(backend):
     """A NaN latent space (the loss diverged) gets a clear error, not k-means' "Input X
-    contains NaN", and nothing is written."""
+    contains NaN", and nothing is written. Its advice names the argument that sets the
+    pretraining's learning rate: the tool refuses plan_kwargs, the advice of the others."""
     adata = _data(n_obs=80)
     before = snapshot(adata)
-    with pytest.raises(ValueError, match=r"training diverged \(pretrain train_loss became nan"):
+    with pytest.raises(
+        ValueError, match=r"training diverged \(pretrain train_loss became nan"
+    ) as e:
         _run(adata, backend=backend, pretrain_epochs=3, pretrain_lr=1e12)
+    assert "pretrain_lr=" in str(e.value)
+    assert "plan_kwargs" not in str(e.value)
+    assert_unchanged(adata, before)
+
+
+def test_diverged_pretraining_of_a_model_used_directly_names_lr(backend):
+    """Step by step, the model's pretrain warns with its own lr=, and init_clusters refuses
+    the NaN latent space naming the argument of each call that pretrains."""
+    adata = _data(n_obs=80)
+    cls = _model_class(backend)
+    cls.setup_anndata(adata)
+    model = cls(adata, n_clusters=3)
+    with pytest.warns(RuntimeWarning, match=r"pretrain: training diverged.*\(lr=\.\.\.\)"):
+        model.pretrain(3, lr=1e12, batch_size=64, **TRAINER)
+    with pytest.raises(ValueError, match=r"pretrain_lr=\.\.\. of train.*lr=\.\.\. of pretrain"):
+        model.init_clusters(3)
+
+
+def test_diverged_dec_phase_names_cluster_lr(backend):
+    """A DEC phase whose loss becomes NaN is refused before anything is written, and both
+    the model's warning and the tool's error say to lower cluster_lr (pretraining went
+    well, so pretrain_lr is not the one to change)."""
+    adata = _data(n_obs=80)
+    before = snapshot(adata)
+    with (
+        pytest.warns(RuntimeWarning, match=r"train: training diverged.*\(cluster_lr=\.\.\.\)"),
+        pytest.raises(
+            ValueError, match=r"diverged \(cluster train_loss became nan.*\(cluster_lr=\.\.\.\)"
+        ),
+    ):
+        _run(adata, backend=backend, pretrain_epochs=3, max_epochs=3, cluster_lr=1e12)
     assert_unchanged(adata, before)

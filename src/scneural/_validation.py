@@ -226,13 +226,18 @@ def check_not_constant(X: Any, argument: str) -> None:
 
 
 def check_finite_output(
-    outputs: Mapping[str, Any], history: Mapping[str, Any] | None = None
+    outputs: Mapping[str, Any],
+    history: Mapping[str, Any] | None = None,
+    *,
+    fix: str | None = None,
 ) -> None:
     """Refuse a model's results that hold NaN or infinite values (training diverged).
 
     ``outputs`` maps a description of each result to its values; ``history`` (per-epoch
     curves, possibly nested by training phase) is searched for the first non-finite loss,
-    so the message says where training went wrong. Called before a tool writes anything.
+    so the message says where training went wrong; ``fix`` is the advice that ends it
+    (default :data:`DIVERGED_FIX`; see :func:`diverged_fix` for a call that sets its
+    learning rate by another argument). Called before a tool writes anything.
     """
     # as stored (float32): a float64 copy of a predicted (cells x genes) matrix is 2x its size
     bad = [name for name, values in outputs.items() if not np.isfinite(np.asarray(values)).all()]
@@ -241,14 +246,22 @@ def check_finite_output(
     where = first_nonfinite_loss(history or {})
     raise ValueError(
         f"the model produced NaN or infinite values in {', '.join(bad)}: training "
-        f"diverged{f' ({where})' if where else ''}, and nothing was written. {DIVERGED_FIX}"
+        f"diverged{f' ({where})' if where else ''}, and nothing was written. "
+        f"{fix or DIVERGED_FIX}"
     )
 
 
-DIVERGED_FIX = (
-    "Lower the learning rate (plan_kwargs={'lr': ...}), check the input for extreme values, "
-    "or retrain"
-)
+def diverged_fix(learning_rate: str = "plan_kwargs={'lr': ...}") -> str:
+    """The advice after a diverged training; ``learning_rate`` says how the call that
+    trained sets its learning rate (``sn.tl.deep_cluster`` refuses ``plan_kwargs``: each
+    of its phases takes its own, ``pretrain_lr=`` and ``cluster_lr=``)."""
+    return (
+        f"Lower the learning rate ({learning_rate}), check the input for extreme values, or retrain"
+    )
+
+
+#: the advice of a training that takes ``plan_kwargs`` (every tool but deep_cluster)
+DIVERGED_FIX = diverged_fix()
 
 
 def first_nonfinite_loss(history: Mapping[str, Any]) -> str:

@@ -55,7 +55,8 @@ def records_training(method: TrainMethod) -> TrainMethod:
     default that changes between versions (``train_size``, ``max_grad_norm``, ...) stays
     visible in old results. It decorates methods of :class:`ScneuralModelMixin` models.
     A training whose loss became NaN or infinite gets a ``RuntimeWarning`` naming the
-    curve and epoch.
+    curve and epoch, and how to lower the learning rate: ``plan_kwargs``, or what the
+    model's ``_diverged_fixes`` (method name -> advice) says for this method.
     """
     signature = inspect.signature(method)
     var_keyword = next(
@@ -75,7 +76,8 @@ def records_training(method: TrainMethod) -> TrainMethod:
         if where:  # the tools refuse the NaN results; a model used directly only gets this
             warnings.warn(
                 f"{type(self).__name__}.{method.__name__}: training diverged ({where}), so "
-                f"the model's outputs are NaN or infinite. {DIVERGED_FIX}",
+                "the model's outputs are NaN or infinite. "
+                f"{getattr(self, '_diverged_fixes', {}).get(method.__name__, DIVERGED_FIX)}",
                 RuntimeWarning,
                 stacklevel=2,
             )

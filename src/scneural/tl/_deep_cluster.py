@@ -31,6 +31,8 @@ from scneural._validation import (
     check_positive_int,
     check_truth_labels,
     check_unique_var_names,
+    diverged_fix,
+    first_nonfinite_loss,
 )
 from scneural.models import DeepCluster
 from scneural.models.deep_cluster import check_geometry
@@ -354,9 +356,12 @@ def deep_cluster(
     with quiet_setup_transfer():
         soft = model.get_soft_assignment(proxy, batch_size=inference_batch)
         latent = model.get_latent_representation(proxy, batch_size=inference_batch)
+    # the tool takes each phase's learning rate by its own name
+    diverged = "pretrain" if first_nonfinite_loss(model.pretrain_history_) else "cluster"
     check_finite_output(
         {"soft assignment": soft, "latent representation": latent},
         {"pretrain": model.pretrain_history_, "cluster": model.cluster_history_},
+        fix=diverged_fix(f"{diverged}_lr=..."),
     )
     k = soft.shape[1]
     labels = np.full(adata.n_obs, -1)

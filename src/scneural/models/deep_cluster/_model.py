@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from scneural._validation import (
     check_optional_int,
     check_plan_settings,
     check_positive_int,
+    diverged_fix,
 )
 from scneural.models._base import (
     ScneuralModelMixin,
@@ -134,6 +135,14 @@ class DeepClusterMixin:
     """
 
     _history_exclude = ("elbo_", "kl_global_")
+    #: how to lower the learning rate after a diverged training, by method: train takes
+    #: each phase's own (a bare lr or plan_kwargs is refused); when pretraining diverges
+    #: in it, init_clusters refuses the NaN latent space first, so its warning is the DEC
+    #: phase's
+    _diverged_fixes: ClassVar[Mapping[str, str]] = {
+        "pretrain": diverged_fix("lr=..."),
+        "train": diverged_fix("cluster_lr=..."),
+    }
 
     def __init__(
         self,
@@ -366,7 +375,11 @@ class DeepClusterMixin:
         if start_labels is not None:
             codes, k = self._check_start(start_labels, init, n_clusters)
         latent = self.get_latent_representation()
-        check_finite_output({"latent representation": latent}, {"pretrain": self.pretrain_history_})
+        check_finite_output(
+            {"latent representation": latent},
+            {"pretrain": self.pretrain_history_},
+            fix=diverged_fix("pretrain_lr=... of train and sn.tl.deep_cluster, lr=... of pretrain"),
+        )
         if start_labels is not None:
             centres, labels = start_label_centres(latent, codes, k)
             self.n_clusters_estimated_ = False
