@@ -653,6 +653,77 @@ def test_reuse_refuses_another_batch_key_or_a_start(trained, kwargs, match):
     assert_unchanged(query, before)
 
 
+@pytest.mark.parametrize(
+    ("plan_kwargs", "error", "match"),
+    [
+        (
+            {"cluster_plan_kwargs": {"gamma": 2.0}},
+            ValueError,
+            r"cluster_plan_kwargs\['gamma'\]: pass gamma= itself",
+        ),
+        (
+            {"cluster_plan_kwargs": {"tol": 0.1}},
+            ValueError,
+            r"cluster_plan_kwargs\['tol'\]: pass tol=",
+        ),
+        (
+            {"pretrain_plan_kwargs": {"optimizer": "AdamW"}},
+            ValueError,
+            r"pretrain_plan_kwargs\['optimizer'\]: the phase builds its own optimizer.*pretrain_lr=",
+        ),
+        (
+            {"cluster_plan_kwargs": {"weight_decay": 1e-4}},
+            ValueError,
+            r"cluster_plan_kwargs\['weight_decay'\]: not used.*cluster_lr=",
+        ),
+        (
+            {"cluster_plan_kwargs": {"reduce_lr_on_plateau": True}},
+            ValueError,
+            "no validation loss",
+        ),
+        (
+            {"cluster_plan_kwargs": {"n_epoch_kl_warmup": 3}},
+            TypeError,
+            r"cluster_plan_kwargs holds 'n_epoch_kl_warmup' \(did you mean 'n_epochs_kl_warmup'",
+        ),
+    ],
+)
+def test_plan_kwargs_are_checked_before_pretraining(backend, plan_kwargs, error, match):
+    """A plan argument that a phase sets itself (gamma, tol, the optimizer), that it cannot
+    honour (weight_decay with its optimizer, a schedule without validation cells) or that
+    its plan does not take used to fail once the DEC plan was built, after the whole
+    pretraining, or was silently ignored; each is refused before any training, named as
+    passed, and the tool leaves adata as it was."""
+    adata = _data(n_obs=80)
+    before = snapshot(adata)
+    with pytest.raises(error, match=match):
+        _run(adata, backend=backend, **plan_kwargs)
+    assert_unchanged(adata, before)
+    cls = _model_class(backend)
+    cls.setup_anndata(adata)
+    model = cls(adata, n_clusters=3)
+    with pytest.raises(error, match=match):
+        model.train(2, pretrain_epochs=2, **plan_kwargs, **TRAINER)
+    assert not model.is_pretrained_
+
+
+def test_plan_kwargs_a_phase_takes_are_honoured(backend):
+    """A learning rate in a phase's plan arguments wins over the phase's default, and
+    reaches the optimizer: a DEC phase at lr 1e-12 leaves the weights as they were."""
+    adata = _data(n_obs=80)
+    cls = _model_class(backend)
+    cls.setup_anndata(adata)
+    model = cls(adata, n_clusters=3)
+    model.pretrain(3, batch_size=64, **TRAINER)
+    model.init_clusters(3)
+    before = _weights(model)
+    model.train_clusters(2, batch_size=64, plan_kwargs={"lr": 1e-12}, **TRAINER)
+    moved = max(np.abs(a - b).max() for a, b in zip(before, _weights(model), strict=True))
+    assert moved < 1e-6
+    model.train_clusters(2, batch_size=64, plan_kwargs={"lr": 1.0}, **TRAINER)
+    assert max(np.abs(a - b).max() for a, b in zip(before, _weights(model), strict=True)) > 1e-4
+
+
 def test_diverged_pretraining_is_reported_before_kmeans(backend):
     """A NaN latent space (the loss diverged) gets a clear error, not k-means' "Input X
     contains NaN", and nothing is written. Its advice names the argument that sets the
@@ -675,7 +746,7 @@ def test_diverged_pretraining_of_a_model_used_directly_names_lr(backend):
     cls = _model_class(backend)
     cls.setup_anndata(adata)
     model = cls(adata, n_clusters=3)
-    with pytest.warns(RuntimeWarning, match=r"pretrain: training diverged.*\(lr=\.\.\.\)"):
+    with pytest.warns(RuntimeWarning, match=r"pretrain: training diverged.*lr=\.\.\. of pretrain"):
         model.pretrain(3, lr=1e12, batch_size=64, **TRAINER)
     with pytest.raises(ValueError, match=r"pretrain_lr=\.\.\. of train.*lr=\.\.\. of pretrain"):
         model.init_clusters(3)

@@ -173,12 +173,12 @@ def test_deep_cluster_phases_take_their_own_learning_rates(monkeypatch):
     _deep_cluster(
         pretrain_lr=0.01,
         cluster_lr=0.5,
-        pretrain_plan_kwargs={"weight_decay": 1e-4},
-        cluster_plan_kwargs={"weight_decay": 1e-3},
+        pretrain_plan_kwargs={"n_epochs_kl_warmup": 5},
+        cluster_plan_kwargs={"n_epochs_kl_warmup": 7},
     )
     assert seen == {
-        "_pretrain_plan": (0.01, {"weight_decay": 1e-4}),
-        "_dec_plan": (0.5, {"weight_decay": 1e-3}),
+        "_pretrain_plan": (0.01, {"n_epochs_kl_warmup": 5}),
+        "_dec_plan": (0.5, {"n_epochs_kl_warmup": 7}),
     }
 
 

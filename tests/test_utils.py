@@ -204,3 +204,39 @@ def test_check_not_constant_reads_backed_blocks(tmp_path):
     ad.AnnData(sparse.csr_matrix((25_000, 3))).write_h5ad(tmp_path / "zero.h5ad")
     with pytest.raises(ValueError, match="X holds the same value \\(0\\)"):
         v.check_not_constant(ad.read_h5ad(tmp_path / "zero.h5ad", backed="r").X, "X")
+
+
+class _BasePlan:
+    def __init__(self, module, *, lr=1e-3, optimizer="Adam", **loss_kwargs):
+        pass
+
+
+class _Plan(_BasePlan):
+    def __init__(self, module, *, tol=1e-3, **kwargs):
+        super().__init__(module, **kwargs)
+
+
+def test_check_plan_kwargs_knows_the_whole_class_hierarchy():
+    """The names of every __init__ along the plan's classes are known ('module' is the
+    caller's); a misspelt one is refused with the closest, and a name the caller sets
+    itself gets the caller's advice, each naming the argument as passed."""
+    v.check_plan_kwargs(None, _Plan)
+    v.check_plan_kwargs({"lr": 0.1, "tol": 0.5}, _Plan, argument="x_plan_kwargs")
+    with pytest.raises(TypeError, match=r"x_plan_kwargs holds 'tool' \(did you mean 'tol'\?\)"):
+        v.check_plan_kwargs({"tool": 0.5}, _Plan, argument="x_plan_kwargs")
+    with pytest.raises(TypeError, match="holds 'module'"):
+        v.check_plan_kwargs({"module": None}, _Plan)
+    with pytest.raises(ValueError, match=r"plan_kwargs\['optimizer'\]: built here"):
+        v.check_plan_kwargs(
+            {"optimizer": "AdamW"}, _Plan, set_elsewhere={"optimizer": "built here"}
+        )
+    with pytest.raises(TypeError, match="x_plan_kwargs must be a dict"):
+        v.check_plan_kwargs([("lr", 1.0)], _Plan, argument="x_plan_kwargs")
+
+
+def test_check_plan_settings_names_the_value_as_passed():
+    assert v.check_plan_settings({"lr": 0.5}, lr=1.0) == {"lr": 0.5}
+    with pytest.raises(ValueError, match=r"^cluster_lr must be a number > 0"):
+        v.check_plan_settings(None, prefix="cluster_", lr=-1.0)
+    with pytest.raises(ValueError, match=r"^cluster_plan_kwargs\['lr'\] must be a number > 0"):
+        v.check_plan_settings({"lr": 0}, prefix="cluster_", lr=1.0)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,31 @@ from scipy import sparse
 
 _MISSING = object()
 _XLA_DETERMINISTIC = "--xla_gpu_deterministic_ops=true"
+
+
+def keyword_names(function: Callable) -> set[str]:
+    """Names ``function`` takes by keyword (not ``self``, ``*args`` or ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return set()
+    return {
+        name
+        for name, parameter in parameters.items()
+        if name != "self"
+        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+    }
+
+
+def with_suggestion(name: str, candidates: Iterable[str]) -> str:
+    """``'name'``, with the closest candidates (a misspelling, or a longer name that ends
+    with it, such as ``pretrain_lr`` for ``lr``)."""
+    candidates = sorted(set(candidates))
+    close = difflib.get_close_matches(name, candidates, n=2, cutoff=0.75)
+    close += [c for c in candidates if c.endswith(f"_{name}") and c not in close]
+    if not close:
+        return repr(name)
+    return f"{name!r} (did you mean {' or '.join(repr(c) for c in close[:3])}?)"
 
 
 def set_seed(random_state: int) -> None:

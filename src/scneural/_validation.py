@@ -15,7 +15,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from scneural._utils import label_strings
+from scneural._utils import keyword_names, label_strings, with_suggestion
 
 _CHUNK = 10_000
 
@@ -409,26 +409,95 @@ def check_probability(value: Any, argument: str) -> float:
     return _check_number(value, argument, "in [0, 1]", lambda number: 0 <= number <= 1)
 
 
-def check_plan_settings(plan_kwargs: Mapping[str, Any] | None, **defaults: Any) -> dict:
+def check_plan_settings(
+    plan_kwargs: Mapping[str, Any] | None, *, prefix: str = "", **defaults: Any
+) -> dict:
     """A training plan's arguments: ``defaults`` updated by ``plan_kwargs``, checked.
 
     ``lr`` and ``eps`` must be > 0 and ``weight_decay`` >= 0 where given. torch's optimizers
     reject bad values only once training has started, and optax's not at all (a negative
-    learning rate silently ascends the loss).
+    learning rate silently ascends the loss). A message names the value as the caller
+    passed it: ``f"{prefix}plan_kwargs['lr']"`` from ``plan_kwargs``, ``f"{prefix}lr"``
+    from the defaults (``prefix="cluster_"``: the DEC phase's ``cluster_lr``).
     """
+    argument = f"{prefix}plan_kwargs"
     if plan_kwargs is not None and not isinstance(plan_kwargs, Mapping):
         raise TypeError(
-            f"plan_kwargs must be a dict of training plan arguments, got {plan_kwargs!r}"
+            f"{argument} must be a dict of training plan arguments, got {plan_kwargs!r}"
         )
-    plan = {**defaults, **(plan_kwargs or {})}
+    given = plan_kwargs or {}
+    plan = {**defaults, **given}
     for name, check in (
         ("lr", check_positive_float),
         ("eps", check_positive_float),
         ("weight_decay", check_non_negative_float),
     ):
         if name in plan:
-            check(plan[name], name)
+            check(plan[name], f"{argument}[{name!r}]" if name in given else f"{prefix}{name}")
     return plan
+
+
+def check_plan_kwargs(
+    plan_kwargs: Mapping[str, Any] | None,
+    plan_cls: type,
+    *,
+    argument: str = "plan_kwargs",
+    set_elsewhere: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse, before any training, ``plan_kwargs`` that ``plan_cls`` does not take or that
+    the caller sets itself.
+
+    Parameters
+    ----------
+    plan_kwargs
+        Arguments for ``plan_cls`` (``None``: none).
+    plan_cls
+        The training plan: the keyword arguments of its ``__init__`` and of those of the
+        classes it derives from (scvi-tools' ``TrainingPlan``...) are known, ``module``
+        excepted.
+    argument
+        Name of ``plan_kwargs`` in the caller's signature, for the messages.
+    set_elsewhere
+        Known names that the caller sets itself, or that have no effect in its plan, each
+        with the advice for a user who passes it (e.g. ``"use gamma= instead"``).
+
+    Raises
+    ------
+    TypeError
+        If ``plan_kwargs`` is not a dict, or holds a name ``plan_cls`` does not take. Such a
+        name used to fail only inside the training loop (the plan passes unknown names to
+        the module's loss), after any earlier phase had run.
+    ValueError
+        If ``plan_kwargs`` holds a name of ``set_elsewhere``.
+    """
+    if plan_kwargs is None:
+        return
+    if not isinstance(plan_kwargs, Mapping):
+        raise TypeError(
+            f"{argument} must be a dict of training plan arguments, got {plan_kwargs!r}"
+        )
+    set_elsewhere = set_elsewhere or {}
+    refused = [
+        f"{argument}[{name!r}]: {set_elsewhere[name]}"
+        for name in plan_kwargs
+        if name in set_elsewhere
+    ]
+    if refused:
+        raise ValueError("; ".join(refused))
+    known = set().union(
+        *(
+            keyword_names(vars(cls)["__init__"])
+            for cls in plan_cls.__mro__
+            if "__init__" in vars(cls)
+        )
+    ) - {"module"}
+    unknown = [name for name in plan_kwargs if name not in known]
+    if unknown:
+        raise TypeError(
+            f"{argument} holds {', '.join(with_suggestion(name, known) for name in unknown)}, "
+            f"which {plan_cls.__name__} does not take; its arguments are "
+            f"{', '.join(sorted(known - set(set_elsewhere)))}"
+        )
 
 
 def check_optional_int(value: Any, argument: str, minimum: int = 1) -> int | None:

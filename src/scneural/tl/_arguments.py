@@ -9,20 +9,11 @@ not used at all, and silently accepted.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-
-def _named_parameters(function: Callable) -> set[str]:
-    """Names ``function`` takes by keyword (not ``self``, ``*args`` or ``**kwargs``)."""
-    return {
-        name
-        for name, parameter in inspect.signature(function).parameters.items()
-        if name != "self"
-        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
-    }
+from scneural._utils import keyword_names, with_suggestion
 
 
 def train_argument_names(model_cls: type) -> frozenset[str]:
@@ -32,21 +23,11 @@ def train_argument_names(model_cls: type) -> frozenset[str]:
     from lightning.pytorch import Trainer as LightningTrainer
     from scvi.train import Trainer
 
-    names = _named_parameters(Trainer.__init__) | _named_parameters(LightningTrainer.__init__)
+    names = keyword_names(Trainer.__init__) | keyword_names(LightningTrainer.__init__)
     for cls in model_cls.__mro__:
         if "train" in vars(cls):
-            names |= _named_parameters(vars(cls)["train"])
+            names |= keyword_names(vars(cls)["train"])
     return frozenset(names)
-
-
-def _suggestion(name: str, candidates: set[str]) -> str:
-    """``'name'``, with the closest candidates (a misspelling, or a longer name that ends
-    with it, such as ``pretrain_lr`` for ``lr``)."""
-    close = difflib.get_close_matches(name, sorted(candidates), n=2, cutoff=0.75)
-    close += sorted(c for c in candidates if c.endswith(f"_{name}") and c not in close)
-    if not close:
-        return repr(name)
-    return f"{name!r} (did you mean {' or '.join(repr(c) for c in close[:3])}?)"
 
 
 def check_train_kwargs(tool: Callable, train_kwargs: Mapping[str, Any], model_cls: type) -> None:
@@ -69,10 +50,10 @@ def check_train_kwargs(tool: Callable, train_kwargs: Mapping[str, Any], model_cl
     known = train_argument_names(model_cls)
     unknown = [name for name in train_kwargs if name not in known]
     if unknown:
-        candidates = set(known) | _named_parameters(tool)
+        candidates = set(known) | keyword_names(tool)
         raise TypeError(
             f"{tool.__name__} got unexpected argument{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(_suggestion(name, candidates) for name in unknown)}; extra arguments "
+            f"{', '.join(with_suggestion(name, candidates) for name in unknown)}; extra arguments "
             f"go to {model_cls.__name__}.train and Lightning's Trainer"
         )
 

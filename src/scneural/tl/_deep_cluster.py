@@ -61,7 +61,9 @@ _CHUNK = 4096
             Passed to the model's :meth:`~scneural.models.DeepCluster.train` and Lightning's
             ``Trainer`` in both phases (e.g. ``logger``). Each phase has its own optimizer:
             ``pretrain_lr`` (Adam, default 1e-3) and ``cluster_lr`` (Adadelta, default 1.0),
-            and ``pretrain_plan_kwargs`` / ``cluster_plan_kwargs``; a bare ``lr`` or
+            and ``pretrain_plan_kwargs`` / ``cluster_plan_kwargs`` (names a phase sets
+            itself, such as ``optimizer`` or ``gamma``, are refused: see
+            :meth:`~scneural.models.DeepCluster.train_clusters`); a bare ``lr`` or
             ``plan_kwargs`` is refused. A name no step takes is refused before any work, as
             is any of them with ``model=``."""
     )

@@ -22,6 +22,7 @@ from scneural._docs import doc_params
 from scneural._validation import (
     check_finite_output,
     check_optional_int,
+    check_plan_kwargs,
     check_plan_settings,
     check_positive_int,
     diverged_fix,
@@ -109,6 +110,41 @@ use_batch_norm
     on worm and PBMC it scored far lower (``docs/benchmarks.md``)."""
 
 
+#: the advice after a diverged pretraining, which runs in pretrain or inside train (the tool)
+_PRETRAINING_DIVERGED = diverged_fix(
+    "pretrain_lr=... of train and sn.tl.deep_cluster, lr=... of pretrain"
+)
+
+
+def _set_by_phase(phase: str, prefix: str) -> dict[str, str]:
+    """Training plan arguments that a phase sets itself, or that its optimizer does not
+    use, each with what to pass instead (``prefix``: how the caller names the phase's
+    learning rate, e.g. ``"cluster_"``)."""
+    optimizer = "Adam with AMSGrad" if phase == "pretrain" else "Adadelta"
+    advice = {
+        "optimizer": f"the phase builds its own optimizer ({optimizer}, as the authors); "
+        f"set its learning rate with {prefix}lr=",
+        "weight_decay": f"not used: the phase's optimizer ({optimizer}) takes only its "
+        f"learning rate, {prefix}lr=",
+    }
+    advice["optimizer_creator"] = advice["optimizer"]
+    advice["eps"] = advice["weight_decay"]
+    for name in ("reduce_lr_on_plateau", "lr_factor", "lr_patience", "lr_threshold", "lr_min"):
+        advice[name] = (
+            "not supported: both phases train on every cell, so there is no validation "
+            "loss for a learning-rate schedule to follow"
+        )
+    advice["lr_scheduler_metric"] = advice["lr_min"]
+    if phase == "cluster":
+        for name in ("update_interval", "tol", "gamma"):
+            advice[name] = (
+                f"pass {name}= itself (an argument of train_clusters, train and sn.tl.deep_cluster)"
+            )
+        advice["initial_labels"] = "pass initial_labels= of train_clusters"
+        advice["soft_assign_all"] = "set by the model (q of all cells, in batches)"
+    return advice
+
+
 @doc_params(model_params=DEEP_CLUSTER_PARAMS)
 class DeepClusterMixin:
     """Model-level code of scDeepCluster, shared by both backends.
@@ -140,7 +176,7 @@ class DeepClusterMixin:
     #: in it, init_clusters refuses the NaN latent space first, so its warning is the DEC
     #: phase's
     _diverged_fixes: ClassVar[Mapping[str, str]] = {
-        "pretrain": diverged_fix("lr=..."),
+        "pretrain": _PRETRAINING_DIVERGED,
         "train": diverged_fix("cluster_lr=..."),
     }
 
@@ -217,6 +253,23 @@ class DeepClusterMixin:
         cls.register_manager(adata_manager)
 
     # ------------------------------------------------------------------ training
+    def _phase_plan_kwargs(
+        self, plan_kwargs: dict | None, phase: str, lr: float, *, prefix: str = ""
+    ) -> dict:
+        """A phase's training plan arguments with its learning rate, checked before any
+        training: names its plan does not take, or that the phase sets itself, are refused
+        (:func:`~scneural._validation.check_plan_kwargs`), then the values
+        (:func:`~scneural._validation.check_plan_settings`). ``prefix`` names the arguments
+        as the caller passed them (``"cluster_"``: ``cluster_lr``, ``cluster_plan_kwargs``)."""
+        plan_cls = self._pretrain_plan_cls if phase == "pretrain" else self._dec_plan_cls
+        check_plan_kwargs(
+            plan_kwargs,
+            plan_cls,
+            argument=f"{prefix}plan_kwargs",
+            set_elsewhere=_set_by_phase(phase, prefix),
+        )
+        return check_plan_settings(plan_kwargs, prefix=prefix, lr=lr)
+
     @records_training
     def pretrain(
         self,
@@ -239,7 +292,11 @@ class DeepClusterMixin:
         batch_size
             Minibatch size.
         plan_kwargs
-            More arguments of the training plan.
+            More arguments of the training plan (scvi-tools' ``TrainingPlan``); ``lr``
+            here wins over ``lr=``. The phase builds its own optimizer, so ``optimizer``,
+            ``optimizer_creator``, ``weight_decay`` and ``eps`` are refused, as are the
+            learning-rate schedule's (``reduce_lr_on_plateau``, ``lr_patience``...: there
+            are no validation cells), all before training.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (``accelerator``, ``devices``, ``logger``...).
             ``logger="csv"`` or ``"tensorboard"`` writes to ``lightning_logs/pretrain/`` (under
@@ -250,12 +307,14 @@ class DeepClusterMixin:
         ------
         ValueError
             If ``max_epochs`` is below 1 (the model would count as pretrained with random
-            weights).
+            weights), ``lr`` is not > 0, or ``plan_kwargs`` hold a refused name.
+        TypeError
+            If ``plan_kwargs`` hold a name the training plan does not take.
         """
         if check_optional_int(max_epochs, "max_epochs") is None:
             max_epochs = default_pretrain_epochs(self.adata.n_obs, batch_size)
         # the optimizer is built here: a learning rate given in plan_kwargs is honoured too
-        plan_kwargs = check_plan_settings(plan_kwargs, lr=lr)
+        plan_kwargs = self._phase_plan_kwargs(plan_kwargs, "pretrain", lr)
         plan = self._pretrain_plan(plan_kwargs.pop("lr"), plan_kwargs)
         history = _rename(
             self._run(plan, max_epochs, batch_size, phase="pretrain", **trainer_kwargs)
@@ -378,7 +437,7 @@ class DeepClusterMixin:
         check_finite_output(
             {"latent representation": latent},
             {"pretrain": self.pretrain_history_},
-            fix=diverged_fix("pretrain_lr=... of train and sn.tl.deep_cluster, lr=... of pretrain"),
+            fix=_PRETRAINING_DIVERGED,
         )
         if start_labels is not None:
             centres, labels = start_label_centres(latent, codes, k)
@@ -455,7 +514,9 @@ class DeepClusterMixin:
         batch_size
             Minibatch size.
         plan_kwargs
-            More arguments of the DEC training plan.
+            More arguments of the DEC training plan, refused as those of :meth:`pretrain`
+            are; ``update_interval``, ``tol``, ``gamma`` and ``initial_labels`` are refused
+            too: they are this method's own arguments.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer`. ``logger="csv"`` or ``"tensorboard"``
             writes to ``lightning_logs/cluster/`` (under ``default_root_dir`` when given, else
@@ -466,7 +527,7 @@ class DeepClusterMixin:
             raise ValueError("the clustering layer is not initialised; call init_clusters() first")
         if initial_labels is None:
             initial_labels = self.predict()
-        plan_kwargs = check_plan_settings(plan_kwargs, lr=lr)
+        plan_kwargs = self._phase_plan_kwargs(plan_kwargs, "cluster", lr)
         plan = self._dec_plan(
             plan_kwargs.pop("lr"),
             plan_kwargs,
@@ -554,10 +615,13 @@ class DeepClusterMixin:
             a known geometry, the estimate of k finds a single cluster, ``start_labels``
             is not valid (see :meth:`init_clusters`), or
             ``trainer_kwargs`` hold ``train_size``, ``validation_size`` or
-            ``early_stopping`` (both phases train on every cell, without early stopping).
+            ``early_stopping`` (both phases train on every cell, without early stopping),
+            or ``pretrain_plan_kwargs`` / ``cluster_plan_kwargs`` hold a name refused by
+            :meth:`pretrain` / :meth:`train_clusters` (checked before pretraining).
         TypeError
             If ``trainer_kwargs`` hold ``lr`` or ``plan_kwargs``: the two phases have their
-            own optimizers, on learning rates a thousand times apart, so each takes its own.
+            own optimizers, on learning rates a thousand times apart, so each takes its own;
+            or a phase's plan arguments hold a name its training plan does not take.
         """
         shared = [name for name in ("lr", "plan_kwargs") if name in trainer_kwargs]
         if shared:
@@ -572,7 +636,9 @@ class DeepClusterMixin:
         check_geometry(init)
         if start_labels is not None:
             self._check_start(start_labels, init, n_clusters)  # before pretraining
-        check_plan_settings(cluster_plan_kwargs, lr=cluster_lr)  # before pretraining
+        # both phases' plan arguments before pretraining, named as passed here
+        self._phase_plan_kwargs(pretrain_plan_kwargs, "pretrain", pretrain_lr, prefix="pretrain_")
+        self._phase_plan_kwargs(cluster_plan_kwargs, "cluster", cluster_lr, prefix="cluster_")
         if not self.is_pretrained_:
             self.pretrain(
                 pretrain_epochs,
@@ -774,6 +840,8 @@ class DeepCluster(DeepClusterMixin, ScneuralModelMixin, BaseModelClass):
     """
 
     _module_cls = DeepClusterModule
+    _pretrain_plan_cls = TrainingPlan
+    _dec_plan_cls = DECTrainingPlan
     backend = "torch"
 
     def _set_normalization(self, mean: np.ndarray, std: np.ndarray, median: float) -> None:
@@ -783,7 +851,7 @@ class DeepCluster(DeepClusterMixin, ScneuralModelMixin, BaseModelClass):
         self.module.set_cluster_centres(torch.from_numpy(centres))
 
     def _pretrain_plan(self, lr: float, plan_kwargs: dict) -> TrainingPlan:
-        return TrainingPlan(
+        return self._pretrain_plan_cls(
             self.module,
             optimizer="Custom",
             optimizer_creator=functools.partial(torch.optim.Adam, lr=lr, amsgrad=True),
@@ -791,7 +859,7 @@ class DeepCluster(DeepClusterMixin, ScneuralModelMixin, BaseModelClass):
         )
 
     def _dec_plan(self, lr: float, plan_kwargs: dict, **dec_kwargs) -> DECTrainingPlan:
-        return DECTrainingPlan(
+        return self._dec_plan_cls(
             self.module,
             **dec_kwargs,
             optimizer="Custom",

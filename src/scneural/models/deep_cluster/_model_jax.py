@@ -49,6 +49,8 @@ class JaxDeepCluster(DeepClusterMixin, JaxModelMixin, BaseModelClass):
 
     _module_cls = JaxDeepClusterModule
     _training_plan_cls = ScneuralJaxTrainingPlan
+    _pretrain_plan_cls = ScneuralJaxTrainingPlan
+    _dec_plan_cls = JaxDECTrainingPlan
     backend = "jax"
 
     # ------------------------------------------------------------ backend hooks
@@ -79,12 +81,12 @@ class JaxDeepCluster(DeepClusterMixin, JaxModelMixin, BaseModelClass):
         self._set_state(params, state)
 
     def _pretrain_plan(self, lr: float, plan_kwargs: dict) -> ScneuralJaxTrainingPlan:
-        return ScneuralJaxTrainingPlan(
+        return self._pretrain_plan_cls(
             self.module, optimizer="Custom", optimizer_creator=optax.amsgrad(lr), **plan_kwargs
         )
 
     def _dec_plan(self, lr: float, plan_kwargs: dict, **dec_kwargs) -> JaxDECTrainingPlan:
-        return JaxDECTrainingPlan(
+        return self._dec_plan_cls(
             self.module,
             **dec_kwargs,
             optimizer="Custom",
