@@ -510,7 +510,9 @@ def test_empty_clusters_are_no_categories(backend):
     clusters with cells are categories, so scanpy's per-group calls work on the column;
     uns and the soft assignment keep all k clusters, and a warning says so."""
     adata = _data(n_obs=200)
-    with pytest.warns(UserWarning, match="of the model's 8 clusters have no cell after") as caught:
+    with pytest.warns(
+        UserWarning, match="of the model's 8 clusters ha(s|ve) no cell after"
+    ) as caught:
         sn.tl.deep_cluster(
             adata,
             8,
@@ -525,7 +527,7 @@ def test_empty_clusters_are_no_categories(backend):
         )
     used = np.unique(adata.obsm["deep_cluster_soft"].argmax(axis=1))
     assert 1 < len(used) < 8
-    message = next(str(w.message) for w in caught if "clusters have no cell" in str(w.message))
+    message = next(str(w.message) for w in caught if "no cell after" in str(w.message))
     assert message.startswith(f"{8 - len(used)} of the model's 8 clusters")
     assert "uns['deep_cluster']['n_clusters'] is still 8" in message
     labels = adata.obs["deep_cluster"]
@@ -544,7 +546,9 @@ def test_model_reuse_on_cells_of_some_clusters(trained):
     group made sc.tl.rank_genes_groups fail, naming it a group of 'one sample')."""
     adata, model = trained
     query = adata[adata.obs["deep_cluster"].isin(["0", "1"]).to_numpy()].copy()
-    with pytest.warns(UserWarning, match="1 of the model's 3 clusters have no cell among"):
+    with pytest.warns(
+        UserWarning, match="1 of the model's 3 clusters has no cell among.*only the 2 clusters"
+    ):
         sn.tl.deep_cluster(query, model=model)
     assert list(query.obs["deep_cluster"].cat.categories) == ["0", "1"]
     assert query.obsm["deep_cluster_soft"].shape == (query.n_obs, 3)

@@ -377,8 +377,9 @@ def deep_cluster(
     if n_empty:
         where = "among these cells" if reused else "after training"
         message = (
-            f"{n_empty} of the model's {k} clusters have no cell {where}: obs[{key_added!r}] "
-            f"lists only the {k - n_empty} clusters with cells, while "
+            f"{n_empty} of the model's {k} clusters {'has' if n_empty == 1 else 'have'} no "
+            f"cell {where}: obs[{key_added!r}] lists only the {k - n_empty} "
+            f"cluster{'' if k - n_empty == 1 else 's'} with cells, while "
             f"uns[{key_added!r}]['n_clusters'] is still {k} (and obsm['{key_added}_soft'] "
             "has a column for each)"
             + ("" if reused else "; a smaller n_clusters may suit these data")
