@@ -178,6 +178,12 @@ def _jax(name: str):
             r"{phase}plan_kwargs\['eps'\] must be a number > 0",
         ),
         ({"plan_kwargs": [("lr", 1e-3)]}, "{phase}plan_kwargs must be a dict"),
+        # a misspelt plan argument was ignored without a word (the modules' losses take
+        # **kwargs), and recorded in uns as if it had an effect
+        (
+            {"plan_kwargs": {"lr_patiense": 3}},
+            r"{phase}plan_kwargs holds 'lr_patiense' \(did you mean 'lr_patience'\?\)",
+        ),
     ],
 )
 def test_bad_optimizer_settings_are_refused_before_training(name, setting, message):
@@ -185,7 +191,7 @@ def test_bad_optimizer_settings_are_refused_before_training(name, setting, messa
     message names the value as it was passed (plan_kwargs['lr'] or lr)."""
     if name.startswith("Jax") and not HAS_JAX:
         pytest.skip("the JAX extra is not installed")
-    error = TypeError if "dict" in message else ValueError
+    error = TypeError if "dict" in message or "holds" in message else ValueError
     # DeepCluster's two phases take their own: both are checked before pretraining, and
     # their optimizers take no weight_decay or eps (refused as unused)
     phases = ("pretrain_", "cluster_") if name.endswith("DeepCluster") else ("",)

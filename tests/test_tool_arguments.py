@@ -82,6 +82,34 @@ def test_image_features_misspelt_training_argument():
     assert_unchanged(section, before)
 
 
+@pytest.mark.parametrize(
+    "run, data, plan",
+    [
+        (_classify, lambda: log_normalise(_counts()), {"plan_kwargs": {"lr_patiense": 3}}),
+        (_perturb, _perturbation, {"plan_kwargs": {"lr_patiense": 3}}),
+        (_deep_cluster, _counts, {"cluster_plan_kwargs": {"lr_patiense": 3}}),
+    ],
+)
+def test_misspelt_plan_argument_is_named_before_training(run, data, plan):
+    """A misspelt training plan argument was ignored without a word by classify and
+    perturb (their modules' losses take **kwargs) and recorded in uns as if used; each tool
+    now names it and the closest known one, and leaves adata as it was."""
+    adata = data()
+    before = snapshot(adata)
+    argument = next(iter(plan))
+    with pytest.raises(TypeError, match=f"{argument} holds 'lr_patiense' \\(did you mean"):
+        run(adata, **plan)
+    assert_unchanged(adata, before)
+
+
+def test_image_features_misspelt_plan_argument():
+    section = synthetic_section()
+    before = snapshot(section)
+    with pytest.raises(TypeError, match="plan_kwargs holds 'lr_patiense'"):
+        sn.tl.image_features(section, backbone="expression", plan_kwargs={"lr_patiense": 3})
+    assert_unchanged(section, before)
+
+
 def test_known_training_arguments_pass(monkeypatch):
     """Arguments of the model's train, scvi-tools' train and both Trainers are all known."""
     from scneural.tl._arguments import check_train_kwargs

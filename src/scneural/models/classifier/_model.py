@@ -17,7 +17,11 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from sklearn.utils.class_weight import compute_class_weight
 
 from scneural._docs import doc_params
-from scneural._validation import check_optional_int, check_plan_settings
+from scneural._validation import (
+    check_optional_int,
+    check_plan_kwargs,
+    check_plan_settings,
+)
 from scneural.models._base import (
     ScneuralModelMixin,
     early_stopping_trainer_kwargs,
@@ -241,9 +245,11 @@ class ClassifierMixin:
             ``train_size`` leaves no cell for validation (``1.0`` trains on every cell
             without one).
         TypeError
-            If ``plan_kwargs`` is not a dict.
+            If ``plan_kwargs`` is not a dict, or holds a name the training plan does not
+            take (it used to be ignored without a word).
         """
         check_optional_int(max_epochs, "max_epochs")
+        check_plan_kwargs(plan_kwargs, self._training_plan_cls)
         plan = check_plan_settings(plan_kwargs, lr=lr, weight_decay=weight_decay, eps=1e-8)
         if plan.get("reduce_lr_on_plateau"):
             # scvi-tools' default, elbo_validation, is not logged by a classifier

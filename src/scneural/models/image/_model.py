@@ -13,7 +13,11 @@ from scvi.data.fields import LayerField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scneural._docs import doc_params
-from scneural._validation import check_optional_int, check_plan_settings
+from scneural._validation import (
+    check_optional_int,
+    check_plan_kwargs,
+    check_plan_settings,
+)
 from scneural.models._base import (
     ScneuralModelMixin,
     early_stopping_trainer_kwargs,
@@ -165,9 +169,11 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             count as trained), ``lr`` is not positive, ``weight_decay`` is negative, or
             ``train_size`` leaves no spot for validation.
         TypeError
-            If ``plan_kwargs`` is not a dict.
+            If ``plan_kwargs`` is not a dict, or holds a name the training plan does not
+            take (it used to be ignored without a word).
         """
         check_optional_int(max_epochs, "max_epochs")
+        check_plan_kwargs(plan_kwargs, self._training_plan_cls)
         plan = check_plan_settings(
             plan_kwargs,
             lr=lr,

@@ -20,6 +20,7 @@ from scneural._utils import iter_row_batches
 from scneural._validation import (
     check_obs_values,
     check_optional_int,
+    check_plan_kwargs,
     check_plan_settings,
     check_positive_float,
 )
@@ -256,9 +257,11 @@ class ScGenMixin:
             leaves no cell for validation
             (``1.0`` trains on every cell without one).
         TypeError
-            If ``plan_kwargs`` is not a dict.
+            If ``plan_kwargs`` is not a dict, or holds a name the training plan does not
+            take (it used to be ignored without a word).
         """
         check_optional_int(max_epochs, "max_epochs")
+        check_plan_kwargs(plan_kwargs, self._training_plan_cls)
         plan = check_plan_settings(plan_kwargs, lr=lr, weight_decay=weight_decay, eps=1e-8)
         if max_grad_norm is not None:
             # Lightning's clipping; JAX models translate it into their optax chain
