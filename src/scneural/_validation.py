@@ -409,6 +409,17 @@ def check_probability(value: Any, argument: str) -> float:
     return _check_number(value, argument, "in [0, 1]", lambda number: 0 <= number <= 1)
 
 
+def _plan_dict(plan_kwargs: Any, argument: str) -> Mapping[str, Any]:
+    """``plan_kwargs`` (``{}`` for ``None``), refused unless it is a dict."""
+    if plan_kwargs is None:
+        return {}
+    if not isinstance(plan_kwargs, Mapping):
+        raise TypeError(
+            f"{argument} must be a dict of training plan arguments, got {plan_kwargs!r}"
+        )
+    return plan_kwargs
+
+
 def check_plan_settings(
     plan_kwargs: Mapping[str, Any] | None, *, prefix: str = "", **defaults: Any
 ) -> dict:
@@ -421,11 +432,7 @@ def check_plan_settings(
     from the defaults (``prefix="cluster_"``: the DEC phase's ``cluster_lr``).
     """
     argument = f"{prefix}plan_kwargs"
-    if plan_kwargs is not None and not isinstance(plan_kwargs, Mapping):
-        raise TypeError(
-            f"{argument} must be a dict of training plan arguments, got {plan_kwargs!r}"
-        )
-    given = plan_kwargs or {}
+    given = _plan_dict(plan_kwargs, argument)
     plan = {**defaults, **given}
     for name, check in (
         ("lr", check_positive_float),
@@ -464,18 +471,14 @@ def check_plan_kwargs(
     Raises
     ------
     TypeError
-        If ``plan_kwargs`` is not a dict, or holds a name ``plan_cls`` does not take. Such a
-        name used to fail only inside the training loop (the plan passes unknown names to
-        the module's loss), after any earlier phase had run.
+        If ``plan_kwargs`` is not a dict, or holds a name ``plan_cls`` does not take. The
+        plan passes such a name on to the module's loss, which ignored it without a word
+        when it takes ``**kwargs``, or failed inside the training loop, after any earlier
+        training phase had run.
     ValueError
         If ``plan_kwargs`` holds a name of ``set_elsewhere``.
     """
-    if plan_kwargs is None:
-        return
-    if not isinstance(plan_kwargs, Mapping):
-        raise TypeError(
-            f"{argument} must be a dict of training plan arguments, got {plan_kwargs!r}"
-        )
+    plan_kwargs = _plan_dict(plan_kwargs, argument)
     set_elsewhere = set_elsewhere or {}
     refused = [
         f"{argument}[{name!r}]: {set_elsewhere[name]}"
