@@ -11,6 +11,7 @@ import pytest
 import scanpy as sc
 
 import scneural as sn
+from conftest import assert_unchanged, snapshot
 
 TRAIN = {"max_epochs": 2, "accelerator": "cpu", "enable_progress_bar": False}
 
@@ -111,3 +112,9 @@ def test_deep_cluster_trained_directly_on_a_layer_is_reused_on_that_layer(counts
     np.testing.assert_allclose(
         query.obsm["X_deep_cluster"], model.get_latent_representation(reference), atol=1e-5
     )
+    # another source than the model's is refused, naming the argument the tool takes
+    query.layers["other"] = query.layers["counts"].copy()
+    before = snapshot(query)
+    with pytest.raises(ValueError, match=r"pass the same layer= as in training \(or leave it"):
+        sn.tl.deep_cluster(query, model=model, layer="other", key_added="other")
+    assert_unchanged(query, before)

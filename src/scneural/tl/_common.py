@@ -103,10 +103,14 @@ def resolve_source(
         if (layer is not None or use_rep is not None) and (
             InputSource(layer=layer, use_rep=use_rep) != trained
         ):
+            # deep_cluster and perturb take no use_rep: name only what the call can pass
+            takes_rep = use_rep is not None or trained.use_rep is not None
+            arguments = "layer=/use_rep=" if takes_rep else "layer="
             raise ValueError(
                 f"model= was trained on {trained.describe()}, but this call asks for "
                 f"{InputSource(layer=layer, use_rep=use_rep).describe()}; pass the same "
-                "layer=/use_rep= as in training (or leave both unset to use the model's)"
+                f"{arguments} as in training (or leave {'both' if takes_rep else 'it'} unset "
+                "to use the model's)"
             )
         layer, use_rep = trained.layer, trained.use_rep
     check_input_source(adata, layer=layer, use_rep=use_rep)
