@@ -33,6 +33,14 @@ def keyword_names(function: Callable) -> set[str]:
     }
 
 
+def class_keyword_names(cls: type, method: str) -> set[str]:
+    """Names ``method`` takes by keyword in ``cls`` and in every class it derives from
+    (each class's own definition: a subclass's ``**kwargs`` passes them on)."""
+    return set().union(
+        *(keyword_names(vars(base)[method]) for base in cls.__mro__ if method in vars(base))
+    )
+
+
 def with_suggestion(name: str, candidates: Iterable[str]) -> str:
     """``'name'``, with the closest candidates (a misspelling, or a longer name that ends
     with it, such as ``pretrain_lr`` for ``lr``)."""

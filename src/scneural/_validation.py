@@ -15,7 +15,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from scneural._utils import keyword_names, label_strings, with_suggestion
+from scneural._utils import class_keyword_names, label_strings, with_suggestion
 
 _CHUNK = 10_000
 
@@ -225,32 +225,6 @@ def check_not_constant(X: Any, argument: str) -> None:
     )
 
 
-def check_finite_output(
-    outputs: Mapping[str, Any],
-    history: Mapping[str, Any] | None = None,
-    *,
-    fix: str | None = None,
-) -> None:
-    """Refuse a model's results that hold NaN or infinite values (training diverged).
-
-    ``outputs`` maps a description of each result to its values; ``history`` (per-epoch
-    curves, possibly nested by training phase) is searched for the first non-finite loss,
-    so the message says where training went wrong; ``fix`` is the advice that ends it
-    (default :data:`DIVERGED_FIX`; see :func:`diverged_fix` for a call that sets its
-    learning rate by another argument). Called before a tool writes anything.
-    """
-    # as stored (float32): a float64 copy of a predicted (cells x genes) matrix is 2x its size
-    bad = [name for name, values in outputs.items() if not np.isfinite(np.asarray(values)).all()]
-    if not bad:
-        return
-    where = first_nonfinite_loss(history or {})
-    raise ValueError(
-        f"the model produced NaN or infinite values in {', '.join(bad)}: training "
-        f"diverged{f' ({where})' if where else ''}, and nothing was written. "
-        f"{fix or DIVERGED_FIX}"
-    )
-
-
 def diverged_fix(learning_rate: str = "plan_kwargs={'lr': ...}") -> str:
     """The advice after a diverged training; ``learning_rate`` says how the call that
     trained sets its learning rate (``sn.tl.deep_cluster`` refuses ``plan_kwargs``: each
@@ -262,6 +236,31 @@ def diverged_fix(learning_rate: str = "plan_kwargs={'lr': ...}") -> str:
 
 #: the advice of a training that takes ``plan_kwargs`` (every tool but deep_cluster)
 DIVERGED_FIX = diverged_fix()
+
+
+def check_finite_output(
+    outputs: Mapping[str, Any],
+    history: Mapping[str, Any] | None = None,
+    *,
+    fix: str = DIVERGED_FIX,
+) -> None:
+    """Refuse a model's results that hold NaN or infinite values (training diverged).
+
+    ``outputs`` maps a description of each result to its values; ``history`` (per-epoch
+    curves, possibly nested by training phase) is searched for the first non-finite loss,
+    so the message says where training went wrong; ``fix`` is the advice that ends it
+    (see :func:`diverged_fix` for a call that sets its learning rate by another
+    argument). Called before a tool writes anything.
+    """
+    # as stored (float32): a float64 copy of a predicted (cells x genes) matrix is 2x its size
+    bad = [name for name, values in outputs.items() if not np.isfinite(np.asarray(values)).all()]
+    if not bad:
+        return
+    where = first_nonfinite_loss(history or {})
+    raise ValueError(
+        f"the model produced NaN or infinite values in {', '.join(bad)}: training "
+        f"diverged{f' ({where})' if where else ''}, and nothing was written. {fix}"
+    )
 
 
 def first_nonfinite_loss(history: Mapping[str, Any]) -> str:
@@ -487,13 +486,7 @@ def check_plan_kwargs(
     ]
     if refused:
         raise ValueError("; ".join(refused))
-    known = set().union(
-        *(
-            keyword_names(vars(cls)["__init__"])
-            for cls in plan_cls.__mro__
-            if "__init__" in vars(cls)
-        )
-    ) - {"module"}
+    known = class_keyword_names(plan_cls, "__init__") - {"module"}
     unknown = [name for name in plan_kwargs if name not in known]
     if unknown:
         raise TypeError(

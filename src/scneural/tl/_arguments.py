@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from scneural._utils import keyword_names, with_suggestion
+from scneural._utils import class_keyword_names, keyword_names, with_suggestion
 
 
 def train_argument_names(model_cls: type) -> frozenset[str]:
@@ -24,10 +24,7 @@ def train_argument_names(model_cls: type) -> frozenset[str]:
     from scvi.train import Trainer
 
     names = keyword_names(Trainer.__init__) | keyword_names(LightningTrainer.__init__)
-    for cls in model_cls.__mro__:
-        if "train" in vars(cls):
-            names |= keyword_names(vars(cls)["train"])
-    return frozenset(names)
+    return frozenset(names | class_keyword_names(model_cls, "train"))
 
 
 def check_train_kwargs(tool: Callable, train_kwargs: Mapping[str, Any], model_cls: type) -> None:

@@ -31,12 +31,11 @@ from scneural._validation import (
     check_positive_int,
     check_truth_labels,
     check_unique_var_names,
-    diverged_fix,
     first_nonfinite_loss,
 )
 from scneural.models import DeepCluster
 from scneural.models.deep_cluster import check_geometry
-from scneural.models.deep_cluster._model import DeepClusterMixin
+from scneural.models.deep_cluster._model import DIVERGED_BY_PHASE, DeepClusterMixin
 
 from ._arguments import check_tool_arguments
 from ._common import (
@@ -358,12 +357,11 @@ def deep_cluster(
     with quiet_setup_transfer():
         soft = model.get_soft_assignment(proxy, batch_size=inference_batch)
         latent = model.get_latent_representation(proxy, batch_size=inference_batch)
-    # the tool takes each phase's learning rate by its own name
     diverged = "pretrain" if first_nonfinite_loss(model.pretrain_history_) else "cluster"
     check_finite_output(
         {"soft assignment": soft, "latent representation": latent},
         {"pretrain": model.pretrain_history_, "cluster": model.cluster_history_},
-        fix=diverged_fix(f"{diverged}_lr=..."),
+        fix=DIVERGED_BY_PHASE[diverged],
     )
     k = soft.shape[1]
     labels = np.full(adata.n_obs, -1)

@@ -110,10 +110,12 @@ use_batch_norm
     on worm and PBMC it scored far lower (``docs/benchmarks.md``)."""
 
 
-#: the advice after a diverged pretraining, which runs in pretrain or inside train (the tool)
-_PRETRAINING_DIVERGED = diverged_fix(
-    "pretrain_lr=... of train and sn.tl.deep_cluster, lr=... of pretrain"
-)
+#: the advice after a diverged training phase, by phase: train and sn.tl.deep_cluster take
+#: each phase's learning rate by its own name (a bare lr or plan_kwargs is refused)
+DIVERGED_BY_PHASE = {
+    "pretrain": diverged_fix("pretrain_lr=... of train and sn.tl.deep_cluster, lr=... of pretrain"),
+    "cluster": diverged_fix("cluster_lr=..."),
+}
 
 
 def _set_by_phase(phase: str, prefix: str) -> dict[str, str]:
@@ -129,12 +131,18 @@ def _set_by_phase(phase: str, prefix: str) -> dict[str, str]:
     }
     advice["optimizer_creator"] = advice["optimizer"]
     advice["eps"] = advice["weight_decay"]
-    for name in ("reduce_lr_on_plateau", "lr_factor", "lr_patience", "lr_threshold", "lr_min"):
+    for name in (
+        "reduce_lr_on_plateau",
+        "lr_factor",
+        "lr_patience",
+        "lr_threshold",
+        "lr_min",
+        "lr_scheduler_metric",
+    ):
         advice[name] = (
             "not supported: both phases train on every cell, so there is no validation "
             "loss for a learning-rate schedule to follow"
         )
-    advice["lr_scheduler_metric"] = advice["lr_min"]
     if phase == "cluster":
         for name in ("update_interval", "tol", "gamma"):
             advice[name] = (
@@ -171,13 +179,12 @@ class DeepClusterMixin:
     """
 
     _history_exclude = ("elbo_", "kl_global_")
-    #: how to lower the learning rate after a diverged training, by method: train takes
-    #: each phase's own (a bare lr or plan_kwargs is refused); when pretraining diverges
-    #: in it, init_clusters refuses the NaN latent space first, so its warning is the DEC
+    #: the advice of records_training's warning, by method: when pretraining diverges in
+    #: train, init_clusters refuses the NaN latent space first, so its warning is the DEC
     #: phase's
     _diverged_fixes: ClassVar[Mapping[str, str]] = {
-        "pretrain": _PRETRAINING_DIVERGED,
-        "train": diverged_fix("cluster_lr=..."),
+        "pretrain": DIVERGED_BY_PHASE["pretrain"],
+        "train": DIVERGED_BY_PHASE["cluster"],
     }
 
     def __init__(
@@ -437,7 +444,7 @@ class DeepClusterMixin:
         check_finite_output(
             {"latent representation": latent},
             {"pretrain": self.pretrain_history_},
-            fix=_PRETRAINING_DIVERGED,
+            fix=DIVERGED_BY_PHASE["pretrain"],
         )
         if start_labels is not None:
             centres, labels = start_label_centres(latent, codes, k)
