@@ -134,10 +134,11 @@ def clustering_scores(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
     ------
     {labels_raises}
     """
+    true, pred = _as_labels(y_true, y_pred)  # pairs, checks and warns once for all three
     return {
-        "ari": adjusted_rand_index(y_true, y_pred),
-        "nmi": normalized_mutual_info(y_true, y_pred),
-        "accuracy": clustering_accuracy(y_true, y_pred),
+        "ari": adjusted_rand_index(true, pred),
+        "nmi": normalized_mutual_info(true, pred),
+        "accuracy": clustering_accuracy(true, pred),
     }
 
 
