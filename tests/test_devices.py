@@ -8,6 +8,7 @@ rank 0 writes what it measured to a JSON file.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -19,7 +20,11 @@ import pytest
 
 import scneural as sn
 from conftest import assert_unchanged, snapshot
-from scneural.models._base import distributed_trainer_kwargs, several_devices
+from scneural.models._base import (
+    OneThreadPerForkedProcess,
+    distributed_trainer_kwargs,
+    several_devices,
+)
 
 TESTS_DIR = Path(__file__).parent
 
@@ -100,9 +105,11 @@ if __name__ == "__main__":
 """
 
 
-def run_script(folder: Path, script: str, timeout: int = 600) -> dict:
+def run_script(
+    folder: Path, script: str, timeout: int = 600, env: dict[str, str] | None = None
+) -> dict:
     """Run ``script`` (rank 0 writes its results as JSON to ``sys.argv[1]``) in a
-    subprocess in ``folder``; return the results."""
+    subprocess in ``folder``, with ``env`` added to the environment; return the results."""
     path = folder / "train_on_two_devices.py"
     path.write_text(textwrap.dedent(script))
     out = folder / "results.json"
@@ -112,6 +119,7 @@ def run_script(folder: Path, script: str, timeout: int = 600) -> dict:
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
     assert run.returncode == 0, run.stderr[-5000:]
     return json.loads(out.read_text())
@@ -160,15 +168,25 @@ def test_several_devices(devices, expected):
     assert several_devices(devices) is expected
 
 
+def _without_callbacks(kwargs: dict) -> dict:
+    callbacks = kwargs.pop("callbacks")
+    assert [type(callback) for callback in callbacks][-1:] == [OneThreadPerForkedProcess]
+    return kwargs
+
+
 def test_ddp_strategy_is_named_for_several_devices():
-    named = distributed_trainer_kwargs({"devices": 2})
+    named = _without_callbacks(distributed_trainer_kwargs({"devices": 2}))
     assert named == {"devices": 2, "strategy": "ddp", "inference_mode": False}
     unused = distributed_trainer_kwargs({"devices": 2}, find_unused_parameters=True)
     assert unused["strategy"] == "ddp_find_unused_parameters_true"
     # one device, or a strategy the caller chose, stay as they are
     assert "strategy" not in distributed_trainer_kwargs({"devices": 1})
     mine = {"devices": 2, "strategy": "ddp_spawn", "inference_mode": True}
-    assert distributed_trainer_kwargs(mine) == mine
+    assert _without_callbacks(distributed_trainer_kwargs(mine)) == mine
+    # the caller's callbacks are kept
+    given = distributed_trainer_kwargs({"devices": 2, "callbacks": [mine]})["callbacks"]
+    assert given[0] is mine and len(given) == 2
+    assert "callbacks" not in distributed_trainer_kwargs({"devices": 1})
     # a DDP strategy the caller named still finds unused parameters where needed
     for strategy in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook"):
         named = distributed_trainer_kwargs(
@@ -176,7 +194,8 @@ def test_ddp_strategy_is_named_for_several_devices():
         )
         assert named["strategy"] == f"{strategy}_find_unused_parameters_true"
     mine = {"devices": 2, "strategy": "ddp_find_unused_parameters_false"}
-    assert distributed_trainer_kwargs(mine, find_unused_parameters=True) == {
+    named = _without_callbacks(distributed_trainer_kwargs(mine, find_unused_parameters=True))
+    assert named == {
         **mine,
         "inference_mode": False,
     }
@@ -200,12 +219,17 @@ def test_jax_refuses_several_devices(tool):
     assert_unchanged(adata, before)
 
 
+#: threads per process that OpenMP cannot start again in a forked child (see the callback)
+FORKED_THREADS = {"OMP_NUM_THREADS": "2"}
+
 FORKED_DEEP_CLUSTER = """
 import json, sys
+import torch
 import scneural as sn
 from scneural.models.deep_cluster._plan import DECScheduleMixin
 
 def main(out, rank_zero_converges=False):
+    torch.log1p(torch.rand(1_000_000)).sum()  # as in a notebook: OpenMP threads used before
     if rank_zero_converges:  # the processes disagree (as q may on GPUs): all must stop
         update = DECScheduleMixin._update_target
         def _update_target(self):
@@ -231,14 +255,15 @@ def test_deep_cluster_forked_keeps_its_schedule(tmp_path):
     schedule (labels changed at each target update) comes back with rank 0's weights."""
     # the pretraining leaves the cluster centres unused: ddp_fork is made to find them
     script = FORKED_DEEP_CLUSTER.format(strategy="ddp_fork", rank_zero_converges=False)
-    results = run_script(tmp_path, script)
+    # two threads per process, as Lightning gives on 4 cores: forked, they must not hang
+    results = run_script(tmp_path, script, timeout=180, env=FORKED_THREADS)
     assert len(results["label_change"]) >= 2
 
 
 def test_deep_cluster_processes_stop_together(tmp_path):
     """Where one process finds the labels converged, all stop (no hang)."""
     script = FORKED_DEEP_CLUSTER.format(strategy="ddp_fork", rank_zero_converges=True)
-    results = run_script(tmp_path, script, timeout=120)
+    results = run_script(tmp_path, script, timeout=180, env=FORKED_THREADS)
     assert len(results["label_change"]) == 2
 
 

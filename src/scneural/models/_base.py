@@ -15,6 +15,8 @@ import pandas as pd
 import rich.pretty  # noqa: F401  scvi-tools 1.4.2's view_anndata_setup uses it unimported
 import torch
 from anndata import AnnData
+from lightning.pytorch import Callback
+from lightning.pytorch.utilities import rank_zero_info
 from scvi import settings
 from scvi.dataloaders import DataSplitter
 
@@ -460,6 +462,31 @@ def several_devices(devices: Any) -> bool:
 _DDP_STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
 
 
+class OneThreadPerForkedProcess(Callback):
+    """Compute on one CPU thread in each process a fork-based strategy starts.
+
+    ``"ddp_fork"`` / ``"ddp_notebook"`` (Lightning's only choice for several devices in a
+    notebook) fork the training processes from the calling one. torch's wheels parallelise
+    CPU operations with GNU OpenMP, which cannot run a parallel region again in a forked
+    child once the parent has used one: the child's first multi-threaded operation waits
+    forever (torch's DataLoader workers run on one thread for the same reason). The parent
+    has always computed something by then (a previous training, the latent space), and
+    Lightning gives each process ``cpu_count // n_processes`` threads unless
+    ``OMP_NUM_THREADS`` is set, so without this a forked training hangs on any machine with
+    4 or more cores. Processes started fresh (``"ddp"``, ``"ddp_spawn"``) keep their threads.
+    """
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        launcher = getattr(trainer.strategy, "launcher", None)
+        if getattr(launcher, "_start_method", None) == "fork" and torch.get_num_threads() > 1:
+            rank_zero_info(
+                f"{type(trainer.strategy).__name__} forked the training processes: each "
+                f"computes on 1 CPU thread instead of {torch.get_num_threads()} (OpenMP cannot "
+                "run threads again after a fork); from a script, strategy='ddp' keeps them"
+            )
+            torch.set_num_threads(1)
+
+
 def distributed_trainer_kwargs(
     kwargs: dict[str, Any], *, find_unused_parameters: bool = False
 ) -> dict[str, Any]:
@@ -474,7 +501,8 @@ def distributed_trainer_kwargs(
     ``_find_unused_parameters_true`` twin. Validation runs under ``no_grad`` rather than
     inference mode (``inference_mode=False``): Lightning's gloo backend (CPUs) cannot
     average metrics logged in inference mode. As in scvi-tools, early stopping is off under
-    DDP (scvi-tools says so in a warning).
+    DDP (scvi-tools says so in a warning). Forked processes compute on one CPU thread each
+    (:class:`OneThreadPerForkedProcess`).
     """
     kwargs = dict(kwargs)
     strategy = kwargs.get("strategy", "auto")
@@ -489,6 +517,8 @@ def distributed_trainer_kwargs(
         strategy += "_find_unused_parameters_true"
     if strategy != "auto":
         kwargs["strategy"] = strategy
+    if several_devices(kwargs.get("devices", "auto")):
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), OneThreadPerForkedProcess()]
     return kwargs
 
 
