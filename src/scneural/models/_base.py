@@ -469,11 +469,12 @@ class OneThreadPerForkedProcess(Callback):
     notebook) fork the training processes from the calling one. torch's wheels parallelise
     CPU operations with GNU OpenMP, which cannot run a parallel region again in a forked
     child once the parent has used one: the child's first multi-threaded operation waits
-    forever (torch's DataLoader workers run on one thread for the same reason). The parent
-    has always computed something by then (a previous training, the latent space), and
-    Lightning gives each process ``cpu_count // n_processes`` threads unless
-    ``OMP_NUM_THREADS`` is set, so without this a forked training hangs on any machine with
-    4 or more cores. Processes started fresh (``"ddp"``, ``"ddp_spawn"``) keep their threads.
+    forever (torch's DataLoader workers run on one thread for the same reason). In a
+    notebook the parent has usually computed by then (an earlier training, a latent space),
+    and Lightning gives each process ``cpu_count // n_processes`` threads unless
+    ``OMP_NUM_THREADS`` says otherwise, so without this a forked training hangs whenever a
+    process gets two or more threads (two processes on 4 cores). Processes started fresh
+    (``"ddp"``, ``"ddp_spawn"``) keep their threads.
     """
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -509,6 +510,7 @@ def distributed_trainer_kwargs(
     if several_devices(kwargs.get("devices", "auto")):
         # metrics logged in inference mode cannot be averaged across processes by gloo (CPUs)
         kwargs.setdefault("inference_mode", False)
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), OneThreadPerForkedProcess()]
         if strategy == "auto":
             from lightning.fabric.utilities.imports import _IS_INTERACTIVE
 
@@ -517,8 +519,6 @@ def distributed_trainer_kwargs(
         strategy += "_find_unused_parameters_true"
     if strategy != "auto":
         kwargs["strategy"] = strategy
-    if several_devices(kwargs.get("devices", "auto")):
-        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), OneThreadPerForkedProcess()]
     return kwargs
 
 
