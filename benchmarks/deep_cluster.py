@@ -10,12 +10,18 @@ seeds 0, 1, 2, wall time and peak RSS. Peers in the same run:
 - ``scVI+KMeans`` / ``scVI+Leiden``: scVI (n_latent 10) on the counts of the same 2000 HVGs,
   then the same KMeans / bisected Leiden on its latent space.
 
+``--estimate-k`` measures what a user gets without knowing k: ours with
+``n_clusters=None`` (k estimated by Leiden on the pretrained latent space), and as peers
+Leiden at the same resolution on the PCA and scVI kNN graphs (scanpy's usual workflow);
+the table's k column gives the mean number of clusters found.
+
 Every (method, data set, seed) runs in its own subprocess so that its peak RSS
 (``ru_maxrss``, including Python and the libraries, about 0.5 GB) and its thread setting
 are its own. Usage::
 
     python benchmarks/deep_cluster.py                       # all data sets, seeds 0 1 2
     python benchmarks/deep_cluster.py --datasets pbmc_10x_scdeepcluster_top2000 --seeds 0
+    python benchmarks/deep_cluster.py --estimate-k --results benchmarks/results/dc_k.jsonl
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from pathlib import Path
 
 DATASETS = ["worm_neuron_cell", "mouse_bladder_cell_select_2100", "pbmc_10x_scdeepcluster_top2000"]
 METHODS = ["deep_cluster", "pca", "scvi"]
-OURS = "scneural deep_cluster"  # the method label of our rows
+OURS = "scneural deep_cluster"  # the method label of our rows (prefix, with --estimate-k)
+#: the tool's default Leiden resolution for n_clusters=None (--ours may set "resolution")
+TOOL_RESOLUTION = 0.8
 
 
 def _peak_rss_mb() -> float:
@@ -65,6 +73,25 @@ def _bisect_leiden(adata, k: int, seed: int, lo: float = 0.01, hi: float = 3.0, 
     return best
 
 
+def _leiden_row(row, name: str, pp, resolution: float, seed: int, clock_zero: float) -> dict:
+    """Leiden at ``resolution`` on ``pp``'s kNN graph, k not given (``--estimate-k``); the
+    time counts from ``clock_zero`` (the ``perf_counter`` at which the method started)."""
+    import scanpy as sc
+
+    sc.tl.leiden(
+        pp,
+        resolution=resolution,
+        flavor="igraph",
+        n_iterations=2,
+        directed=False,
+        random_state=seed,
+    )
+    labels = pp.obs["leiden"].to_numpy()
+    extra = {"k_found": int(pp.obs["leiden"].nunique()), "res": resolution}
+    seconds = time.perf_counter() - clock_zero
+    return row(f"{name}+Leiden (res {resolution})", labels, seconds, extra)
+
+
 def _lognorm_hvg(adata):
     import scanpy as sc
 
@@ -91,6 +118,7 @@ def worker(method: str, name: str, seed: int, args: argparse.Namespace) -> list[
     truth = adata.obs["Y"].astype(str).to_numpy()
     k = len(np.unique(truth))
     rows = []
+    resolution = json.loads(args.ours).get("resolution", TOOL_RESOLUTION)
 
     def row(label: str, pred, seconds: float, extra: dict | None = None) -> dict:
         return {
@@ -110,7 +138,7 @@ def worker(method: str, name: str, seed: int, args: argparse.Namespace) -> list[
         start, cpu_start = time.perf_counter(), time.process_time()
         sn.tl.deep_cluster(
             adata,
-            k,
+            None if args.estimate_k else k,
             random_state=seed,
             accelerator="cpu",
             enable_progress_bar=False,
@@ -123,8 +151,10 @@ def worker(method: str, name: str, seed: int, args: argparse.Namespace) -> list[
             "cpu_seconds": time.process_time() - cpu_start,
             "pretrain_epochs": len(uns["history"]["pretrain"]["train_loss"]),
             "cluster_epochs": len(uns["history"]["cluster"]["train_loss"]),
+            "k_found": int(uns["n_clusters"]),
         }
-        rows.append(row(OURS, adata.obs["deep_cluster"].to_numpy(), seconds, extra))
+        label = f"{OURS} (k estimated)" if args.estimate_k else OURS
+        rows.append(row(label, adata.obs["deep_cluster"].to_numpy(), seconds, extra))
     elif method == "pca":
         start = time.perf_counter()
         pp = _lognorm_hvg(adata)
@@ -132,6 +162,10 @@ def worker(method: str, name: str, seed: int, args: argparse.Namespace) -> list[
         sc.pp.pca(pp, n_comps=50, random_state=seed)
         prep = time.perf_counter() - start
         start = time.perf_counter()
+        if args.estimate_k:
+            sc.pp.neighbors(pp, n_neighbors=15, use_rep="X_pca", random_state=seed)
+            rows.append(_leiden_row(row, "PCA", pp, resolution, seed, start - prep))
+            return rows
         km = KMeans(n_clusters=k, n_init=20, random_state=seed).fit_predict(pp.obsm["X_pca"])
         rows.append(row("PCA+KMeans", km, prep + time.perf_counter() - start))
         start = time.perf_counter()
@@ -155,6 +189,12 @@ def worker(method: str, name: str, seed: int, args: argparse.Namespace) -> list[
         latent = model.get_latent_representation()
         prep = time.perf_counter() - start
         start = time.perf_counter()
+        if args.estimate_k:
+            pp.obsm["X_scVI"] = latent
+            sc.pp.neighbors(pp, n_neighbors=15, use_rep="X_scVI", random_state=seed)
+            label = f"scVI({args.scvi_epochs} ep)"
+            rows.append(_leiden_row(row, label, pp, resolution, seed, start - prep))
+            return rows
         km = KMeans(n_clusters=k, n_init=20, random_state=seed).fit_predict(latent)
         rows.append(
             row(f"scVI({args.scvi_epochs} ep)+KMeans", km, prep + time.perf_counter() - start)
@@ -184,17 +224,20 @@ def table(rows: list[dict]) -> str:
     out = []
     for name, group in frame.groupby("dataset", sort=False):
         out.append(f"\n**{name}**\n")
+        estimated = "k_found" in group and group.method.str.contains("estimated|res ").any()
+        k_head, k_rule = (" k found (mean) |", "---|") if estimated else ("", "")
         out.append(
             "| method | seeds | ARI mean (sd) | NMI mean | ACC mean | time s (mean) "
-            "| CPU s (mean) | peak RSS MB |"
+            f"| CPU s (mean) | peak RSS MB |{k_head}"
         )
-        out.append("|---|---|---|---|---|---|---|---|")
+        out.append(f"|---|---|---|---|---|---|---|---|{k_rule}")
         for method, g in group.groupby("method", sort=False):
             cpu = g["cpu_seconds"].mean() if "cpu_seconds" in g else None
+            k_cell = f" {g.k_found.mean():.1f} |" if estimated else ""
             out.append(
                 f"| {method} | {','.join(map(str, sorted(g.seed)))} | {g.ari.mean():.3f} ({g.ari.std(ddof=0):.3f}) | {g.nmi.mean():.3f} "
                 f"| {g.accuracy.mean():.3f} | {g.seconds.mean():.0f} | "
-                f"{'' if pd.isna(cpu) else f'{cpu:.0f}'} | {g.peak_rss_mb.max():.0f} |"
+                f"{'' if pd.isna(cpu) else f'{cpu:.0f}'} | {g.peak_rss_mb.max():.0f} |{k_cell}"
             )
         paired = paired_with_best_peer(group)
         if paired:
@@ -206,8 +249,8 @@ def paired_with_best_peer(group) -> str | None:
     """Ours minus the peer with the highest mean ARI, seed by seed (the seeds both ran):
     with a seed spread as large as worm's, the mean of paired differences and how many
     seeds ours is ahead say more than two means side by side."""
-    ours = group[group.method == OURS]
-    peers = group[group.method != OURS]
+    is_ours = group.method.str.startswith(OURS)
+    ours, peers = group[is_ours], group[~is_ours]
     if ours.empty or peers.empty:
         return None
     best = peers.groupby("method").ari.mean().idxmax()
@@ -232,6 +275,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--scvi-epochs", type=int, default=200)
     parser.add_argument("--ours", default="{}", help="JSON kwargs for sn.tl.deep_cluster")
+    parser.add_argument(
+        "--estimate-k",
+        action="store_true",
+        help="k not given: ours with n_clusters=None, peers Leiden at the same resolution",
+    )
     parser.add_argument(
         "--results",
         nargs="+",
@@ -263,6 +311,7 @@ def main() -> None:
     rows: list[dict] = []
     base = [sys.executable, __file__, "--threads", str(args.threads)]
     base += ["--scvi-epochs", str(args.scvi_epochs), "--ours", args.ours]
+    base += ["--estimate-k"] if args.estimate_k else []
     for name in args.datasets:
         for seed in args.seeds:
             for method in args.methods:
