@@ -27,6 +27,7 @@ are its own. Usage::
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import resource
@@ -38,29 +39,32 @@ from pathlib import Path
 DATASETS = ["worm_neuron_cell", "mouse_bladder_cell_select_2100", "pbmc_10x_scdeepcluster_top2000"]
 METHODS = ["deep_cluster", "pca", "scvi"]
 OURS = "scneural deep_cluster"  # the method label of our rows (prefix, with --estimate-k)
-#: the tool's default Leiden resolution for n_clusters=None (--ours may set "resolution")
-TOOL_RESOLUTION = 0.8
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _bisect_leiden(adata, k: int, seed: int, lo: float = 0.01, hi: float = 3.0, steps: int = 25):
-    """Leiden labels with the resolution bisected until there are k clusters (or closest)."""
+def _leiden(adata, resolution: float, seed: int) -> None:
+    """scanpy's Leiden (igraph) on ``adata``'s kNN graph, into ``obs["leiden"]``."""
     import scanpy as sc
 
+    sc.tl.leiden(
+        adata,
+        resolution=resolution,
+        flavor="igraph",
+        n_iterations=2,
+        directed=False,
+        random_state=seed,
+    )
+
+
+def _bisect_leiden(adata, k: int, seed: int, lo: float = 0.01, hi: float = 3.0, steps: int = 25):
+    """Leiden labels with the resolution bisected until there are k clusters (or closest)."""
     best = None
     for _ in range(steps):
         mid = (lo + hi) / 2
-        sc.tl.leiden(
-            adata,
-            resolution=mid,
-            flavor="igraph",
-            n_iterations=2,
-            directed=False,
-            random_state=seed,
-        )
+        _leiden(adata, mid, seed)
         n = adata.obs["leiden"].nunique()
         if best is None or abs(n - k) < abs(best[0] - k):
             best = (n, adata.obs["leiden"].to_numpy().copy(), mid)
@@ -76,16 +80,7 @@ def _bisect_leiden(adata, k: int, seed: int, lo: float = 0.01, hi: float = 3.0, 
 def _leiden_row(row, name: str, pp, resolution: float, seed: int, clock_zero: float) -> dict:
     """Leiden at ``resolution`` on ``pp``'s kNN graph, k not given (``--estimate-k``); the
     time counts from ``clock_zero`` (the ``perf_counter`` at which the method started)."""
-    import scanpy as sc
-
-    sc.tl.leiden(
-        pp,
-        resolution=resolution,
-        flavor="igraph",
-        n_iterations=2,
-        directed=False,
-        random_state=seed,
-    )
+    _leiden(pp, resolution, seed)
     labels = pp.obs["leiden"].to_numpy()
     extra = {"k_found": int(pp.obs["leiden"].nunique()), "res": resolution}
     seconds = time.perf_counter() - clock_zero
@@ -118,7 +113,9 @@ def worker(method: str, name: str, seed: int, args: argparse.Namespace) -> list[
     truth = adata.obs["Y"].astype(str).to_numpy()
     k = len(np.unique(truth))
     rows = []
-    resolution = json.loads(args.ours).get("resolution", TOOL_RESOLUTION)
+    # with --estimate-k the peers' Leiden uses the resolution our tool estimates k with
+    tool_default = inspect.signature(sn.tl.deep_cluster).parameters["resolution"].default
+    resolution = json.loads(args.ours).get("resolution", tool_default)
 
     def row(label: str, pred, seconds: float, extra: dict | None = None) -> dict:
         return {
@@ -224,8 +221,8 @@ def table(rows: list[dict]) -> str:
     out = []
     for name, group in frame.groupby("dataset", sort=False):
         out.append(f"\n**{name}**\n")
-        estimated = "k_found" in group and group.method.str.contains("estimated|res ").any()
-        k_head, k_rule = (" k found (mean) |", "---|") if estimated else ("", "")
+        found = "k_found" in group  # the clusters found, where a method reports them
+        k_head, k_rule = (" k found (mean) |", "---|") if found else ("", "")
         out.append(
             "| method | seeds | ARI mean (sd) | NMI mean | ACC mean | time s (mean) "
             f"| CPU s (mean) | peak RSS MB |{k_head}"
@@ -233,7 +230,8 @@ def table(rows: list[dict]) -> str:
         out.append(f"|---|---|---|---|---|---|---|---|{k_rule}")
         for method, g in group.groupby("method", sort=False):
             cpu = g["cpu_seconds"].mean() if "cpu_seconds" in g else None
-            k_cell = f" {g.k_found.mean():.1f} |" if estimated else ""
+            k_mean = g.k_found.mean() if found else None
+            k_cell = "" if not found else " |" if pd.isna(k_mean) else f" {k_mean:.1f} |"
             out.append(
                 f"| {method} | {','.join(map(str, sorted(g.seed)))} | {g.ari.mean():.3f} ({g.ari.std(ddof=0):.3f}) | {g.nmi.mean():.3f} "
                 f"| {g.accuracy.mean():.3f} | {g.seconds.mean():.0f} | "
