@@ -474,7 +474,8 @@ class OneThreadPerForkedProcess(Callback):
     and Lightning gives each process ``cpu_count // n_processes`` threads unless
     ``OMP_NUM_THREADS`` says otherwise, so without this a forked training hangs whenever a
     process gets two or more threads (two processes on 4 cores). Processes started fresh
-    (``"ddp"``, ``"ddp_spawn"``) keep their threads.
+    (``"ddp"``, ``"ddp_spawn"``) keep their threads. It must come before other callbacks,
+    whose ``setup`` may compute (Lightning's ``WeightAveraging`` copies the weights there).
     """
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -510,7 +511,8 @@ def distributed_trainer_kwargs(
     if several_devices(kwargs.get("devices", "auto")):
         # metrics logged in inference mode cannot be averaged across processes by gloo (CPUs)
         kwargs.setdefault("inference_mode", False)
-        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), OneThreadPerForkedProcess()]
+        # first: other callbacks' setup computes too (the EMA callback copies the weights)
+        kwargs["callbacks"] = [OneThreadPerForkedProcess(), *(kwargs.get("callbacks") or [])]
         if strategy == "auto":
             from lightning.fabric.utilities.imports import _IS_INTERACTIVE
 
