@@ -12,6 +12,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField
 
 import scneural as sn
+from conftest import assert_unchanged, snapshot
 from scneural.models import Classifier, ImageExpressionModel, ScGen
 from scneural.models._base import (
     ScneuralModelMixin,
@@ -65,6 +66,46 @@ def test_splitter_drops_the_last_batch_only_when_it_has_one_cell():
     assert drop(129, train_size=1.0)
     assert not drop(135, train_size=None)  # scvi-tools moves the cell to validation itself
     assert not drop(135, datasplitter_kwargs={"drop_last": False})  # the caller's choice wins
+
+
+def test_splitter_refuses_loader_arguments_no_step_takes():
+    check = SingleCellSafeDataSplitter.check_loader_kwargs
+    check({"num_workers": 0, "drop_last": True, "pin_memory": False, "batch_size": 64})
+    with pytest.raises(TypeError, match=r"'num_worker' \(did you mean 'num_workers'\?\)"):
+        check({"num_worker": 2})
+    with pytest.raises(TypeError, match="'shuffle': the training loader always shuffles"):
+        check({"shuffle": False})
+    with pytest.raises(TypeError, match="'batch_sampler': .*pass sampler= instead") as error:
+        check({"batch_sampler": None, "bogus": 1})
+    assert "'bogus', which scvi-tools' data splitter and loaders do not take" in str(error.value)
+    assert "persistent_workers" in str(error.value)  # the names it takes are listed
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_tool_refuses_unknown_datasplitter_kwargs_before_training(backend):
+    """A misspelt loader argument used to fail inside the Lightning loop with torch's
+    ``DataLoader.__init__() got an unexpected keyword argument``."""
+    adata = _lognorm()
+    before = snapshot(adata)
+    with pytest.raises(TypeError, match=r"datasplitter_kwargs holds 'num_worker' \(did you"):
+        sn.tl.classify(
+            adata,
+            "group",
+            backend=backend,
+            max_epochs=1,
+            datasplitter_kwargs={"num_worker": 0},
+            enable_progress_bar=False,
+        )
+    assert_unchanged(adata, before)
+    model = sn.tl.classify(
+        adata,
+        "group",
+        backend=backend,
+        max_epochs=1,
+        datasplitter_kwargs={"num_workers": 0, "drop_last": True},
+        enable_progress_bar=False,
+    )
+    assert len(model.history["train_loss"]) == 1
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])

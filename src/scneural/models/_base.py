@@ -8,7 +8,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ from scvi import settings
 from scvi.dataloaders import DataSplitter
 
 from scneural._docs import doc_params
-from scneural._utils import history_to_dict
+from scneural._utils import class_keyword_names, history_to_dict, with_suggestion
 from scneural._validation import DIVERGED_FIX, check_fraction, first_nonfinite_loss
 
 TrainMethod = TypeVar("TrainMethod", bound=Callable[..., Any])
@@ -106,9 +106,75 @@ class SingleCellSafeDataSplitter(DataSplitter):
     several devices (DDP) each process batches its own share of the training cells, so the
     share decides (scvi-tools' move to validation looks at all of them). A ``drop_last``
     the caller passes (``datasplitter_kwargs``) wins.
+
+    The arguments it gets are checked first (see :meth:`check_loader_kwargs`).
     """
 
+    #: loader arguments the splitter sets itself for each set of cells
+    _set_by_splitter: ClassVar[dict[str, str]] = {
+        "adata_manager": "the splitter passes the model's data",
+        "dataset": "the splitter passes the model's data",
+        "indices": "the splitter passes each set's cells",
+        "shuffle": "the training loader always shuffles and the others never do",
+        "batch_sampler": "scvi-tools batches with its own sampler; pass sampler= instead",
+    }
+    #: splitter arguments scvi-tools' ``train`` passes from its own (``batch_size=``...)
+    _passed_by_train = frozenset(
+        {
+            "train_size",
+            "validation_size",
+            "shuffle_set_split",
+            "batch_size",
+            "distributed_sampler",
+            "load_sparse_tensor",
+            "iter_ndarray",
+        }
+    )
+
+    @classmethod
+    def check_loader_kwargs(cls, kwargs: Mapping[str, Any]) -> None:
+        """Refuse arguments neither the splitter nor its data loaders take.
+
+        scvi-tools' ``train`` passes ``datasplitter_kwargs`` on to the splitter, which
+        passes what it does not take itself to every data loader it builds, and so to
+        torch's ``DataLoader``. A misspelt or foreign name used to fail there, inside the
+        Lightning loop, as torch's ``DataLoader.__init__() got an unexpected keyword
+        argument``, which named neither ``datasplitter_kwargs`` nor the fix.
+
+        Parameters
+        ----------
+        kwargs
+            The keyword arguments the splitter got: ``train``'s own (``batch_size``...) and
+            the caller's ``datasplitter_kwargs``.
+
+        Raises
+        ------
+        TypeError
+            If ``kwargs`` holds a name that no step takes (with the closest known names)
+            or one that the splitter sets itself.
+        """
+        known = (
+            class_keyword_names(cls, "__init__")
+            | class_keyword_names(cls.data_loader_cls, "__init__")  # drop_last, num_workers...
+        ) - set(cls._set_by_splitter)
+        set_by_splitter = [name for name in kwargs if name in cls._set_by_splitter]
+        problems = [f"{name!r}: {cls._set_by_splitter[name]}" for name in set_by_splitter]
+        unknown = [
+            with_suggestion(name, known)
+            for name in kwargs
+            if name not in known and name not in set_by_splitter
+        ]
+        if unknown:
+            problems.append(
+                f"{', '.join(unknown)}, which scvi-tools' data splitter and loaders do not "
+                "take; besides train's own arguments (batch_size, train_size...) they take "
+                f"{', '.join(sorted(known - cls._passed_by_train))}"
+            )
+        if problems:
+            raise TypeError(f"datasplitter_kwargs holds {'; '.join(problems)}")
+
     def __init__(self, adata_manager, train_size: float | None = None, *args, **kwargs):
+        self.check_loader_kwargs(kwargs)
         self._batch_size = kwargs.get("batch_size") or settings.batch_size
         self._drop_last_given = "drop_last" in kwargs
         # decided again per process in train_dataloader; said here too so that scvi-tools'
