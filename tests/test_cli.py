@@ -14,6 +14,17 @@ def test_datasets_command():
     assert "worm_neuron_cell" in result.output
 
 
+def test_datasets_command_flags_a_data_dir_that_is_not_a_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path / "shraed"))
+    result = CliRunner().invoke(app, ["datasets"])
+    assert result.exit_code == 0
+    assert "warning: $SCNEURAL_DATA_DIR is" in result.stderr
+    assert "shraed" in result.stderr and "not a directory" in result.stderr
+    assert "worm_neuron_cell" in result.stdout
+    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path))  # exists: no warning
+    assert "warning" not in CliRunner().invoke(app, ["datasets"]).stderr
+
+
 def test_demo_classify_offline(tmp_path, monkeypatch):
     # pretend no real data is present: the demo must still run on the bundled set
     monkeypatch.setattr(_demo, "_has", lambda name: False)

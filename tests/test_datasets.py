@@ -71,6 +71,14 @@ def test_offline_download_says_where_to_put_the_file(offline):
     assert str(tmp_path) in str(info.value) and "SCNEURAL_DATA_DIR" in str(info.value)
 
 
+def test_available_warns_of_a_data_dir_that_is_not_a_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCNEURAL_DATA_DIR", str(tmp_path / "missing"))
+    with pytest.warns(UserWarning, match=r"SCNEURAL_DATA_DIR is .*missing.*not a directory"):
+        table = sn.datasets.available()
+    assert len(table) == len(sn.datasets.REGISTRY)  # the table is still given
+    assert not any("missing" in path for path in table["local_path"].dropna())
+
+
 def test_unknown_name():
     with pytest.raises(KeyError, match="unknown data set 'nope'"):
         sn.datasets.load("nope")

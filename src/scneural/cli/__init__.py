@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
@@ -40,7 +41,12 @@ def datasets() -> None:
     """List the known data sets and where they are found."""
     from scneural.datasets import available
 
-    typer.echo(available().to_string())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = available()
+    for warning in caught:  # e.g. a mistyped $SCNEURAL_DATA_DIR
+        typer.echo(f"warning: {warning.message}", err=True)
+    typer.echo(table.to_string())
 
 
 def main() -> None:  # pragma: no cover

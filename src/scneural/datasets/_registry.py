@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,7 +115,21 @@ def available() -> pd.DataFrame:
         ``description``, ``local_path`` (the file :func:`load` would read, searched in
         :func:`data_dirs`; ``None`` when absent) and ``downloadable`` (bool: whether it has
         a public source :func:`load` can fetch).
+
+    Warns
+    -----
+    UserWarning
+        If ``$SCNEURAL_DATA_DIR`` is set to a path that is not a directory (a typo leaves
+        every set without a ``local_path`` and gave no other sign).
     """
+    env = _env_data_dir()
+    if env is not None and not env.is_dir():
+        warnings.warn(
+            f"${DATA_DIR_ENV} is {str(env)!r}, which is not a directory, so no data set is "
+            "found there; check the path (download() creates it on its first download)",
+            UserWarning,
+            stacklevel=2,
+        )
     rows = []
     for info in REGISTRY.values():
         path = _find_local(info)
