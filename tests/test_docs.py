@@ -1,7 +1,8 @@
 """Every public docstring is filled: no ``{placeholder}`` of :func:`doc_params` left over
 (``f"X_{key_added}"`` in a Returns section is text, not a placeholder); each tool's
 Returns section names what the tool writes, checked on tiny data (a few seconds); and
-every public function and model method has numpydoc Parameters and Returns sections."""
+every public function and model method has numpydoc Parameters and Returns sections; and
+the relative links of the README and docs/ resolve."""
 
 from __future__ import annotations
 
@@ -255,3 +256,41 @@ def test_numpydoc_parameters_and_returns(name, func):
         assert not missing, f"{name}'s Parameters section lacks {missing}"
     if signature.return_annotation not in (None, "None"):
         assert {"Returns", "Yields"} & set(sections), f"{name} has no Returns section"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _heading_anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings (outside code blocks): lower case,
+    punctuation but ``-`` and ``_`` dropped, spaces turned into ``-``."""
+    anchors, in_code = set(), False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and (heading := re.match(r"#{1,6} (.+)", line)):
+            anchors.add(re.sub(r"[^\w\- ]", "", heading.group(1).lower()).replace(" ", "-"))
+    return anchors
+
+
+@pytest.mark.parametrize(
+    "document",
+    ["README.md", *(p.relative_to(ROOT).as_posix() for p in sorted(ROOT.glob("docs/*.md")))],
+)
+def test_relative_links_in_the_docs_resolve(document):
+    """Each relative link of the README and docs/ names a file of the repository, and its
+    #anchor a heading there (the benchmark logs moved between pages once)."""
+    source = ROOT / document
+    broken = []
+    for target in MARKDOWN_LINK.findall(source.read_text()):
+        if re.match(r"[a-z]+:", target):  # https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (source.parent / path).resolve() if path else source
+        if not linked.exists():
+            broken.append(f"{target} (no such file)")
+        elif anchor and linked.suffix == ".md":
+            if anchor not in _heading_anchors(linked.read_text()):
+                broken.append(f"{target} (no such heading)")
+    assert not broken, f"{document}: {broken}"
