@@ -153,7 +153,7 @@ def deep_cluster(
         (the authors') or ``"cosine"`` (latent codes scaled to unit length, so cells group
         by the direction of their code, not its length). On the very sparse worm neurons
         cosine raised the mean ARI over three seeds (0.572 to 0.611) but not in every run;
-        on PBMC and bladder it was clearly worse (``docs/benchmarks.md``).
+        on PBMC and bladder it was clearly worse (``docs/deep_cluster_experiments.md``).
     init_key
         Column of ``adata.obs`` with start clusters, instead of k-means: e.g. a Leiden
         clustering or a coarse annotation to refine. Each cluster centre starts at the mean
@@ -162,7 +162,7 @@ def deep_cluster(
         the i-th category (recorded in ``uns[key_added]["init_categories"]``). DEC then
         moves the centres without looking at the column again. Measured with the true cell
         types as start clusters, DEC kept most of their agreement (ARI 0.73-0.78 on the
-        three benchmark sets, against 0.58-0.77 from k-means; ``docs/benchmarks.md``).
+        three benchmark sets, against 0.58-0.77 from k-means; ``docs/deep_cluster_experiments.md``).
         With many annotated cells, transferring their labels with a classifier
         (:func:`~scneural.tl.classify`) does better: with 30% of the cells annotated, a
         15-NN vote beat this start on worm and PBMC; with 10% the start was better on

@@ -107,7 +107,7 @@ alpha
 use_batch_norm
     BatchNorm in the hidden layers (off in the paper). Not recommended with noise: its
     running statistics are collected on noisy activations while inference is noise-free;
-    on worm and PBMC it scored far lower (``docs/benchmarks.md``)."""
+    on worm and PBMC it scored far lower (``docs/deep_cluster_experiments.md``)."""
 
 
 #: the advice after a diverged training phase, by phase: train and sn.tl.deep_cluster take

@@ -219,14 +219,14 @@ class ScGenMixin:
             Fraction of cells trained on; the rest is the validation set, used only for early
             stopping. 0.95 rather than scvi-tools' 0.9 trains on more cells of every type: on
             Kang et al. it raised the held-out R² of B (24 seeds) and CD14 Mono (12 seeds;
-            ``docs/benchmarks.md``). ``1.0`` trains on every cell for ``max_epochs`` epochs,
+            ``docs/perturb_experiments.md``). ``1.0`` trains on every cell for ``max_epochs`` epochs,
             without validation.
         max_grad_norm
             Clip the global norm of the gradients to this value before every optimizer step
             (``None`` turns clipping off). The squared error summed over genes gives rare
             minibatches gradients 5-30x the typical norm (about 40-110 on 2,000 genes);
             clipping them makes the predictions steadier from seed to seed (see
-            ``docs/benchmarks.md``).
+            ``docs/perturb_experiments.md``).
         ema_decay
             Train with an exponential moving average of the weights (and batch-norm
             statistics), updated after every step as ``average = ema_decay * average +

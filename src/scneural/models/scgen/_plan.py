@@ -12,7 +12,7 @@ class ScGenTrainingPlan(FastAdamPlanMixin, TrainingPlan):
 
     Everything else, including the logged ELBO terms, is scvi-tools'. The fused step took
     training of the Kang et al. benchmark from about 1.05 to 0.87 s per epoch on one CPU
-    thread (``docs/benchmarks.md``).
+    thread (``docs/perturb_experiments.md``).
     """
 
     adam_implementation = "fused"
