@@ -7,12 +7,15 @@ rank 0 writes what it measured to a JSON file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -109,19 +112,35 @@ def run_script(
     folder: Path, script: str, timeout: int = 600, env: dict[str, str] | None = None
 ) -> dict:
     """Run ``script`` (rank 0 writes its results as JSON to ``sys.argv[1]``) in a
-    subprocess in ``folder``, with ``env`` added to the environment; return the results."""
+    subprocess in ``folder``, with ``env`` added to the environment; return the results.
+
+    The script runs in a session of its own, and a script that runs past ``timeout`` (or
+    whose test is interrupted) is killed with every process it started: the DDP launcher's other ranks and the
+    processes ``ddp_fork`` forks would otherwise outlive a hung test and keep computing
+    on the cores the rest of the suite runs on.
+    """
     path = folder / "train_on_two_devices.py"
     path.write_text(textwrap.dedent(script))
     out = folder / "results.json"
-    run = subprocess.run(
+    run = subprocess.Popen(
         [sys.executable, str(path), str(out)],
         cwd=folder,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
         env={**os.environ, **(env or {})},
+        start_new_session=True,
     )
-    assert run.returncode == 0, run.stderr[-5000:]
+    try:
+        _, stderr = run.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        _, stderr = run.communicate()
+        pytest.fail(f"{path.name} ran past {timeout} s and was killed; stderr:\n{stderr[-5000:]}")
+    finally:  # also on an interrupted test, and for a rank left behind by one that ended
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 0, stderr[-5000:]
     return json.loads(out.read_text())
 
 
@@ -298,6 +317,41 @@ def test_forked_tools_with_several_threads_do_not_hang(tmp_path):
     results = run_script(tmp_path, FORKED_TOOLS, timeout=180, env=FORKED_THREADS)
     assert results["labels"] == 200
     assert results["predicted"] > 0
+
+
+HUNG_WITH_A_CHILD = """
+import os, sys, time
+child = os.fork()
+if child == 0:
+    time.sleep(600)  # a forked rank that hangs
+    os._exit(0)
+with open(sys.argv[1] + ".child", "w") as handle:
+    handle.write(str(child))
+time.sleep(600)  # rank 0 hangs too
+"""
+
+
+def is_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_run_script_kills_every_process_of_a_hung_script(tmp_path):
+    """A hung script is killed with the processes it forked, which would otherwise keep
+    running (on the suite's cores) after the test failed."""
+    with pytest.raises(pytest.fail.Exception, match="ran past 3 s"):
+        run_script(tmp_path, HUNG_WITH_A_CHILD, timeout=3)
+    child = int((tmp_path / "results.json.child").read_text())
+    for _ in range(50):  # SIGKILL is delivered asynchronously
+        if not is_running(child):
+            break
+        time.sleep(0.1)
+    assert not is_running(child)
 
 
 def test_deep_cluster_plans_pickle_for_ddp_spawn(monkeypatch):
