@@ -575,7 +575,8 @@ def test_integer_labels_with_a_missing_value_are_scored(lognorm_adata):
     assert agreement == 1.0  # the same model on the same cells
     assert query.uns["q"]["metrics"]["accuracy"] > 0.8  # was 0: "1.0" never equals "1"
     # a float column with NaN trains on integer names too
-    refit = sn.tl.classify(query, "code", **{**FAST, "max_epochs": 2}, key_added="refit")
+    with pytest.warns(UserWarning, match="1 cell has a missing"):  # not "1 cells have"
+        refit = sn.tl.classify(query, "code", **{**FAST, "max_epochs": 2}, key_added="refit")
     assert set(refit.classes_) == {"0", "1", "2"}
 
 

@@ -426,7 +426,7 @@ def _duplicate_a_gene_name(adata):
             lambda a: a.obs.__setitem__("b", pd.array([None] + ["x"] * (a.n_obs - 1), "string")),
             {"batch_key": "b"},
             ValueError,
-            "batch_key='b' is missing .NaN. for 1 cells",
+            "batch_key='b' is missing .NaN. for 1 cell;",
         ),
         (lambda a: None, {"layer": "nope"}, KeyError, "layer='nope'"),
         (lambda a: None, {"labels_key": "nope"}, KeyError, "labels_key='nope'"),

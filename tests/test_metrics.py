@@ -46,7 +46,7 @@ def test_cells_without_a_prediction_are_left_out_with_a_warning():
     out, as sn.pl.cluster_contingency does, instead of scoring a cluster "nan"."""
     truth = ["a", "a", "b", "b", "b"]
     clusters = [0, 0, np.nan, 1, 1]
-    with pytest.warns(UserWarning, match="1 cells with a true label have no predicted"):
+    with pytest.warns(UserWarning, match="1 cell has a true label but no predicted"):
         assert sn.metrics.adjusted_rand_index(truth, clusters) == 1.0
     with pytest.warns(UserWarning, match="left out of the score"):
         assert sn.metrics.accuracy(truth, ["a", "a", None, "b", "a"]) == pytest.approx(0.75)

@@ -62,7 +62,7 @@ def test_scores_warn_once_about_cells_without_a_cluster():
     # deep_cluster leaves cells without counts unassigned (NaN); the three scores skip them
     truth = np.array(["a", "a", "b", "b", "c", "c"])
     clusters = np.array(["0", "0", "1", np.nan, "2", "2"], dtype=object)
-    with pytest.warns(UserWarning, match="1 cells with a true label have no predicted") as record:
+    with pytest.warns(UserWarning, match="1 cell has a true label but no predicted") as record:
         scores = sn.metrics.clustering_scores(truth, clusters)
     assert len([w for w in record if "no predicted label" in str(w.message)]) == 1
     assert record[0].filename == __file__  # points at the caller, not at scneural

@@ -11,6 +11,7 @@ from scipy import sparse
 
 from scneural import _validation as v
 from scneural._utils import (
+    counted,
     history_to_dict,
     iter_row_batches,
     read_into_memory,
@@ -76,6 +77,13 @@ def test_to_h5ad_safe_round_trip(tmp_path, small):
     np.testing.assert_array_equal(back["ints"], [1, 2, 3])
     assert list(back["names"]) == ["a", "b"]
     assert back["nested"]["f"] == 1.5 and back["nested"]["3"] == "x"
+
+
+def test_counted_agrees_with_the_number():
+    assert counted(1, "cell has", "cells have") == "1 cell has"
+    assert counted(0, "cell has", "cells have") == "0 cells have"
+    assert counted(3, "gene") == "3 genes"
+    assert counted(1, "gene") == "1 gene"
 
 
 def test_history_to_dict():

@@ -52,6 +52,12 @@ def with_suggestion(name: str, candidates: Iterable[str]) -> str:
     return f"{name!r} (did you mean {' or '.join(repr(c) for c in close[:3])}?)"
 
 
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """``n`` followed by the words that agree with it: ``counted(1, "cell has", "cells
+    have")`` is ``"1 cell has"``, ``counted(3, "gene")`` is ``"3 genes"``."""
+    return f"{n} {one if n == 1 else (many or f'{one}s')}"
+
+
 def set_seed(random_state: int) -> None:
     """Seed numpy, torch, Python's ``random`` and scvi-tools' JAX key with one number."""
     import scvi

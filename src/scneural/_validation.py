@@ -15,7 +15,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from scneural._utils import class_keyword_names, label_strings, with_suggestion
+from scneural._utils import class_keyword_names, counted, label_strings, with_suggestion
 
 _CHUNK = 10_000
 
@@ -65,8 +65,8 @@ def batch_labels(adata: AnnData, batch_key: str, argument: str = "batch_key") ->
     n_missing = int(column.isna().sum())
     if n_missing:
         raise ValueError(
-            f"{argument}={batch_key!r} is missing (NaN) for {n_missing} cells; give them a "
-            "batch (e.g. a category 'unknown') or remove them"
+            f"{argument}={batch_key!r} is missing (NaN) for {counted(n_missing, 'cell')}; "
+            "give them a batch (e.g. a category 'unknown') or remove them"
         )
     return column.astype(str).to_numpy(dtype=object)
 
@@ -338,8 +338,8 @@ def check_labels(
         raise ValueError(f"labels_key={labels_key!r} holds only missing (NaN) labels")
     if missing.any():
         warnings.warn(
-            f"{int(missing.sum())} cells have a missing (NaN) label in {labels_key!r}; "
-            "they are not trained on but are predicted",
+            f"{counted(int(missing.sum()), 'cell has', 'cells have')} a missing (NaN) label "
+            f"in {labels_key!r}; they are not trained on but are predicted",
             UserWarning,
             stacklevel=3,
         )

@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from scneural._docs import doc_params
-from scneural._utils import label_order, label_strings
+from scneural._utils import counted, label_order, label_strings
 
 ArrayLike = Sequence | np.ndarray | pd.Series
 
@@ -80,8 +80,8 @@ def _as_labels(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.nda
         raise ValueError("y_pred holds no label for any cell with a true label (all missing)")
     if unpredicted.any():  # e.g. deep_cluster's cells without counts: no cluster "nan"
         warnings.warn(
-            f"{int(unpredicted.sum())} cells with a true label have no predicted label "
-            "(missing); they are left out of the score",
+            f"{counted(int(unpredicted.sum()), 'cell has', 'cells have')} a true label but "
+            "no predicted label (missing); they are left out of the score",
             UserWarning,
             stacklevel=3,
         )

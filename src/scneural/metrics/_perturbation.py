@@ -12,6 +12,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from scneural._docs import doc_params
+from scneural._utils import counted
 from scneural._validation import check_layer, check_obs_key, check_obs_values
 
 MatrixLike = Any
@@ -144,8 +145,9 @@ def _r2_of(stat: str, real: MatrixLike, predicted: MatrixLike, genes: Sequence[s
         if bad.any():
             where = f" (e.g. {list(names[bad][:5])})" if names is not None else ""
             raise ValueError(
-                f"{argument} holds NaN or infinite values in {int(bad.sum())} genes{where}; "
-                "remove or impute them first (a prediction with NaN: retrain the model)"
+                f"{argument} holds NaN or infinite values in "
+                f"{counted(int(bad.sum()), 'gene')}{where}; remove or impute them first (a "
+                "prediction with NaN: retrain the model)"
             )
     what = STAT_NAMES[stat]
     return squared_pearson(x[mask], y[mask], ("real", "predicted"), what)

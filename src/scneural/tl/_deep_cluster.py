@@ -15,7 +15,7 @@ from scipy import sparse
 
 from scneural import metrics
 from scneural._docs import doc_params
-from scneural._utils import set_seed, to_h5ad_safe, write_results
+from scneural._utils import counted, set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
     batch_labels,
     check_adata,
@@ -289,8 +289,8 @@ def deep_cluster(
             batches = batch_labels(adata, batch_key)
         if n_clusters is not None and int(keep.sum()) < n_clusters:
             raise ValueError(
-                f"n_clusters={n_clusters} but adata has only {int(keep.sum())} cells with "
-                "counts; pass a smaller n_clusters"
+                f"n_clusters={n_clusters} but adata has only "
+                f"{counted(int(keep.sum()), 'cell')} with counts; pass a smaller n_clusters"
             )
         if int(keep.sum()) < 3:
             raise ValueError(
@@ -311,8 +311,9 @@ def deep_cluster(
             batches = reused_batch_labels(adata, model, batch_key)
     if n_dropped:
         message = (
-            f"{n_dropped} cells have zero counts in {source.describe()}; they are left out "
-            f"(NaN cluster, NaN rows in obsm['X_{key_added}'] and obsm['{key_added}_soft']): "
+            f"{counted(n_dropped, 'cell has', 'cells have')} zero counts in "
+            f"{source.describe()}; they are left out (NaN cluster, NaN rows in "
+            f"obsm['X_{key_added}'] and obsm['{key_added}_soft']): "
             f"run sc.pp.neighbors(use_rep='X_{key_added}') on "
             f"adata[adata.obs[{key_added!r}].notna()], or remove them first "
             "(sc.pp.filter_cells(adata, min_counts=1))"

@@ -17,6 +17,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy.spatial import cKDTree
 
+from scneural._utils import counted
 from scneural.models.image._extractor import to_rgb_uint8
 
 #: smallest patch a CNN backbone can take (five 2x poolings of VGG16 / ResNet50; SPADE)
@@ -119,9 +120,9 @@ def _check_spots_of_library(adata: AnnData, library: str) -> None:
         other = values.astype(str).to_numpy() != library
         if other.any():
             raise ValueError(
-                f"{int(other.sum())} spots belong to other libraries than {library!r} "
-                f"(obs[{column!r}]: {sorted(found)}); their patches would be cut from "
-                f"{library!r}'s image: run image_features on "
+                f"{counted(int(other.sum()), 'spot belongs', 'spots belong')} to other "
+                f"libraries than {library!r} (obs[{column!r}]: {sorted(found)}); their "
+                f"patches would be cut from {library!r}'s image: run image_features on "
                 f"adata[adata.obs[{column!r}] == {library!r}].copy() for each library"
             )
 
@@ -213,9 +214,10 @@ def spot_image(
     if outside.any():
         names = list(adata.obs_names[outside][:5])
         raise ValueError(
-            f"{int(outside.sum())} spots (e.g. {names}) lie outside the {img_key!r} image "
-            f"({width}x{height} px) after scaling obsm[{spatial_key!r}] by {scale:g}; check "
-            "img_key, library_id and the scale factor, or subset adata to the imaged spots"
+            f"{counted(int(outside.sum()), 'spot lies', 'spots lie')} outside the "
+            f"{img_key!r} image ({width}x{height} px; e.g. {names}) after scaling "
+            f"obsm[{spatial_key!r}] by {scale:g}; check img_key, library_id and the scale "
+            "factor, or subset adata to the imaged spots"
         )
     if patch_size is None:
         size = default_patch_size(scalefactors, centers, scale)

@@ -13,7 +13,7 @@ from anndata import AnnData
 from scvi import REGISTRY_KEYS
 
 from scneural._docs import doc_params
-from scneural._utils import set_seed, to_h5ad_safe, write_results
+from scneural._utils import counted, set_seed, to_h5ad_safe, write_results
 from scneural._validation import (
     check_adata,
     check_finite,
@@ -228,8 +228,9 @@ def perturb(
     n_untyped = int(adata.obs[cell_type_key].isna().sum())
     if n_untyped:
         raise ValueError(
-            f"cell_type_key={cell_type_key!r} is missing (NaN) for {n_untyped} cells; they "
-            "would count as a cell type 'nan' in the delta: give them a type or remove them"
+            f"cell_type_key={cell_type_key!r} is missing (NaN) for "
+            f"{counted(n_untyped, 'cell')}; they would count as a cell type 'nan' in the "
+            "delta: give them a type or remove them"
         )
     condition_column = adata.obs[condition_key]
     control = as_label(control, "control", condition_column)
@@ -263,8 +264,8 @@ def perturb(
         n_seen = int(((types == predict) & (conditions == perturbed)).sum())
         if n_seen:
             warnings.warn(
-                f"adata holds {n_seen} {perturbed!r} cells of {predict!r}, the type to "
-                f"predict; they are {'' if model is not None else 'trained on and '}used "
+                f"adata holds {counted(n_seen, f'{perturbed!r} cell')} of {predict!r}, the "
+                f"type to predict; they are {'' if model is not None else 'trained on and '}used "
                 "in the delta, so this is not a held-out prediction. Remove them from adata "
                 "to predict an unseen response",
                 UserWarning,
