@@ -12,7 +12,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField
 
 import scneural as sn
-from conftest import assert_unchanged, snapshot
+from conftest import assert_unchanged, log_normalise, snapshot
 from scneural.models import Classifier, ImageExpressionModel, ScGen
 from scneural.models._base import (
     ScneuralModelMixin,
@@ -106,6 +106,42 @@ def test_tool_refuses_unknown_datasplitter_kwargs_before_training(backend):
         enable_progress_bar=False,
     )
     assert len(model.history["train_loss"]) == 1
+
+
+def test_splitter_refuses_datasplitter_kwargs_train_passes_itself():
+    check = SingleCellSafeDataSplitter.check_train_kwargs
+    check(None)
+    check({"num_workers": 0, "drop_last": True})
+    with pytest.raises(TypeError, match=r"'batch_size', which train takes itself: pass batch_s"):
+        check({"batch_size": 64})
+    with pytest.raises(TypeError, match="'iter_ndarray', which the JAX models' train sets"):
+        check({"num_workers": 0, "iter_ndarray": True})
+    with pytest.raises(TypeError, match=r"datasplitter_kwargs must be a dict .*got \['num_w"):
+        check(["num_workers"])
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_perturb_refuses_datasplitter_kwargs_train_passes_itself(backend):
+    """A name scvi-tools' train passes to the splitter itself used to fail with Python's
+    "got multiple values for keyword argument 'batch_size'", which did not say where to
+    pass it."""
+    adata = log_normalise(sn.datasets.synthetic_perturbation(n_obs=200, n_vars=40, seed=0))
+    adata = adata[~((adata.obs["cell_type"] == "t0") & (adata.obs["condition"] == "stimulated"))]
+    adata = adata.copy()  # held out: the response of t0 is predicted
+    before = snapshot(adata)
+    with pytest.raises(TypeError, match="'batch_size', which train takes itself: pass batch"):
+        sn.tl.perturb(
+            adata,
+            condition_key="condition",
+            control="control",
+            perturbed="stimulated",
+            cell_type_key="cell_type",
+            predict="t0",
+            backend=backend,
+            max_epochs=1,
+            datasplitter_kwargs={"batch_size": 64},
+        )
+    assert_unchanged(adata, before)
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])

@@ -118,18 +118,52 @@ class SingleCellSafeDataSplitter(DataSplitter):
         "shuffle": "the training loader always shuffles and the others never do",
         "batch_sampler": "scvi-tools batches with its own sampler; pass sampler= instead",
     }
-    #: splitter arguments scvi-tools' ``train`` passes from its own (``batch_size=``...)
-    _passed_by_train = frozenset(
-        {
-            "train_size",
-            "validation_size",
-            "shuffle_set_split",
-            "batch_size",
-            "distributed_sampler",
-            "load_sparse_tensor",
-            "iter_ndarray",
-        }
-    )
+    #: splitter arguments scvi-tools' ``train`` passes from its own (``batch_size=``...),
+    #: with what to do instead of naming them in ``datasplitter_kwargs``
+    _passed_by_train: ClassVar[dict[str, str]] = {
+        **{
+            name: f"train takes itself: pass {name}= to train (or to the tool) instead"
+            for name in (
+                "train_size",
+                "validation_size",
+                "shuffle_set_split",
+                "batch_size",
+                "load_sparse_tensor",
+            )
+        },
+        "distributed_sampler": "train sets from the strategy (on under DDP)",
+        "iter_ndarray": "the JAX models' train sets (they read numpy minibatches)",
+    }
+
+    @classmethod
+    def check_train_kwargs(cls, datasplitter_kwargs: Any) -> None:
+        """Refuse ``datasplitter_kwargs`` that scvi-tools' ``train`` cannot pass on.
+
+        ``train`` builds the splitter with its own ``batch_size``, ``train_size``... and
+        then ``**datasplitter_kwargs``, so naming one of those there failed in Python's
+        words ("got multiple values for keyword argument 'batch_size'"), which did not say
+        where to pass it; a ``datasplitter_kwargs`` that is not a dict failed as "argument
+        after ** must be a mapping". Every scneural model's ``train`` calls this first.
+
+        Raises
+        ------
+        TypeError
+            If ``datasplitter_kwargs`` is not a dict or holds a name ``train`` passes to
+            the splitter itself.
+        """
+        if datasplitter_kwargs is None:
+            return
+        if not isinstance(datasplitter_kwargs, Mapping):
+            raise TypeError(
+                "datasplitter_kwargs must be a dict of data splitter and loader arguments "
+                f"(e.g. {{'num_workers': 2}}), got {datasplitter_kwargs!r}"
+            )
+        passed = [name for name in datasplitter_kwargs if name in cls._passed_by_train]
+        if passed:
+            raise TypeError(
+                "datasplitter_kwargs holds "
+                + "; ".join(f"{name!r}, which {cls._passed_by_train[name]}" for name in passed)
+            )
 
     @classmethod
     def check_loader_kwargs(cls, kwargs: Mapping[str, Any]) -> None:
@@ -168,7 +202,7 @@ class SingleCellSafeDataSplitter(DataSplitter):
             problems.append(
                 f"{', '.join(unknown)}, which scvi-tools' data splitter and loaders do not "
                 "take; besides train's own arguments (batch_size, train_size...) they take "
-                f"{', '.join(sorted(known - cls._passed_by_train))}"
+                f"{', '.join(sorted(known - cls._passed_by_train.keys()))}"
             )
         if problems:
             raise TypeError(f"datasplitter_kwargs holds {'; '.join(problems)}")
@@ -613,8 +647,10 @@ def early_stopping_trainer_kwargs(
     logger (see :func:`build_logger`; it writes under ``default_root_dir`` when ``kwargs``
     name one). Values the caller already put in ``kwargs`` win.
     With ``train_size >= 1`` there is no validation set, so nothing is validated and early
-    stopping is off.
+    stopping is off. ``kwargs``' ``datasplitter_kwargs`` are checked first
+    (:meth:`SingleCellSafeDataSplitter.check_train_kwargs`).
     """
+    SingleCellSafeDataSplitter.check_train_kwargs(kwargs.get("datasplitter_kwargs"))
     kwargs = distributed_trainer_kwargs(kwargs)
     if logger is not None:
         kwargs["logger"] = build_logger(logger, kwargs.get("default_root_dir"))

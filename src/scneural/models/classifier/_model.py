@@ -246,9 +246,10 @@ class ClassifierMixin:
             without one).
         TypeError
             If ``plan_kwargs`` is not a dict, or holds a name the training plan does not
-            take (it used to be ignored without a word); or if ``datasplitter_kwargs``
-            holds a name scvi-tools' data splitter and its loaders do not take (it used to
-            fail inside the training loop).
+            take (it used to be ignored without a word); or if ``datasplitter_kwargs`` is
+            not a dict, holds a name scvi-tools' data splitter and its loaders do not take
+            (it used to fail inside the training loop) or one ``train`` passes to the
+            splitter itself (``batch_size``, ``train_size``...: pass them to ``train``).
         """
         check_optional_int(max_epochs, "max_epochs")
         check_plan_kwargs(plan_kwargs, self._training_plan_cls)
