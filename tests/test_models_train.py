@@ -108,6 +108,18 @@ def test_tool_refuses_unknown_datasplitter_kwargs_before_training(backend):
     assert len(model.history["train_loss"]) == 1
 
 
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("train_size", [0, 0.0, -0.5, 1.5, float("nan"), "0.9", True])
+def test_train_size_outside_zero_one_is_refused(backend, train_size):
+    """scvi-tools' splitter read train_size=0 as "not given" and trained on 90% of the
+    cells, while uns recorded 0; a train_size above 1 failed in scvi-tools' words."""
+    adata = _lognorm()
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match=r"train_size must be in \(0, 1\], the fraction"):
+        sn.tl.classify(adata, "group", backend=backend, max_epochs=1, train_size=train_size)
+    assert_unchanged(adata, before)
+
+
 def test_splitter_refuses_datasplitter_kwargs_train_passes_itself():
     check = SingleCellSafeDataSplitter.check_train_kwargs
     check(None)

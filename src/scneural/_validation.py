@@ -403,6 +403,17 @@ def check_fraction(value: Any, argument: str) -> float:
     return _check_number(value, argument, "in [0, 1)", lambda number: 0 <= number < 1)
 
 
+def check_train_size(value: Any, argument: str = "train_size") -> float:
+    """Require a fraction of cells to train on, in (0, 1] (scvi-tools' splitter reads a
+    ``train_size`` of 0 as "not given" and trains on its default 90% instead)."""
+    return _check_number(
+        value,
+        argument,
+        "in (0, 1], the fraction of cells trained on (1.0: every cell, without validation)",
+        lambda number: 0 < number <= 1,
+    )
+
+
 def check_probability(value: Any, argument: str) -> float:
     """Require a number in [0, 1] (a confidence threshold)."""
     return _check_number(value, argument, "in [0, 1]", lambda number: 0 <= number <= 1)

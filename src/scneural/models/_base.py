@@ -22,7 +22,12 @@ from scvi.dataloaders import DataSplitter
 
 from scneural._docs import doc_params
 from scneural._utils import class_keyword_names, history_to_dict, with_suggestion
-from scneural._validation import DIVERGED_FIX, check_fraction, first_nonfinite_loss
+from scneural._validation import (
+    DIVERGED_FIX,
+    check_fraction,
+    check_train_size,
+    first_nonfinite_loss,
+)
 
 TrainMethod = TypeVar("TrainMethod", bound=Callable[..., Any])
 
@@ -647,10 +652,13 @@ def early_stopping_trainer_kwargs(
     logger (see :func:`build_logger`; it writes under ``default_root_dir`` when ``kwargs``
     name one). Values the caller already put in ``kwargs`` win.
     With ``train_size >= 1`` there is no validation set, so nothing is validated and early
-    stopping is off. ``kwargs``' ``datasplitter_kwargs`` are checked first
-    (:meth:`SingleCellSafeDataSplitter.check_train_kwargs`).
+    stopping is off. ``train_size`` and ``kwargs``' ``datasplitter_kwargs`` are checked
+    first (:func:`~scneural._validation.check_train_size`,
+    :meth:`SingleCellSafeDataSplitter.check_train_kwargs`).
     """
     SingleCellSafeDataSplitter.check_train_kwargs(kwargs.get("datasplitter_kwargs"))
+    if train_size is not None:
+        check_train_size(train_size)
     kwargs = distributed_trainer_kwargs(kwargs)
     if logger is not None:
         kwargs["logger"] = build_logger(logger, kwargs.get("default_root_dir"))

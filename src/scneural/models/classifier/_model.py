@@ -242,8 +242,8 @@ class ClassifierMixin:
         ValueError
             If ``max_epochs`` is below 1 (no training step would run, yet the model would
             count as trained), ``lr`` is not positive, ``weight_decay`` is negative, or
-            ``train_size`` leaves no cell for validation (``1.0`` trains on every cell
-            without one).
+            ``train_size`` is not in (0, 1] or leaves no cell for validation (``1.0``
+            trains on every cell without one).
         TypeError
             If ``plan_kwargs`` is not a dict, or holds a name the training plan does not
             take (it used to be ignored without a word); or if ``datasplitter_kwargs`` is

@@ -167,7 +167,7 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
         ValueError
             If ``max_epochs`` is below 1 (no training step would run, yet the model would
             count as trained), ``lr`` is not positive, ``weight_decay`` is negative, or
-            ``train_size`` leaves no spot for validation.
+            ``train_size`` is not in (0, 1] or leaves no spot for validation.
         TypeError
             If ``plan_kwargs`` is not a dict, or holds a name the training plan does not
             take (it used to be ignored without a word); or if ``datasplitter_kwargs`` is

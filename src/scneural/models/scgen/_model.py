@@ -254,8 +254,8 @@ class ScGenMixin:
             If ``max_epochs`` is below 1 (no training step would run, yet the model would
             count as trained), ``lr`` or ``max_grad_norm`` is not positive,
             ``weight_decay`` is negative, ``ema_decay`` is not in [0, 1), or ``train_size``
-            leaves no cell for validation
-            (``1.0`` trains on every cell without one).
+            is not in (0, 1] or leaves no cell for validation (``1.0`` trains on every cell
+            without one).
         TypeError
             If ``plan_kwargs`` is not a dict, or holds a name the training plan does not
             take (it used to be ignored without a word); or if ``datasplitter_kwargs`` is
