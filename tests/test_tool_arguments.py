@@ -218,3 +218,36 @@ def test_deep_cluster_train_refuses_one_lr_for_both_phases(shared):
     with pytest.raises(TypeError, match="pass pretrain_lr=/cluster_lr="):
         model.train(max_epochs=1, pretrain_epochs=1, **shared, **QUIET)
     assert not model.is_pretrained_
+
+
+@pytest.mark.parametrize(
+    "run, data",
+    [
+        (_classify, lambda: log_normalise(_counts())),
+        (_deep_cluster, _counts),
+        (_perturb, _perturbation),
+    ],
+)
+@pytest.mark.parametrize("accelerator", ["gpu", "cuda"])
+def test_gpu_accelerator_without_a_gpu_is_named(run, data, accelerator, monkeypatch):
+    """Lightning said only "No supported gpu backend found!" when it built the trainer."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    adata = data()
+    before = snapshot(adata)
+    with pytest.raises(
+        ValueError,
+        match=f"accelerator='{accelerator}' but no CUDA GPU is available here; pass accelerator='cpu'",
+    ):
+        run(adata, accelerator=accelerator)
+    assert_unchanged(adata, before)
+
+
+def test_mps_accelerator_without_an_apple_gpu_is_named(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    adata = log_normalise(_counts())
+    with pytest.raises(ValueError, match="accelerator='mps' but no Apple GPU is available"):
+        _classify(adata, accelerator="mps")

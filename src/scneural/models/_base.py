@@ -594,6 +594,26 @@ class OneThreadPerForkedProcess(Callback):
             torch.set_num_threads(1)
 
 
+def check_accelerator_available(accelerator: Any) -> None:
+    """Refuse a GPU ``accelerator`` named as Lightning names it when there is no such GPU.
+
+    Lightning says only "No supported gpu backend found!" when it builds the trainer, which
+    names neither ``accelerator`` nor the fix. Accelerator objects and other names are left
+    to Lightning (an unknown name gets its list of names).
+    """
+    if isinstance(accelerator, str) and accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"accelerator={accelerator!r} but no CUDA GPU is available here; pass "
+                "accelerator='cpu', or 'auto' (which takes a GPU when there is one)"
+            )
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            "accelerator='mps' but no Apple GPU is available here; pass accelerator='cpu', "
+            "or 'auto' (which takes a GPU when there is one)"
+        )
+
+
 def distributed_trainer_kwargs(
     kwargs: dict[str, Any], *, find_unused_parameters: bool = False
 ) -> dict[str, Any]:
@@ -609,8 +629,10 @@ def distributed_trainer_kwargs(
     inference mode (``inference_mode=False``): Lightning's gloo backend (CPUs) cannot
     average metrics logged in inference mode. As in scvi-tools, early stopping is off under
     DDP (scvi-tools says so in a warning). Forked processes compute on one CPU thread each
-    (:class:`OneThreadPerForkedProcess`).
+    (:class:`OneThreadPerForkedProcess`). A GPU ``accelerator`` with no such GPU is refused
+    first (:func:`check_accelerator_available`).
     """
+    check_accelerator_available(kwargs.get("accelerator", "auto"))
     kwargs = dict(kwargs)
     strategy = kwargs.get("strategy", "auto")
     if several_devices(kwargs.get("devices", "auto")):

@@ -13,6 +13,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
+from .._base import check_accelerator_available
 from ._backbones import TORCHVISION_BACKBONES, TorchvisionTrunk, preprocessing
 from ._model import ImageExpressionModel
 
@@ -153,15 +154,9 @@ def pick_device(accelerator: str = "auto") -> torch.device:
     present, else the CPU; a GPU asked for by name must be present."""
     if accelerator not in ACCELERATORS:
         raise ValueError(f"accelerator={accelerator!r} is not one of {list(ACCELERATORS)}")
+    check_accelerator_available(accelerator)
     if accelerator == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError("accelerator='mps' but no Apple GPU is available; pass 'cpu'")
         return torch.device("mps")
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"accelerator={accelerator!r} but no CUDA GPU is available; pass "
-            "accelerator='cpu' or 'auto'"
-        )
     if accelerator != "cpu" and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
