@@ -96,8 +96,10 @@ def test_plot_errors(labelled):
         sn.pl.training_history(labelled, "fixed", show=False)
     with pytest.raises(KeyError, match="true_key='nope'"):
         sn.pl.confusion_matrix(labelled, "nope", "pred", show=False)
-    with pytest.raises(ValueError, match="no metric"):
+    with pytest.raises(ValueError, match=r"no metric .* it holds \['accuracy', 'loss'\]"):
         sn.pl.training_history(labelled, "tool", metrics=["f1"], show=False)
+    with pytest.raises(ValueError, match=r"holds \['delta_label', 'loss'\]"):  # every phase
+        sn.pl.training_history(labelled, "phased", metrics=["f1"], show=False)
 
 
 def test_training_history_metrics_one_name_and_tagged_names(labelled):

@@ -81,7 +81,11 @@ def training_history(
         for base, names in _metric_groups(phase_history, metrics).items():
             panels.append((f"{phase_name} {base}".strip(), {n: phase_history[n] for n in names}))
     if not panels:
-        raise ValueError(f"no metric of adata.uns[{key!r}]['history'] matches metrics={metrics!r}")
+        held = sorted({base for curves in phases.values() for base in _metric_groups(curves, None)})
+        raise ValueError(
+            f"no metric of adata.uns[{key!r}]['history'] matches metrics={metrics!r}; it "
+            f"holds {held} (each with its train/validation curves)"
+        )
     axes = panel_axes(len(panels), ax)
     for panel, (title, curves) in zip(axes, panels):
         for name, values in curves.items():
