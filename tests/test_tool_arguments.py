@@ -251,3 +251,31 @@ def test_mps_accelerator_without_an_apple_gpu_is_named(monkeypatch):
     adata = log_normalise(_counts())
     with pytest.raises(ValueError, match="accelerator='mps' but no Apple GPU is available"):
         _classify(adata, accelerator="mps")
+
+
+@pytest.mark.parametrize(
+    "run, data, loader",
+    [
+        (_classify, lambda: log_normalise(_counts()), "Classifier"),
+        (_deep_cluster, _counts, "DeepCluster"),
+        (_perturb, _perturbation, "ScGen"),
+    ],
+)
+def test_model_given_as_a_path_says_how_to_load_it(run, data, loader, tmp_path):
+    """A saved model's folder passed as model= is refused with the call that loads it."""
+    adata = data()
+    before = snapshot(adata)
+    with pytest.raises(
+        TypeError,
+        match=rf"got \w*Path; to reuse a saved model, load it first: model=sn.models.{loader}.load",
+    ):
+        run(adata, model=tmp_path)
+    assert_unchanged(adata, before)
+
+
+def test_image_features_model_given_as_a_path_says_how_to_load_it(tmp_path):
+    section = synthetic_section()
+    with pytest.raises(
+        TypeError, match=r"load it first: model=sn.models.ImageFeatureExtractor.load\("
+    ):
+        sn.tl.image_features(section, model=str(tmp_path))

@@ -38,6 +38,7 @@ from ._common import (
     align_features,
     check_backend,
     check_reused_batch_key,
+    check_reused_model,
     inference_batch_size,
     make_proxy,
     model_feature_names,
@@ -160,12 +161,7 @@ def classify(
     n_hidden = check_hidden_sizes(n_hidden)
     check_fraction(dropout_rate, "dropout_rate")
     inference_batch = inference_batch_size(batch_size)
-    if model is not None and not isinstance(model, ClassifierMixin):
-        raise TypeError(
-            f"model= must be a scneural Classifier (or JaxClassifier), got {type(model).__name__}"
-        )
-    if model is not None and not model.is_trained:
-        raise ValueError("model= has not been trained; call model.train() or pass model=None")
+    check_reused_model(model, ClassifierMixin, "Classifier")
     check_tool_arguments(
         classify,
         model,

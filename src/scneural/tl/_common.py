@@ -9,6 +9,7 @@ matrices and holds only the columns the model needs. The user's object is change
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -115,6 +116,30 @@ def resolve_source(
         layer, use_rep = trained.layer, trained.use_rep
     check_input_source(adata, layer=layer, use_rep=use_rep)
     return InputSource(layer=layer, use_rep=use_rep)
+
+
+def check_reused_model(model: Any, model_cls: type, model_name: str) -> None:
+    """Require ``model=`` to be ``None`` or a trained model of ``model_cls`` (the tool's
+    torch and JAX models, named ``model_name`` and ``Jax{model_name}``).
+
+    A path is refused with how to load the model it holds, since a saved model is what a
+    user most likely means by one.
+    """
+    if model is None:
+        return
+    if not isinstance(model, model_cls):
+        hint = ""
+        if isinstance(model, str | os.PathLike):
+            hint = (
+                f"; to reuse a saved model, load it first: model=sn.models.{model_name}"
+                f".load({str(model)!r}, adata=adata) (Jax{model_name} for a JAX model)"
+            )
+        raise TypeError(
+            f"model= must be a scneural {model_name} (or Jax{model_name}), got "
+            f"{type(model).__name__}{hint}"
+        )
+    if not model.is_trained:
+        raise ValueError("model= has not been trained; call model.train() or pass model=None")
 
 
 def check_reused_batch_key(model: Any, batch_key: str | None) -> None:

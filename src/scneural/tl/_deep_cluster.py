@@ -41,6 +41,7 @@ from ._arguments import check_tool_arguments
 from ._common import (
     check_backend,
     check_reused_batch_key,
+    check_reused_model,
     inference_batch_size,
     make_proxy,
     quiet_setup_transfer,
@@ -222,12 +223,7 @@ def deep_cluster(
     """
     check_adata(adata)
     check_backend(backend, "deep_cluster", available=("torch", "jax"))
-    if model is not None and not isinstance(model, DeepClusterMixin):
-        raise TypeError(
-            f"model= must be a scneural DeepCluster (or JaxDeepCluster), got {type(model).__name__}"
-        )
-    if model is not None and not model.is_trained:
-        raise ValueError("model= has not been trained; call model.train() or pass model=None")
+    check_reused_model(model, DeepClusterMixin, "DeepCluster")
     check_optional_int(n_clusters, "n_clusters", minimum=2)
     check_optional_int(n_top_genes, "n_top_genes", minimum=2)
     check_positive_int(batch_size, "batch_size")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -303,9 +304,15 @@ def image_features(
     check_adata(adata)
     check_backend(backend, "image_features", available=("torch",))
     if model is not None and not isinstance(model, ImageFeatureExtractor):
+        hint = ""
+        if isinstance(model, str | os.PathLike):  # most likely a saved extractor
+            hint = (
+                "; to reuse a saved one, load it first: "
+                f"model=sn.models.ImageFeatureExtractor.load({str(model)!r})"
+            )
         raise TypeError(
             f"model= must be an ImageFeatureExtractor returned by image_features, got "
-            f"{type(model).__name__}"
+            f"{type(model).__name__}{hint}"
         )
     if model is not None and model.pca is None:
         raise ValueError("model= has no fitted PCA; pass an extractor returned by image_features")

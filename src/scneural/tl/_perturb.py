@@ -45,6 +45,7 @@ from ._common import (
     InputSource,
     align_features,
     check_backend,
+    check_reused_model,
     inference_batch_size,
     make_proxy,
     model_feature_names,
@@ -193,12 +194,7 @@ def perturb(
     """
     check_adata(adata)
     check_backend(backend, "perturb", available=("torch", "jax"))
-    if model is not None and not isinstance(model, ScGenMixin):
-        raise TypeError(
-            f"model= must be a scneural ScGen (or JaxScGen), got {type(model).__name__}"
-        )
-    if model is not None and not model.is_trained:
-        raise ValueError("model= has not been trained; call model.train() or pass model=None")
+    check_reused_model(model, ScGenMixin, "ScGen")
     check_arithmetic_options(balance, delta_cells)
     if not isinstance(residual, bool | np.bool_):
         raise TypeError(f"residual must be True or False, got {residual!r}")
