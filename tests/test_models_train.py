@@ -12,7 +12,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField
 
 import scneural as sn
-from conftest import assert_unchanged, log_normalise, snapshot
+from conftest import assert_unchanged, snapshot
 from scneural.models import Classifier, ImageExpressionModel, ScGen
 from scneural.models._base import (
     ScneuralModelMixin,
@@ -130,30 +130,6 @@ def test_splitter_refuses_datasplitter_kwargs_train_passes_itself():
         check({"num_workers": 0, "iter_ndarray": True})
     with pytest.raises(TypeError, match=r"datasplitter_kwargs must be a dict .*got \['num_w"):
         check(["num_workers"])
-
-
-@pytest.mark.parametrize("backend", ["torch", "jax"])
-def test_perturb_refuses_datasplitter_kwargs_train_passes_itself(backend):
-    """A name scvi-tools' train passes to the splitter itself used to fail with Python's
-    "got multiple values for keyword argument 'batch_size'", which did not say where to
-    pass it."""
-    adata = log_normalise(sn.datasets.synthetic_perturbation(n_obs=200, n_vars=40, seed=0))
-    adata = adata[~((adata.obs["cell_type"] == "t0") & (adata.obs["condition"] == "stimulated"))]
-    adata = adata.copy()  # held out: the response of t0 is predicted
-    before = snapshot(adata)
-    with pytest.raises(TypeError, match="'batch_size', which train takes itself: pass batch"):
-        sn.tl.perturb(
-            adata,
-            condition_key="condition",
-            control="control",
-            perturbed="stimulated",
-            cell_type_key="cell_type",
-            predict="t0",
-            backend=backend,
-            max_epochs=1,
-            datasplitter_kwargs={"batch_size": 64},
-        )
-    assert_unchanged(adata, before)
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])

@@ -3,6 +3,8 @@ any work, and arguments that only build or train a model are refused with ``mode
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import scneural as sn
@@ -221,26 +223,37 @@ def test_deep_cluster_train_refuses_one_lr_for_both_phases(shared):
 
 
 @pytest.mark.parametrize(
-    "run, data",
+    "run, data, model_name",
     [
-        (_classify, lambda: log_normalise(_counts())),
-        (_deep_cluster, _counts),
-        (_perturb, _perturbation),
+        (_classify, lambda: log_normalise(_counts()), "Classifier"),
+        (_deep_cluster, _counts, "DeepCluster"),
+        (_perturb, _perturbation, "ScGen"),
     ],
 )
-@pytest.mark.parametrize("accelerator", ["gpu", "cuda"])
-def test_gpu_accelerator_without_a_gpu_is_named(run, data, accelerator, monkeypatch):
-    """Lightning said only "No supported gpu backend found!" when it built the trainer."""
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        # Lightning said only "No supported gpu backend found!" when it built the trainer
+        ({"accelerator": "gpu"}, ValueError, "'gpu' but no CUDA GPU is available here; pass"),
+        ({"accelerator": "cuda"}, ValueError, "'cuda' but no CUDA GPU is available here; pass"),
+        # a saved model's folder is most likely what a path as model= means
+        (
+            {"model": Path("saved")},
+            TypeError,
+            r"got \w*Path; to reuse a saved model, load it first: model=sn.models.{model_name}.load",
+        ),
+    ],
+)
+def test_bad_training_argument_says_what_to_do(
+    run, data, model_name, bad, error, match, monkeypatch
+):
     import torch
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine
     adata = data()
     before = snapshot(adata)
-    with pytest.raises(
-        ValueError,
-        match=f"accelerator='{accelerator}' but no CUDA GPU is available here; pass accelerator='cpu'",
-    ):
-        run(adata, accelerator=accelerator)
+    with pytest.raises(error, match=match.format(model_name=model_name)):
+        run(adata, **bad)
     assert_unchanged(adata, before)
 
 
@@ -253,23 +266,15 @@ def test_mps_accelerator_without_an_apple_gpu_is_named(monkeypatch):
         _classify(adata, accelerator="mps")
 
 
-@pytest.mark.parametrize(
-    "run, data, loader",
-    [
-        (_classify, lambda: log_normalise(_counts()), "Classifier"),
-        (_deep_cluster, _counts, "DeepCluster"),
-        (_perturb, _perturbation, "ScGen"),
-    ],
-)
-def test_model_given_as_a_path_says_how_to_load_it(run, data, loader, tmp_path):
-    """A saved model's folder passed as model= is refused with the call that loads it."""
-    adata = data()
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_datasplitter_kwargs_train_passes_itself_are_refused(backend):
+    """A name scvi-tools' train passes to the splitter itself used to fail with Python's
+    "got multiple values for keyword argument 'batch_size'", which did not say where to
+    pass it."""
+    adata = _perturbation()
     before = snapshot(adata)
-    with pytest.raises(
-        TypeError,
-        match=rf"got \w*Path; to reuse a saved model, load it first: model=sn.models.{loader}.load",
-    ):
-        run(adata, model=tmp_path)
+    with pytest.raises(TypeError, match="'batch_size', which train takes itself: pass batch"):
+        _perturb(adata, backend=backend, datasplitter_kwargs={"batch_size": 64})
     assert_unchanged(adata, before)
 
 
