@@ -284,3 +284,19 @@ def test_image_features_model_given_as_a_path_says_how_to_load_it(tmp_path):
         TypeError, match=r"load it first: model=sn.models.ImageFeatureExtractor.load\("
     ):
         sn.tl.image_features(section, model=str(tmp_path))
+
+
+def test_gpu_accelerator_is_an_apple_gpu_when_there_is_one(monkeypatch):
+    """Lightning's "gpu" takes an Apple GPU when there is no CUDA one: not refused."""
+    import torch
+
+    from scneural.models._base import check_accelerator_available
+    from scneural.models.image._extractor import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    check_accelerator_available("gpu")
+    check_accelerator_available("mps")
+    assert pick_device("gpu") == torch.device("mps")
+    with pytest.raises(ValueError, match="accelerator='cuda' but no CUDA GPU"):
+        check_accelerator_available("cuda")

@@ -601,7 +601,10 @@ def check_accelerator_available(accelerator: Any) -> None:
     names neither ``accelerator`` nor the fix. Accelerator objects and other names are left
     to Lightning (an unknown name gets its list of names).
     """
-    if isinstance(accelerator, str) and accelerator in ("gpu", "cuda"):
+    if not isinstance(accelerator, str):
+        return
+    # Lightning's "gpu" is a CUDA GPU, else an Apple one
+    if accelerator == "cuda" or (accelerator == "gpu" and not torch.backends.mps.is_available()):
         if not torch.cuda.is_available():
             raise ValueError(
                 f"accelerator={accelerator!r} but no CUDA GPU is available here; pass "

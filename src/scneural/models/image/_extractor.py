@@ -155,8 +155,8 @@ def pick_device(accelerator: str = "auto") -> torch.device:
     if accelerator not in ACCELERATORS:
         raise ValueError(f"accelerator={accelerator!r} is not one of {list(ACCELERATORS)}")
     check_accelerator_available(accelerator)
-    if accelerator == "mps":
-        return torch.device("mps")
+    if accelerator == "mps" or (accelerator == "gpu" and not torch.cuda.is_available()):
+        return torch.device("mps")  # Lightning's "gpu" is CUDA, else an Apple GPU
     if accelerator != "cpu" and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
