@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import scneural as sn
@@ -300,3 +301,21 @@ def test_gpu_accelerator_is_an_apple_gpu_when_there_is_one(monkeypatch):
     assert pick_device("gpu") == torch.device("mps")
     with pytest.raises(ValueError, match="accelerator='cuda' but no CUDA GPU"):
         check_accelerator_available("cuda")
+
+
+@pytest.mark.parametrize(
+    "run, data, key",
+    [
+        (_classify, lambda: log_normalise(_counts()), "classify"),
+        (_deep_cluster, _counts, "deep_cluster"),
+        (_perturb, _perturbation, "perturb"),
+    ],
+)
+def test_numpy_integers_are_integers(run, data, key):
+    """max_epochs=np.int64(1) (from np.arange, a parameter grid...) failed inside Lightning
+    with a bare AssertionError, and batch_size=np.int64(32) as torch's "batch_size should
+    be a positive integer value, but got batch_size=32"."""
+    adata = data()
+    run(adata, max_epochs=np.int64(1), batch_size=np.int64(32))
+    params = adata.uns[key]["params"]
+    assert type(params["max_epochs"]) is int and type(params["batch_size"]) is int

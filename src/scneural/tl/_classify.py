@@ -156,10 +156,10 @@ def classify(
     if min_confidence is not None:
         min_confidence = check_probability(min_confidence, "min_confidence")
     check_key_added(key_added)
-    check_optional_int(batch_size, "batch_size", minimum=2)  # batch norm: 2+ cells
-    check_optional_int(max_epochs, "max_epochs")
+    batch_size = check_optional_int(batch_size, "batch_size", minimum=2)  # batch norm: 2+ cells
+    max_epochs = check_optional_int(max_epochs, "max_epochs")
     n_hidden = check_hidden_sizes(n_hidden)
-    check_fraction(dropout_rate, "dropout_rate")
+    dropout_rate = check_fraction(dropout_rate, "dropout_rate")
     inference_batch = inference_batch_size(batch_size)
     check_reused_model(model, ClassifierMixin, "Classifier")
     check_tool_arguments(

@@ -342,8 +342,8 @@ def image_features(
         if backbone == "expression":
             check_layer(adata, layer)
             expression_pcs = check_positive_int(expression_pcs, "expression_pcs")
-            check_positive_int(n_latent, "n_latent")
-            check_optional_int(max_epochs, "max_epochs")
+            n_latent = check_positive_int(n_latent, "n_latent")
+            max_epochs = check_optional_int(max_epochs, "max_epochs")
             if adata.n_obs < 10:
                 raise ValueError(
                     f"backbone='expression' trains on the spots' patches; {adata.n_obs} spots "

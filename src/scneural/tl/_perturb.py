@@ -201,12 +201,13 @@ def perturb(
     if clip_at_zero is not None and not isinstance(clip_at_zero, bool | np.bool_):
         raise TypeError(f"clip_at_zero must be True, False or None, got {clip_at_zero!r}")
     check_key_added(key_added)
-    check_optional_int(batch_size, "batch_size", minimum=2)  # batch norm: 2+ cells
-    check_optional_int(max_epochs, "max_epochs")
-    for value, argument in ((n_hidden, "n_hidden"), (n_latent, "n_latent"), (n_layers, "n_layers")):
-        check_positive_int(value, argument)
-    check_fraction(dropout_rate, "dropout_rate")
-    check_non_negative_float(kl_weight, "kl_weight")
+    batch_size = check_optional_int(batch_size, "batch_size", minimum=2)  # batch norm: 2+ cells
+    max_epochs = check_optional_int(max_epochs, "max_epochs")
+    n_hidden = check_positive_int(n_hidden, "n_hidden")
+    n_latent = check_positive_int(n_latent, "n_latent")
+    n_layers = check_positive_int(n_layers, "n_layers")
+    dropout_rate = check_fraction(dropout_rate, "dropout_rate")
+    kl_weight = check_non_negative_float(kl_weight, "kl_weight")
     check_tool_arguments(
         perturb,
         model,

@@ -318,7 +318,9 @@ class DeepClusterMixin:
         TypeError
             If ``plan_kwargs`` hold a name the training plan does not take.
         """
-        if check_optional_int(max_epochs, "max_epochs") is None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+        max_epochs = check_optional_int(max_epochs, "max_epochs")
+        if max_epochs is None:
             max_epochs = default_pretrain_epochs(self.adata.n_obs, batch_size)
         # the optimizer is built here: a learning rate given in plan_kwargs is honoured too
         plan_kwargs = self._phase_plan_kwargs(plan_kwargs, "pretrain", lr)
@@ -529,7 +531,8 @@ class DeepClusterMixin:
             writes to ``lightning_logs/cluster/`` (under ``default_root_dir`` when given, else
             the working directory).
         """
-        check_positive_int(max_epochs, "max_epochs", minimum=0)
+        max_epochs = check_positive_int(max_epochs, "max_epochs", minimum=0)
+        batch_size = check_positive_int(batch_size, "batch_size")
         if self.module.n_clusters == 0:
             raise ValueError("the clustering layer is not initialised; call init_clusters() first")
         if initial_labels is None:
@@ -638,8 +641,8 @@ class DeepClusterMixin:
                 "own optimizers; pass pretrain_lr=/cluster_lr= or "
                 "pretrain_plan_kwargs=/cluster_plan_kwargs="
             )
-        check_positive_int(max_epochs, "max_epochs", minimum=0)
-        check_optional_int(pretrain_epochs, "pretrain_epochs")
+        max_epochs = check_positive_int(max_epochs, "max_epochs", minimum=0)
+        pretrain_epochs = check_optional_int(pretrain_epochs, "pretrain_epochs")
         check_geometry(init)
         if start_labels is not None:
             self._check_start(start_labels, init, n_clusters)  # before pretraining

@@ -17,6 +17,7 @@ from scneural._validation import (
     check_optional_int,
     check_plan_kwargs,
     check_plan_settings,
+    check_positive_int,
 )
 from scneural.models._base import (
     ScneuralModelMixin,
@@ -175,7 +176,8 @@ class ImageExpressionModel(ScneuralModelMixin, UnsupervisedTrainingMixin, BaseMo
             (it used to fail inside the training loop) or one ``train`` passes to the
             splitter itself (``batch_size``, ``train_size``...: pass them to ``train``).
         """
-        check_optional_int(max_epochs, "max_epochs")
+        max_epochs = check_optional_int(max_epochs, "max_epochs")
+        batch_size = check_positive_int(batch_size, "batch_size")
         check_plan_kwargs(plan_kwargs, self._training_plan_cls)
         plan = check_plan_settings(
             plan_kwargs,

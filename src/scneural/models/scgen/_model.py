@@ -23,6 +23,7 @@ from scneural._validation import (
     check_plan_kwargs,
     check_plan_settings,
     check_positive_float,
+    check_positive_int,
 )
 from scneural.models._base import (
     ScneuralModelMixin,
@@ -263,7 +264,8 @@ class ScGenMixin:
             (it used to fail inside the training loop) or one ``train`` passes to the
             splitter itself (``batch_size``, ``train_size``...: pass them to ``train``).
         """
-        check_optional_int(max_epochs, "max_epochs")
+        max_epochs = check_optional_int(max_epochs, "max_epochs")
+        batch_size = check_positive_int(batch_size, "batch_size")
         check_plan_kwargs(plan_kwargs, self._training_plan_cls)
         plan = check_plan_settings(plan_kwargs, lr=lr, weight_decay=weight_decay, eps=1e-8)
         if max_grad_norm is not None:
