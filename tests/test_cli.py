@@ -8,6 +8,14 @@ from typer.testing import CliRunner
 from scneural.cli import _demo, app
 
 
+def test_version_option():
+    import scneural
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"scneural {scneural.__version__}"
+
+
 def test_datasets_command():
     result = CliRunner().invoke(app, ["datasets"])
     assert result.exit_code == 0

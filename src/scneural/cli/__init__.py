@@ -10,6 +10,23 @@ import typer
 app = typer.Typer(help="scneural: deep learning tools for single-cell data.", no_args_is_help=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from scneural import __version__
+
+        typer.echo(f"scneural {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """scneural: deep learning tools for single-cell data."""
+
+
 @app.command()
 def demo(
     output: Path = typer.Option(Path("demo_output"), help="Folder for the .h5ad and PNG outputs."),
