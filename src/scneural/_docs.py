@@ -125,6 +125,15 @@ DOC_PARAMS: dict[str, str] = {
             Passed to scvi-tools' :meth:`~scvi.model.base.BaseModelClass.load`
             (``prefix``, ``accelerator``, ``device``, ``backup_url``)."""
     ),
+    "train_type_error": dedent(
+        """\
+        TypeError
+            If ``plan_kwargs`` is not a dict, or holds a name the training plan does not
+            take (it used to be ignored without a word); or if ``datasplitter_kwargs`` is
+            not a dict, holds a name scvi-tools' data splitter and its loaders do not take
+            (it used to fail inside the training loop) or one ``train`` passes to the
+            splitter itself (``batch_size``, ``train_size``...: pass them to ``train``)."""
+    ),
     "train_kwargs": dedent(
         """\
         **train_kwargs

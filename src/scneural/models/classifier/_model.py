@@ -183,6 +183,7 @@ class ClassifierMixin:
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
 
+    @doc_params()
     @records_training
     def train(
         self,
@@ -245,12 +246,7 @@ class ClassifierMixin:
             count as trained), ``lr`` is not positive, ``weight_decay`` is negative, or
             ``train_size`` is not in (0, 1] or leaves no cell for validation (``1.0``
             trains on every cell without one).
-        TypeError
-            If ``plan_kwargs`` is not a dict, or holds a name the training plan does not
-            take (it used to be ignored without a word); or if ``datasplitter_kwargs`` is
-            not a dict, holds a name scvi-tools' data splitter and its loaders do not take
-            (it used to fail inside the training loop) or one ``train`` passes to the
-            splitter itself (``batch_size``, ``train_size``...: pass them to ``train``).
+        {train_type_error}
         """
         max_epochs = check_optional_int(max_epochs, "max_epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
