@@ -419,15 +419,16 @@ def check_probability(value: Any, argument: str) -> float:
     return _check_number(value, argument, "in [0, 1]", lambda number: 0 <= number <= 1)
 
 
-def _plan_dict(plan_kwargs: Any, argument: str) -> Mapping[str, Any]:
-    """``plan_kwargs`` (``{}`` for ``None``), refused unless it is a dict."""
-    if plan_kwargs is None:
+def check_kwargs_dict(
+    kwargs: Any, argument: str, what: str = "training plan arguments"
+) -> Mapping[str, Any]:
+    """Keyword arguments passed on as a dict (``plan_kwargs``, ``datasplitter_kwargs``):
+    ``{}`` for ``None``, refused unless it is a dict of ``what``."""
+    if kwargs is None:
         return {}
-    if not isinstance(plan_kwargs, Mapping):
-        raise TypeError(
-            f"{argument} must be a dict of training plan arguments, got {plan_kwargs!r}"
-        )
-    return plan_kwargs
+    if not isinstance(kwargs, Mapping):
+        raise TypeError(f"{argument} must be a dict of {what}, got {kwargs!r}")
+    return kwargs
 
 
 def check_plan_settings(
@@ -442,7 +443,7 @@ def check_plan_settings(
     from the defaults (``prefix="cluster_"``: the DEC phase's ``cluster_lr``).
     """
     argument = f"{prefix}plan_kwargs"
-    given = _plan_dict(plan_kwargs, argument)
+    given = check_kwargs_dict(plan_kwargs, argument)
     plan = {**defaults, **given}
     for name, check in (
         ("lr", check_positive_float),
@@ -488,7 +489,7 @@ def check_plan_kwargs(
     ValueError
         If ``plan_kwargs`` holds a name of ``set_elsewhere``.
     """
-    plan_kwargs = _plan_dict(plan_kwargs, argument)
+    plan_kwargs = check_kwargs_dict(plan_kwargs, argument)
     set_elsewhere = set_elsewhere or {}
     refused = [
         f"{argument}[{name!r}]: {set_elsewhere[name]}"

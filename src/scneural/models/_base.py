@@ -25,6 +25,7 @@ from scneural._utils import class_keyword_names, history_to_dict, with_suggestio
 from scneural._validation import (
     DIVERGED_FIX,
     check_fraction,
+    check_kwargs_dict,
     check_train_size,
     first_nonfinite_loss,
 )
@@ -156,14 +157,12 @@ class SingleCellSafeDataSplitter(DataSplitter):
             If ``datasplitter_kwargs`` is not a dict or holds a name ``train`` passes to
             the splitter itself.
         """
-        if datasplitter_kwargs is None:
-            return
-        if not isinstance(datasplitter_kwargs, Mapping):
-            raise TypeError(
-                "datasplitter_kwargs must be a dict of data splitter and loader arguments "
-                f"(e.g. {{'num_workers': 2}}), got {datasplitter_kwargs!r}"
-            )
-        passed = [name for name in datasplitter_kwargs if name in cls._passed_by_train]
+        given = check_kwargs_dict(
+            datasplitter_kwargs,
+            "datasplitter_kwargs",
+            "data splitter and loader arguments (e.g. {'num_workers': 2})",
+        )
+        passed = [name for name in given if name in cls._passed_by_train]
         if passed:
             raise TypeError(
                 "datasplitter_kwargs holds "
@@ -682,8 +681,7 @@ def early_stopping_trainer_kwargs(
     :meth:`SingleCellSafeDataSplitter.check_train_kwargs`).
     """
     SingleCellSafeDataSplitter.check_train_kwargs(kwargs.get("datasplitter_kwargs"))
-    if train_size is not None:
-        check_train_size(train_size)
+    train_size = None if train_size is None else check_train_size(train_size)
     kwargs = distributed_trainer_kwargs(kwargs)
     if logger is not None:
         kwargs["logger"] = build_logger(logger, kwargs.get("default_root_dir"))
@@ -691,8 +689,8 @@ def early_stopping_trainer_kwargs(
         kwargs["early_stopping"] = False
         return kwargs
     if n_obs is not None:
-        fraction = 0.9 if train_size is None else float(train_size)
-        if 0 < fraction < 1 and n_obs - math.ceil(fraction * n_obs) == 0:
+        fraction = 0.9 if train_size is None else train_size  # in (0, 1): validation
+        if n_obs - math.ceil(fraction * n_obs) == 0:
             raise ValueError(
                 f"train_size={fraction:g} of {n_obs} cells leaves no cell for validation "
                 "(early stopping and the validation metrics need some); pass train_size=1.0 "

@@ -118,6 +118,16 @@ def resolve_source(
     return InputSource(layer=layer, use_rep=use_rep)
 
 
+def saved_model_hint(model: Any, load_call: str) -> str:
+    """For a path given as ``model=`` (most likely a saved model's folder), how to load it:
+    ``load_call`` with ``{path}`` standing for the path; ``""`` for anything else."""
+    if not isinstance(model, str | os.PathLike):
+        return ""
+    return f"; to reuse a saved model, load it first: model=sn.models.{load_call}".format(
+        path=repr(str(model))
+    )
+
+
 def check_reused_model(model: Any, model_cls: type, model_name: str) -> None:
     """Require ``model=`` to be ``None`` or a trained model of ``model_cls`` (the tool's
     torch and JAX models, named ``model_name`` and ``Jax{model_name}``).
@@ -128,15 +138,12 @@ def check_reused_model(model: Any, model_cls: type, model_name: str) -> None:
     if model is None:
         return
     if not isinstance(model, model_cls):
-        hint = ""
-        if isinstance(model, str | os.PathLike):
-            hint = (
-                f"; to reuse a saved model, load it first: model=sn.models.{model_name}"
-                f".load({str(model)!r}, adata=adata) (Jax{model_name} for a JAX model)"
-            )
         raise TypeError(
             f"model= must be a scneural {model_name} (or Jax{model_name}), got "
-            f"{type(model).__name__}{hint}"
+            f"{type(model).__name__}"
+            + saved_model_hint(
+                model, f"{model_name}.load({{path}}, adata=adata) (Jax{model_name} for a JAX model)"
+            )
         )
     if not model.is_trained:
         raise ValueError("model= has not been trained; call model.train() or pass model=None")

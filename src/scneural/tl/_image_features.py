@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ from scneural.models.image._backbones import default_input_size
 from scneural.models.image._extractor import pick_device, resize_patches
 
 from ._arguments import check_tool_arguments
-from ._common import check_backend, trainer_kwargs
+from ._common import check_backend, saved_model_hint, trainer_kwargs
 from ._image_patches import (
     MIN_PATCH_SIZE,
     SpotImage,
@@ -304,15 +303,10 @@ def image_features(
     check_adata(adata)
     check_backend(backend, "image_features", available=("torch",))
     if model is not None and not isinstance(model, ImageFeatureExtractor):
-        hint = ""
-        if isinstance(model, str | os.PathLike):  # most likely a saved extractor
-            hint = (
-                "; to reuse a saved one, load it first: "
-                f"model=sn.models.ImageFeatureExtractor.load({str(model)!r})"
-            )
         raise TypeError(
             f"model= must be an ImageFeatureExtractor returned by image_features, got "
-            f"{type(model).__name__}{hint}"
+            f"{type(model).__name__}"
+            + saved_model_hint(model, "ImageFeatureExtractor.load({path})")
         )
     if model is not None and model.pca is None:
         raise ValueError("model= has no fitted PCA; pass an extractor returned by image_features")

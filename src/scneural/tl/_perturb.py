@@ -262,9 +262,10 @@ def perturb(
         if n_seen:
             warnings.warn(
                 f"adata holds {counted(n_seen, f'{perturbed!r} cell')} of {predict!r}, the "
-                f"type to predict; they are {'' if model is not None else 'trained on and '}used "
-                "in the delta, so this is not a held-out prediction. Remove them from adata "
-                "to predict an unseen response",
+                "type to predict; they are "
+                f"{'' if model is not None else 'trained on and '}used in the delta, so this "
+                "is not a held-out prediction. Remove them from adata to predict an unseen "
+                "response",
                 UserWarning,
                 stacklevel=2,
             )
