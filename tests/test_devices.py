@@ -115,9 +115,9 @@ def run_script(
     subprocess in ``folder``, with ``env`` added to the environment; return the results.
 
     The script runs in a session of its own, and a script that runs past ``timeout`` (or
-    whose test is interrupted) is killed with every process it started: the DDP launcher's other ranks and the
-    processes ``ddp_fork`` forks would otherwise outlive a hung test and keep computing
-    on the cores the rest of the suite runs on.
+    whose test is interrupted) is killed with every process it started: the DDP
+    launcher's other ranks and the processes ``ddp_fork`` forks would otherwise outlive a
+    hung test and keep computing on the cores the rest of the suite runs on.
     """
     path = folder / "train_on_two_devices.py"
     path.write_text(textwrap.dedent(script))
@@ -131,15 +131,17 @@ def run_script(
         env={**os.environ, **(env or {})},
         start_new_session=True,
     )
+    timed_out = False
     try:
         _, stderr = run.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(run.pid, signal.SIGKILL)
-        _, stderr = run.communicate()
-        pytest.fail(f"{path.name} ran past {timeout} s and was killed; stderr:\n{stderr[-5000:]}")
+        timed_out = True
     finally:  # also on an interrupted test, and for a rank left behind by one that ended
         with contextlib.suppress(ProcessLookupError):
             os.killpg(run.pid, signal.SIGKILL)
+    if timed_out:
+        _, stderr = run.communicate()  # the pipes close once every process is gone
+        pytest.fail(f"{path.name} ran past {timeout} s and was killed; stderr:\n{stderr[-5000:]}")
     assert run.returncode == 0, stderr[-5000:]
     return json.loads(out.read_text())
 

@@ -82,33 +82,6 @@ def test_splitter_refuses_loader_arguments_no_step_takes():
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
-def test_tool_refuses_unknown_datasplitter_kwargs_before_training(backend):
-    """A misspelt loader argument used to fail inside the Lightning loop with torch's
-    ``DataLoader.__init__() got an unexpected keyword argument``."""
-    adata = _lognorm()
-    before = snapshot(adata)
-    with pytest.raises(TypeError, match=r"datasplitter_kwargs holds 'num_worker' \(did you"):
-        sn.tl.classify(
-            adata,
-            "group",
-            backend=backend,
-            max_epochs=1,
-            datasplitter_kwargs={"num_worker": 0},
-            enable_progress_bar=False,
-        )
-    assert_unchanged(adata, before)
-    model = sn.tl.classify(
-        adata,
-        "group",
-        backend=backend,
-        max_epochs=1,
-        datasplitter_kwargs={"num_workers": 0, "drop_last": True},
-        enable_progress_bar=False,
-    )
-    assert len(model.history["train_loss"]) == 1
-
-
-@pytest.mark.parametrize("backend", ["torch", "jax"])
 @pytest.mark.parametrize("train_size", [0, 0.0, -0.5, 1.5, float("nan"), "0.9", True])
 def test_train_size_outside_zero_one_is_refused(backend, train_size):
     """scvi-tools' splitter read train_size=0 as "not given" and trained on 90% of the

@@ -268,15 +268,44 @@ def test_mps_accelerator_without_an_apple_gpu_is_named(monkeypatch):
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
-def test_datasplitter_kwargs_train_passes_itself_are_refused(backend):
-    """A name scvi-tools' train passes to the splitter itself used to fail with Python's
-    "got multiple values for keyword argument 'batch_size'", which did not say where to
-    pass it."""
-    adata = _perturbation()
+@pytest.mark.parametrize(
+    "run, data, bad, match",
+    [
+        # used to fail inside the Lightning loop with torch's "DataLoader.__init__() got an
+        # unexpected keyword argument"
+        (
+            _classify,
+            lambda: log_normalise(_counts()),
+            {"num_worker": 0},
+            r"datasplitter_kwargs holds 'num_worker' \(did you",
+        ),
+        # used to fail with Python's "got multiple values for keyword argument
+        # 'batch_size'", which did not say where to pass it
+        (
+            _perturb,
+            _perturbation,
+            {"batch_size": 64},
+            "'batch_size', which train takes itself: pass batch",
+        ),
+    ],
+)
+def test_bad_datasplitter_kwargs_are_refused_before_training(run, data, bad, match, backend):
+    adata = data()
     before = snapshot(adata)
-    with pytest.raises(TypeError, match="'batch_size', which train takes itself: pass batch"):
-        _perturb(adata, backend=backend, datasplitter_kwargs={"batch_size": 64})
+    with pytest.raises(TypeError, match=match):
+        run(adata, backend=backend, max_epochs=1, datasplitter_kwargs=bad)
     assert_unchanged(adata, before)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_datasplitter_kwargs_reach_the_loaders(backend):
+    model = _classify(
+        backend=backend,
+        max_epochs=1,
+        batch_size=32,  # with drop_last, the 114 training cells must fill a minibatch
+        datasplitter_kwargs={"num_workers": 0, "drop_last": True},
+    )
+    assert len(model.history["train_loss"]) == 1
 
 
 def test_image_features_model_given_as_a_path_says_how_to_load_it(tmp_path):
