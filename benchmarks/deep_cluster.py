@@ -217,6 +217,8 @@ def table(rows: list[dict]) -> str:
     """Markdown table: mean (sd) over seeds per data set and method."""
     import pandas as pd
 
+    if not rows:
+        return "no results to tabulate"
     frame = pd.DataFrame(rows)
     out = []
     for name, group in frame.groupby("dataset", sort=False):
@@ -307,6 +309,7 @@ def main() -> None:
     results = Path(args.results[0])
     results.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    failed: list[str] = []
     base = [sys.executable, __file__, "--threads", str(args.threads)]
     base += ["--scvi-epochs", str(args.scvi_epochs), "--ours", args.ours]
     base += ["--estimate-k"] if args.estimate_k else []
@@ -322,6 +325,7 @@ def main() -> None:
                 ]
                 if proc.returncode != 0 or not found:
                     print(f"FAILED {method} {name} {seed}:\n{proc.stderr[-3000:]}", flush=True)
+                    failed.append(f"{method} {name} {seed}")
                     continue
                 for result in found:
                     result["ours"] = args.ours
@@ -331,6 +335,11 @@ def main() -> None:
                 rows.extend(found)
     print(f"\nthreads per run: {args.threads}; ours: {args.ours}")
     print(table(rows))
+    if failed:
+        # A benchmark with missing runs must not pass for a complete one (a shell loop or CI
+        # step that chains runs checks the exit status).
+        n_runs = len(args.datasets) * len(args.seeds) * len(args.methods)
+        sys.exit(f"{len(failed)} of {n_runs} runs failed (see FAILED above): " + "; ".join(failed))
 
 
 if __name__ == "__main__":
