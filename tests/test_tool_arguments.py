@@ -25,6 +25,10 @@ def _counts():
     return sn.datasets.synthetic_counts(n_obs=120, n_vars=40, n_groups=3, seed=0)
 
 
+def _lognorm_counts():
+    return log_normalise(_counts())
+
+
 def _perturbation():
     adata = log_normalise(sn.datasets.synthetic_perturbation(n_obs=200, n_vars=30, seed=0))
     held_out = (adata.obs["cell_type"] == "t0") & (adata.obs["condition"] == "stimulated")
@@ -32,7 +36,7 @@ def _perturbation():
 
 
 def _classify(adata=None, **kwargs):
-    adata = log_normalise(_counts()) if adata is None else adata
+    adata = _lognorm_counts() if adata is None else adata
     return sn.tl.classify(adata, "group", **{"n_hidden": (8,), **QUIET, **kwargs})
 
 
@@ -51,9 +55,9 @@ def _perturb(adata=None, **kwargs):
 @pytest.mark.parametrize(
     "run, data, typo, suggested",
     [
-        (_classify, lambda: log_normalise(_counts()), {"max_epoch": 1}, "'max_epochs'"),
-        (_classify, lambda: log_normalise(_counts()), {"n_hiden": (4,)}, "'n_hidden'"),
-        (_classify, lambda: log_normalise(_counts()), {"erly_stopping": False}, "'early_stopping'"),
+        (_classify, _lognorm_counts, {"max_epoch": 1}, "'max_epochs'"),
+        (_classify, _lognorm_counts, {"n_hiden": (4,)}, "'n_hidden'"),
+        (_classify, _lognorm_counts, {"erly_stopping": False}, "'early_stopping'"),
         (_deep_cluster, _counts, {"noise_sdd": 1.0}, "'noise_sd'"),
         (_deep_cluster, _counts, {"lr": 0.01}, "'cluster_lr' or 'pretrain_lr'"),
         (_deep_cluster, _counts, {"plan_kwargs": {}}, "'cluster_plan_kwargs' or"),
@@ -88,7 +92,7 @@ def test_image_features_misspelt_training_argument():
 @pytest.mark.parametrize(
     "run, data, plan",
     [
-        (_classify, lambda: log_normalise(_counts()), {"plan_kwargs": {"lr_patiense": 3}}),
+        (_classify, _lognorm_counts, {"plan_kwargs": {"lr_patiense": 3}}),
         (_perturb, _perturbation, {"plan_kwargs": {"lr_patiense": 3}}),
         (_deep_cluster, _counts, {"cluster_plan_kwargs": {"lr_patiense": 3}}),
     ],
@@ -131,7 +135,7 @@ def test_known_training_arguments_pass(monkeypatch):
 @pytest.fixture(scope="module")
 def models():
     return {
-        "classify": (_classify(max_epochs=1), lambda: log_normalise(_counts())),
+        "classify": (_classify(max_epochs=1), _lognorm_counts),
         "deep_cluster": (_deep_cluster(), _counts),
         "perturb": (_perturb(return_model=True)[1], _perturbation),
     }
@@ -226,7 +230,7 @@ def test_deep_cluster_train_refuses_one_lr_for_both_phases(shared):
 @pytest.mark.parametrize(
     "run, data, model_name",
     [
-        (_classify, lambda: log_normalise(_counts()), "Classifier"),
+        (_classify, _lognorm_counts, "Classifier"),
         (_deep_cluster, _counts, "DeepCluster"),
         (_perturb, _perturbation, "ScGen"),
     ],
@@ -262,7 +266,7 @@ def test_mps_accelerator_without_an_apple_gpu_is_named(monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    adata = log_normalise(_counts())
+    adata = _lognorm_counts()
     with pytest.raises(ValueError, match="accelerator='mps' but no Apple GPU is available"):
         _classify(adata, accelerator="mps")
 
@@ -275,7 +279,7 @@ def test_mps_accelerator_without_an_apple_gpu_is_named(monkeypatch):
         # unexpected keyword argument"
         (
             _classify,
-            lambda: log_normalise(_counts()),
+            _lognorm_counts,
             {"num_worker": 0},
             r"datasplitter_kwargs holds 'num_worker' \(did you",
         ),
@@ -335,7 +339,7 @@ def test_gpu_accelerator_is_an_apple_gpu_when_there_is_one(monkeypatch):
 @pytest.mark.parametrize(
     "run, data, key",
     [
-        (_classify, lambda: log_normalise(_counts()), "classify"),
+        (_classify, _lognorm_counts, "classify"),
         (_deep_cluster, _counts, "deep_cluster"),
         (_perturb, _perturbation, "perturb"),
     ],

@@ -602,17 +602,16 @@ def check_accelerator_available(accelerator: Any) -> None:
     """
     if not isinstance(accelerator, str):
         return
+    has_mps = torch.backends.mps.is_available()
     # Lightning's "gpu" is a CUDA GPU, else an Apple one
-    if accelerator == "cuda" or (accelerator == "gpu" and not torch.backends.mps.is_available()):
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"accelerator={accelerator!r} but no CUDA GPU is available here; pass "
-                "accelerator='cpu', or 'auto' (which takes a GPU when there is one)"
-            )
-    if accelerator == "mps" and not torch.backends.mps.is_available():
+    if accelerator == "cuda" or (accelerator == "gpu" and not has_mps):
+        missing = None if torch.cuda.is_available() else "CUDA GPU"
+    else:
+        missing = "Apple GPU" if accelerator == "mps" and not has_mps else None
+    if missing:
         raise ValueError(
-            "accelerator='mps' but no Apple GPU is available here; pass accelerator='cpu', "
-            "or 'auto' (which takes a GPU when there is one)"
+            f"accelerator={accelerator!r} but no {missing} is available here; pass "
+            "accelerator='cpu', or 'auto' (which takes a GPU when there is one)"
         )
 
 
