@@ -593,6 +593,21 @@ class OneThreadPerForkedProcess(Callback):
             torch.set_num_threads(1)
 
 
+_GPU_NAMES = {"cuda": "CUDA GPU", "mps": "Apple GPU"}
+
+
+def named_gpu(accelerator: Any) -> str | None:
+    """The GPU an ``accelerator`` named as Lightning names it asks for: ``"cuda"``,
+    ``"mps"`` or ``None`` (the CPU, ``"auto"``, an object). Lightning's ``"gpu"`` is a CUDA
+    GPU, else an Apple one."""
+    if not isinstance(accelerator, str):
+        return None
+    if accelerator == "gpu":
+        has_apple_only = torch.backends.mps.is_available() and not torch.cuda.is_available()
+        return "mps" if has_apple_only else "cuda"
+    return accelerator if accelerator in _GPU_NAMES else None
+
+
 def check_accelerator_available(accelerator: Any) -> None:
     """Refuse a GPU ``accelerator`` named as Lightning names it when there is no such GPU.
 
@@ -600,17 +615,11 @@ def check_accelerator_available(accelerator: Any) -> None:
     names neither ``accelerator`` nor the fix. Accelerator objects and other names are left
     to Lightning (an unknown name gets its list of names).
     """
-    if not isinstance(accelerator, str):
-        return
-    has_mps = torch.backends.mps.is_available()
-    # Lightning's "gpu" is a CUDA GPU, else an Apple one
-    if accelerator == "cuda" or (accelerator == "gpu" and not has_mps):
-        missing = None if torch.cuda.is_available() else "CUDA GPU"
-    else:
-        missing = "Apple GPU" if accelerator == "mps" and not has_mps else None
-    if missing:
+    gpu = named_gpu(accelerator)
+    present = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if gpu is not None and not present[gpu]():
         raise ValueError(
-            f"accelerator={accelerator!r} but no {missing} is available here; pass "
+            f"accelerator={accelerator!r} but no {_GPU_NAMES[gpu]} is available here; pass "
             "accelerator='cpu', or 'auto' (which takes a GPU when there is one)"
         )
 

@@ -123,9 +123,8 @@ def saved_model_hint(model: Any, load_call: str) -> str:
     ``load_call`` with ``{path}`` standing for the path; ``""`` for anything else."""
     if not isinstance(model, str | os.PathLike):
         return ""
-    return f"; to reuse a saved model, load it first: model=sn.models.{load_call}".format(
-        path=repr(str(model))
-    )
+    load = load_call.format(path=repr(str(model)))
+    return f"; to reuse a saved model, load it first: model=sn.models.{load}"
 
 
 def check_reused_model(model: Any, model_cls: type, model_name: str) -> None:

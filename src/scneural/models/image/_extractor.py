@@ -13,7 +13,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from .._base import check_accelerator_available
+from .._base import check_accelerator_available, named_gpu
 from ._backbones import TORCHVISION_BACKBONES, TorchvisionTrunk, preprocessing
 from ._model import ImageExpressionModel
 
@@ -155,9 +155,10 @@ def pick_device(accelerator: str = "auto") -> torch.device:
     if accelerator not in ACCELERATORS:
         raise ValueError(f"accelerator={accelerator!r} is not one of {list(ACCELERATORS)}")
     check_accelerator_available(accelerator)
-    if accelerator == "mps" or (accelerator == "gpu" and not torch.cuda.is_available()):
-        return torch.device("mps")  # Lightning's "gpu" is CUDA, else an Apple GPU
-    if accelerator != "cpu" and torch.cuda.is_available():
+    gpu = named_gpu(accelerator)
+    if gpu is not None:
+        return torch.device(gpu)
+    if accelerator == "auto" and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
 
