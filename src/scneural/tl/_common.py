@@ -118,12 +118,12 @@ def resolve_source(
     return InputSource(layer=layer, use_rep=use_rep)
 
 
-def saved_model_hint(model: Any, load_call: str) -> str:
+def saved_model_hint(model: Any, model_class: str, load_args: str = "", note: str = "") -> str:
     """For a path given as ``model=`` (most likely a saved model's folder), how to load it:
-    ``load_call`` with ``{path}`` standing for the path; ``""`` for anything else."""
+    ``sn.models.{model_class}.load(path{load_args}){note}``; ``""`` for anything else."""
     if not isinstance(model, str | os.PathLike):
         return ""
-    load = load_call.format(path=repr(str(model)))
+    load = f"{model_class}.load({str(model)!r}{load_args}){note}"
     return f"; to reuse a saved model, load it first: model=sn.models.{load}"
 
 
@@ -141,7 +141,7 @@ def check_reused_model(model: Any, model_cls: type, model_name: str) -> None:
             f"model= must be a scneural {model_name} (or Jax{model_name}), got "
             f"{type(model).__name__}"
             + saved_model_hint(
-                model, f"{model_name}.load({{path}}, adata=adata) (Jax{model_name} for a JAX model)"
+                model, model_name, ", adata=adata", f" (Jax{model_name} for a JAX model)"
             )
         )
     if not model.is_trained:

@@ -305,8 +305,7 @@ def image_features(
     if model is not None and not isinstance(model, ImageFeatureExtractor):
         raise TypeError(
             f"model= must be an ImageFeatureExtractor returned by image_features, got "
-            f"{type(model).__name__}"
-            + saved_model_hint(model, "ImageFeatureExtractor.load({path})")
+            f"{type(model).__name__}" + saved_model_hint(model, "ImageFeatureExtractor")
         )
     if model is not None and model.pca is None:
         raise ValueError("model= has no fitted PCA; pass an extractor returned by image_features")
