@@ -302,13 +302,19 @@ def test_bad_datasplitter_kwargs_are_refused_before_training(run, data, bad, mat
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
-def test_datasplitter_kwargs_reach_the_loaders(backend):
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_datasplitter_kwargs_reach_the_loaders(backend, drop_last):
     model = _classify(
         backend=backend,
         max_epochs=1,
-        batch_size=32,  # with drop_last, the 114 training cells must fill a minibatch
-        datasplitter_kwargs={"num_workers": 0, "drop_last": True},
+        batch_size=32,
+        datasplitter_kwargs={"num_workers": 0, "drop_last": drop_last},
     )
+    n_train = len(model.train_indices)
+    # drop_last leaves out the last, partial minibatch: 3 batches of 32 instead of 4
+    expected = n_train // 32 if drop_last else -(-n_train // 32)
+    assert n_train % 32 != 0, "the split must leave a partial minibatch to drop"
+    assert model.trainer.num_training_batches == expected
     assert len(model.history["train_loss"]) == 1
 
 
