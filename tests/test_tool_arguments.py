@@ -304,16 +304,18 @@ def test_bad_datasplitter_kwargs_are_refused_before_training(run, data, bad, mat
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_datasplitter_kwargs_reach_the_loaders(backend, drop_last):
+    batch_size = 32
     model = _classify(
         backend=backend,
         max_epochs=1,
-        batch_size=32,
+        batch_size=batch_size,
         datasplitter_kwargs={"num_workers": 0, "drop_last": drop_last},
     )
     n_train = len(model.train_indices)
-    # drop_last leaves out the last, partial minibatch: 3 batches of 32 instead of 4
-    expected = n_train // 32 if drop_last else -(-n_train // 32)
-    assert n_train % 32 != 0, "the split must leave a partial minibatch to drop"
+    assert n_train % batch_size != 0, "the split must leave a partial minibatch to drop"
+    # drop_last leaves out the last, partial minibatch: 3 batches of 32 cells instead of 4
+    full = n_train // batch_size
+    expected = full if drop_last else full + 1
     assert model.trainer.num_training_batches == expected
     assert len(model.history["train_loss"]) == 1
 
